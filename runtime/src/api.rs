@@ -1,0 +1,178 @@
+//! The `Runtime` trait: what the gateway needs from a container engine. The embedded
+//! native runtime implements it; an LXD/Incus backend implements the same trait, so
+//! nothing here assumes file descriptors, local processes or a single host.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::Result;
+use crate::inventory::ContainerRecord;
+
+/// A terminal window size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowSize {
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
+    /// Width in pixels (0 when unknown).
+    pub px_width: u16,
+    /// Height in pixels (0 when unknown).
+    pub px_height: u16,
+}
+
+impl WindowSize {
+    /// A size from the u32 fields of an SSH request, clamped to what a terminal can hold.
+    pub fn from_ssh(cols: u32, rows: u32, px_width: u32, px_height: u32) -> Self {
+        let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
+        WindowSize {
+            cols: clamp(cols),
+            rows: clamp(rows),
+            px_width: clamp(px_width),
+            px_height: clamp(px_height),
+        }
+    }
+}
+
+/// A terminal requested for a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtySpec {
+    /// The `TERM` value.
+    pub term: String,
+    /// The initial size.
+    pub size: WindowSize,
+}
+
+/// A process to run in a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The account inside the container to run as.
+    pub login: String,
+    /// A command for the login shell's `-c`, or `None` for an interactive login shell.
+    pub command: Option<String>,
+    /// A terminal, or `None` for plain pipes (stdout and stderr kept apart).
+    pub pty: Option<PtySpec>,
+    /// Extra environment variables (already filtered by the caller).
+    pub env: Vec<(String, String)>,
+}
+
+/// An account to create inside a container on first login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Login name.
+    pub name: String,
+    /// Numeric user id.
+    pub uid: u32,
+    /// Numeric primary group id.
+    pub gid: u32,
+    /// Login shell (default `/bin/bash`).
+    pub shell: Option<String>,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal {
+        /// The signal's SSH name without the `SIG` prefix (`TERM`, `KILL`, …).
+        name: &'static str,
+        /// Whether it dumped core.
+        core_dumped: bool,
+    },
+}
+
+/// Whether a container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Not running.
+    Stopped,
+    /// Running since the given time.
+    Running {
+        /// When it started.
+        since: DateTime<Utc>,
+    },
+}
+
+impl ContainerState {
+    /// "running" or "stopped".
+    pub fn label(&self) -> &'static str {
+        match self {
+            ContainerState::Stopped => "stopped",
+            ContainerState::Running { .. } => "running",
+        }
+    }
+}
+
+/// What [`Runtime::start`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// It was running already.
+    AlreadyRunning,
+    /// It was stopped and has been started.
+    Started,
+}
+
+/// A byte stream from a process.
+pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
+/// A byte stream to a process.
+pub type ByteWriter = Pin<Box<dyn AsyncWrite + Send>>;
+/// Resolves when a process ends.
+pub type ExitFuture = Pin<Box<dyn Future<Output = Result<ExitStatus>> + Send>>;
+
+/// A running process inside a container.
+pub struct Process {
+    /// Its standard input (the terminal with a PTY).
+    pub stdin: ByteWriter,
+    /// Its standard output (the terminal with a PTY).
+    pub stdout: ByteReader,
+    /// Its standard error; `None` with a PTY, where it shares the terminal.
+    pub stderr: Option<ByteReader>,
+    /// Resize and signal it.
+    pub control: Box<dyn ProcessControl>,
+    /// Resolves with its exit status.
+    pub exit: ExitFuture,
+}
+
+/// Control of a running process.
+#[async_trait]
+pub trait ProcessControl: Send + Sync {
+    /// Changes the terminal size (no-op without a PTY).
+    async fn resize(&self, size: WindowSize) -> Result<()>;
+    /// Sends a signal, named as in SSH (`INT`, `TERM`, `HUP`, `KILL`, …).
+    async fn signal(&self, name: &str) -> Result<()>;
+}
+
+/// A container engine.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// A short name of the backend, such as `native`.
+    fn kind(&self) -> &'static str;
+    /// Registers a new container (it starts on first use).
+    async fn create(&self, record: ContainerRecord) -> Result<()>;
+    /// Reads one container's record.
+    async fn get(&self, name: &str) -> Result<ContainerRecord>;
+    /// All containers, sorted by name.
+    async fn list(&self) -> Result<Vec<ContainerRecord>>;
+    /// Replaces a container's record (labels, purpose, limits, last login).
+    async fn update(&self, record: &ContainerRecord) -> Result<()>;
+    /// Whether it runs.
+    async fn state(&self, name: &str) -> Result<ContainerState>;
+    /// Starts it if it is stopped; returns as soon as it can run processes.
+    async fn start(&self, name: &str) -> Result<StartOutcome>;
+    /// Stops it gracefully (then forcibly after a timeout).
+    async fn stop(&self, name: &str) -> Result<()>;
+    /// Stops it and removes it with all its files.
+    async fn delete(&self, name: &str) -> Result<()>;
+    /// Creates the account inside the running container unless it exists.
+    async fn ensure_account(&self, name: &str, account: &Account) -> Result<()>;
+    /// Runs a process inside the running container.
+    async fn exec(&self, name: &str, spec: ExecSpec) -> Result<Process>;
+}

@@ -1,0 +1,367 @@
+//! Root filesystem images under `state_dir/images/<name>/rootfs`: built with
+//! debootstrap, or imported from a tarball (plain, gzip or zstd; LXC/Incus image
+//! tarballs with `metadata.yaml` and `rootfs/` too). Archives with absolute paths, `..`
+//! or hard links leaving the root are refused before anything is written.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+use crate::inventory::write_atomic;
+use crate::names::validate_image_name;
+
+/// Packages added to debootstrap's minimal base so the image is a usable machine.
+pub const EXTRA_PACKAGES: &str = "procps,iproute2,iputils-ping,sudo,less,openssh-sftp-server";
+/// The default mirror for `image build`.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// What is known about an image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Its name.
+    pub name: String,
+    /// Where it came from (`debootstrap bookworm <mirror>` or `import <file>`).
+    pub source: String,
+    /// When it was made.
+    pub created: DateTime<Utc>,
+}
+
+/// The image store.
+#[derive(Debug, Clone)]
+pub struct Images {
+    dir: PathBuf,
+}
+
+impl Images {
+    /// The store at `dir`, created if missing.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("cannot create", &dir, e))?;
+        Ok(Images { dir })
+    }
+
+    /// The root filesystem of an existing image.
+    pub fn rootfs(&self, name: &str) -> Result<PathBuf> {
+        validate_image_name(name)?;
+        let rootfs = self.dir.join(name).join("rootfs");
+        if rootfs.join("bin").exists() || rootfs.join("usr").exists() {
+            Ok(rootfs)
+        } else {
+            Err(RuntimeError::NoSuchImage(name.to_string()))
+        }
+    }
+
+    /// Whether the image exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.rootfs(name).is_ok()
+    }
+
+    /// All images.
+    pub fn list(&self) -> Result<Vec<ImageInfo>> {
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| RuntimeError::io("cannot list", &self.dir, e))?;
+        let mut out: Vec<ImageInfo> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| self.exists(n))
+            .map(|n| {
+                let meta = std::fs::read(self.dir.join(&n).join("image.json")).ok();
+                meta.and_then(|m| serde_json::from_slice(&m).ok()).unwrap_or(ImageInfo {
+                    name: n,
+                    source: "unknown".into(),
+                    created: DateTime::<Utc>::UNIX_EPOCH,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Deletes an image. Containers layered on it must be deleted first (the caller checks).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        self.rootfs(name)?;
+        let dir = self.dir.join(name);
+        std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::io("cannot remove", &dir, e))
+    }
+
+    /// A fresh staging directory for image `name`; fails if the image exists.
+    fn staging(&self, name: &str) -> Result<PathBuf> {
+        validate_image_name(name)?;
+        if self.exists(name) {
+            return Err(RuntimeError::ImageExists(name.to_string()));
+        }
+        let staging = self.dir.join(format!(".{name}.partial"));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| RuntimeError::io("cannot clean up", &staging, e))?;
+        }
+        std::fs::create_dir_all(staging.join("rootfs"))
+            .map_err(|e| RuntimeError::io("cannot create", &staging, e))?;
+        Ok(staging)
+    }
+
+    /// Moves a finished staging directory into place.
+    fn commit(&self, name: &str, staging: &Path, source: String) -> Result<()> {
+        let info = ImageInfo { name: name.to_string(), source, created: Utc::now() };
+        let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
+        write_atomic(&staging.join("image.json"), &json)?;
+        let target = self.dir.join(name);
+        if target.exists() {
+            std::fs::remove_dir_all(&target).map_err(|e| RuntimeError::io("cannot replace", &target, e))?;
+        }
+        std::fs::rename(staging, &target).map_err(|e| RuntimeError::io("cannot install", &target, e))
+    }
+
+    /// Builds a Debian image with debootstrap. `progress` receives each line it prints.
+    pub fn build(
+        &self,
+        name: &str,
+        suite: &str,
+        mirror: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        if !suite.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || suite.is_empty() {
+            return Err(RuntimeError::Invalid(format!("invalid suite '{suite}'")));
+        }
+        if !(mirror.starts_with("http://") || mirror.starts_with("https://") || mirror.starts_with("file:/")) {
+            return Err(RuntimeError::Invalid(format!(
+                "invalid mirror '{mirror}': use an http://, https:// or file:/ URL"
+            )));
+        }
+        let staging = self.staging(name)?;
+        let rootfs = staging.join("rootfs");
+        let mut child = Command::new("debootstrap")
+            .args(["--variant=minbase", &format!("--include={EXTRA_PACKAGES}"), suite])
+            .arg(&rootfs)
+            .arg(mirror)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                RuntimeError::Tool(format!(
+                    "cannot run debootstrap ({e}); install it with `apt-get install debootstrap`"
+                ))
+            })?;
+        let stderr = child.stderr.take();
+        let err_thread = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut e) = stderr {
+                let _ = e.read_to_string(&mut s);
+            }
+            s
+        });
+        let mut last = String::new();
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
+                progress(&line);
+                last = line;
+            }
+        }
+        let status = child.wait().map_err(|e| RuntimeError::Tool(format!("debootstrap: {e}")))?;
+        let err = err_thread.join().unwrap_or_default();
+        if !status.success() {
+            let _ = std::fs::remove_dir_all(&staging);
+            let detail = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&last).to_string();
+            return Err(RuntimeError::Tool(format!("debootstrap failed ({status}): {detail}")));
+        }
+        self.commit(name, &staging, format!("debootstrap {suite} {mirror}"))
+    }
+
+    /// Imports a rootfs tarball (.tar, .tar.gz, .tar.zst, or an LXC/Incus image tarball).
+    pub fn import(&self, name: &str, file: &Path) -> Result<()> {
+        let layout = scan(file)?;
+        let staging = self.staging(name)?;
+        let result = unpack(file, &staging.join("rootfs"), layout.strip_rootfs);
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        self.commit(name, &staging, format!("import {}", file.display()))
+    }
+}
+
+/// The Debian suite for an image name such as `debian-12`.
+pub fn suite_for(name: &str) -> Option<&'static str> {
+    match name {
+        "debian-11" => Some("bullseye"),
+        "debian-12" => Some("bookworm"),
+        "debian-13" => Some("trixie"),
+        _ => None,
+    }
+}
+
+fn open_archive(file: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
+    let mut f = File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
+    let mut magic = [0u8; 4];
+    let n = f.read(&mut magic).map_err(|e| RuntimeError::io("cannot read", file, e))?;
+    let f = File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
+    let reader: Box<dyn Read> = match &magic[..n] {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(f)),
+        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(
+            zstd::stream::read::Decoder::new(f).map_err(|e| RuntimeError::io("cannot read zstd", file, e))?,
+        ),
+        _ => Box::new(f),
+    };
+    Ok(tar::Archive::new(reader))
+}
+
+struct ArchiveLayout {
+    strip_rootfs: bool,
+}
+
+fn bad_archive(file: &Path, why: String) -> RuntimeError {
+    RuntimeError::Invalid(format!("refusing image archive {}: {why}", file.display()))
+}
+
+/// Reads the whole archive once, checking every path before anything is written.
+fn scan(file: &Path) -> Result<ArchiveLayout> {
+    let mut archive = open_archive(file)?;
+    let mut has_metadata = false;
+    let mut has_rootfs_dir = false;
+    let mut count = 0usize;
+    let entries = archive
+        .entries()
+        .map_err(|e| bad_archive(file, format!("not a tar archive ({e})")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| bad_archive(file, format!("corrupt entry ({e})")))?;
+        let path = entry.path().map_err(|e| bad_archive(file, format!("bad path ({e})")))?.into_owned();
+        check_relative(&path).map_err(|why| bad_archive(file, why))?;
+        if entry.header().entry_type().is_hard_link() {
+            if let Ok(Some(target)) = entry.link_name() {
+                check_relative(&target).map_err(|why| bad_archive(file, format!("hard link {why}")))?;
+            }
+        }
+        let clean: PathBuf = path.components().filter(|c| *c != Component::CurDir).collect();
+        if clean == Path::new("metadata.yaml") {
+            has_metadata = true;
+        }
+        if clean.starts_with("rootfs") {
+            has_rootfs_dir = true;
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err(bad_archive(file, "it is empty".into()));
+    }
+    Ok(ArchiveLayout { strip_rootfs: has_metadata && has_rootfs_dir })
+}
+
+fn check_relative(path: &Path) -> std::result::Result<(), String> {
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("absolute path '{}'", path.display()))
+            }
+            Component::ParentDir => return Err(format!("path with '..': '{}'", path.display())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn unpack_error(file: &Path, rel: &Path, e: &std::io::Error) -> RuntimeError {
+    let cause = std::error::Error::source(e).map(|s| format!(" ({s})")).unwrap_or_default();
+    bad_archive(file, format!("cannot unpack '{}': {e}{cause}", rel.display()))
+}
+
+fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
+    let mut archive = open_archive(file)?;
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_unpack_xattrs(true);
+    let entries = archive.entries().map_err(|e| bad_archive(file, e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad_archive(file, e.to_string()))?;
+        let path = entry.path().map_err(|e| bad_archive(file, e.to_string()))?.into_owned();
+        let clean: PathBuf = path.components().filter(|c| *c != Component::CurDir).collect();
+        let rel = if strip_rootfs {
+            match clean.strip_prefix("rootfs") {
+                Ok(r) => r.to_path_buf(),
+                Err(_) => continue, // metadata.yaml, templates/
+            }
+        } else {
+            clean
+        };
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        // unpack_in refuses paths that would leave `dest`, also through symlinks.
+        let target = dest.join(&rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io("cannot create", parent, e))?;
+        }
+        if strip_rootfs {
+            entry
+                .unpack(&target)
+                .map_err(|e| unpack_error(file, &rel, &e))?;
+        } else {
+            let ok = entry
+                .unpack_in(dest)
+                .map_err(|e| unpack_error(file, &rel, &e))?;
+            if !ok {
+                return Err(bad_archive(file, format!("'{}' leaves the root", rel.display())));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tarball(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut b = tar::Builder::new(File::create(f.path()).unwrap());
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            // Write the raw name so that malicious paths survive the builder's checks.
+            let name = h.as_old_mut().name.as_mut();
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.finish().unwrap();
+        f
+    }
+
+    #[test]
+    fn imports_plain_and_lxc_layouts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let images = Images::open(tmp.path()).unwrap();
+        let plain = tarball(&[("bin/sh", b"x"), ("etc/os-release", b"ID=debian")]);
+        images.import("plain", plain.path()).unwrap();
+        assert!(images.rootfs("plain").unwrap().join("etc/os-release").exists());
+        let lxc = tarball(&[("metadata.yaml", b"architecture: x86_64"), ("rootfs/bin/sh", b"x")]);
+        images.import("lxc", lxc.path()).unwrap();
+        assert!(images.rootfs("lxc").unwrap().join("bin/sh").exists());
+        assert!(!images.rootfs("lxc").unwrap().join("metadata.yaml").exists());
+        assert!(matches!(images.import("lxc", lxc.path()), Err(RuntimeError::ImageExists(_))));
+    }
+
+    #[test]
+    fn refuses_escaping_archives() {
+        let tmp = tempfile::tempdir().unwrap();
+        let images = Images::open(tmp.path().join("images")).unwrap();
+        for bad in ["/etc/passwd", "../escape", "bin/../../escape"] {
+            let t = tarball(&[("bin/sh", b"x"), (bad, b"pwned")]);
+            let err = images.import("bad", t.path()).unwrap_err().to_string();
+            assert!(err.contains("refusing"), "{bad}: {err}");
+            assert!(!images.exists("bad"));
+        }
+        assert!(!tmp.path().join("escape").exists());
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        assert!(images.import("empty", empty.path()).is_err());
+    }
+}

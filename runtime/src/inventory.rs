@@ -1,0 +1,205 @@
+//! The container inventory: one JSON record per container under
+//! `state_dir/containers/<name>/container.json`, written atomically.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+use crate::limits::Limits;
+use crate::names::validate_container_name;
+
+/// What the inventory knows about one container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// The container's name (a DNS label); also its hostname.
+    pub name: String,
+    /// The user who owns it.
+    pub owner: String,
+    /// The image its root filesystem is layered on.
+    pub image: String,
+    /// What it is for, in the owner's words.
+    #[serde(default)]
+    pub purpose: String,
+    /// Free-form labels such as `env=prod`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// When someone last logged in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+/// The inventory directory (`state_dir/containers`).
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    dir: PathBuf,
+}
+
+const RECORD_FILE: &str = "container.json";
+
+impl Inventory {
+    /// An inventory rooted at `dir`, created if missing.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| RuntimeError::io("cannot create inventory directory", &dir, e))?;
+        Ok(Inventory { dir })
+    }
+
+    /// The directory holding one container's state. The name must be valid.
+    pub fn container_dir(&self, name: &str) -> Result<PathBuf> {
+        validate_container_name(name)?;
+        Ok(self.dir.join(name))
+    }
+
+    /// Reads one record.
+    pub fn get(&self, name: &str) -> Result<ContainerRecord> {
+        let path = self.container_dir(name)?.join(RECORD_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RuntimeError::NoSuchContainer(name.to_string()))
+            }
+            Err(e) => return Err(RuntimeError::io("cannot read", &path, e)),
+        };
+        let record: ContainerRecord =
+            serde_json::from_str(&text).map_err(|e| RuntimeError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if record.name != name {
+            return Err(RuntimeError::Corrupt {
+                path,
+                reason: format!("record names '{}'", record.name),
+            });
+        }
+        Ok(record)
+    }
+
+    /// Adds a new record; fails if the name is taken.
+    pub fn create(&self, record: &ContainerRecord) -> Result<()> {
+        let dir = self.container_dir(&record.name)?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RuntimeError::ContainerExists(record.name.clone()))
+            }
+            Err(e) => return Err(RuntimeError::io("cannot create", &dir, e)),
+        }
+        self.save(record)
+    }
+
+    /// Writes a record atomically (temporary file, fsync, rename).
+    pub fn save(&self, record: &ContainerRecord) -> Result<()> {
+        let dir = self.container_dir(&record.name)?;
+        let json = serde_json::to_vec_pretty(record).map_err(|e| RuntimeError::Corrupt {
+            path: dir.join(RECORD_FILE),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&dir.join(RECORD_FILE), &json)
+    }
+
+    /// All records, sorted by name. Unreadable records are skipped with a warning.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| RuntimeError::io("cannot list", &self.dir, e))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if validate_container_name(&name).is_err() || !entry.path().join(RECORD_FILE).exists()
+            {
+                continue;
+            }
+            match self.get(&name) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!("skipping container {name}: {e}"),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Removes a container's whole directory.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let dir = self.container_dir(name)?;
+        if !dir.join(RECORD_FILE).exists() {
+            return Err(RuntimeError::NoSuchContainer(name.to_string()));
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::io("cannot remove", &dir, e))
+    }
+}
+
+/// Writes `data` to `path` through a temporary file and a rename, so readers see either
+/// the old or the new content, never a torn write.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        std::fs::File::create(&tmp).map_err(|e| RuntimeError::io("cannot create", &tmp, e))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| RuntimeError::io("cannot write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io("cannot rename", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str) -> ContainerRecord {
+        ContainerRecord {
+            name: name.into(),
+            owner: "alice".into(),
+            image: "debian-12".into(),
+            purpose: "test".into(),
+            labels: BTreeMap::from([("env".into(), "dev".into())]),
+            limits: Limits::default(),
+            created: Utc::now(),
+            last_login: None,
+        }
+    }
+
+    #[test]
+    fn create_get_list_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(tmp.path()).unwrap();
+        inv.create(&record("web01")).unwrap();
+        inv.create(&record("db01")).unwrap();
+        assert!(matches!(
+            inv.create(&record("web01")),
+            Err(RuntimeError::ContainerExists(_))
+        ));
+        assert_eq!(inv.get("web01").unwrap().owner, "alice");
+        let names: Vec<_> = inv.list().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["db01", "web01"]);
+        inv.remove("web01").unwrap();
+        assert!(matches!(inv.get("web01"), Err(RuntimeError::NoSuchContainer(_))));
+    }
+
+    #[test]
+    fn bad_names_never_touch_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(tmp.path()).unwrap();
+        assert!(matches!(inv.get("../etc"), Err(RuntimeError::InvalidName { .. })));
+        assert!(inv.remove("..").is_err());
+    }
+
+    #[test]
+    fn corrupt_record_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(tmp.path()).unwrap();
+        std::fs::create_dir(tmp.path().join("x1")).unwrap();
+        std::fs::write(tmp.path().join("x1/container.json"), b"{not json").unwrap();
+        assert!(matches!(inv.get("x1"), Err(RuntimeError::Corrupt { .. })));
+        assert!(inv.list().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,18 @@
+//! Containers for gatehouse: the [`Runtime`] trait the gateway talks to, the embedded
+//! [`native`] runtime, root filesystem [`images`], and the container [`inventory`].
+
+pub mod api;
+pub mod error;
+pub mod images;
+pub mod inventory;
+pub mod limits;
+pub mod names;
+pub mod native;
+
+pub use api::{
+    Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,
+    StartOutcome, WindowSize,
+};
+pub use error::{Result, RuntimeError};
+pub use inventory::{ContainerRecord, Inventory};
+pub use limits::Limits;

@@ -1,0 +1,180 @@
+//! Control groups for containers, on either hierarchy: cgroup v2 (one unified tree) or
+//! cgroup v1 (one tree per controller). Each container gets `gatehouse/<name>`.
+
+use std::path::{Path, PathBuf};
+
+use crate::limits::Limits;
+
+/// The v1 controllers a container is placed in.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "blkio", "freezer"];
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// The cgroup of one container.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    /// Directories making up this cgroup (one for v2, one per controller for v1).
+    dirs: Vec<(String, PathBuf)>,
+    v2: bool,
+}
+
+impl Cgroup {
+    /// The cgroup for container `name` under the host's hierarchy at `root`
+    /// (normally `/sys/fs/cgroup`).
+    pub fn for_container(root: &Path, name: &str) -> Self {
+        if root.join("cgroup.controllers").exists() {
+            Cgroup {
+                dirs: vec![("unified".into(), root.join("gatehouse").join(name))],
+                v2: true,
+            }
+        } else {
+            let dirs = V1_CONTROLLERS
+                .iter()
+                .filter(|c| root.join(c).join("cgroup.procs").exists())
+                .map(|c| (c.to_string(), root.join(c).join("gatehouse").join(name)))
+                .collect();
+            Cgroup { dirs, v2: false }
+        }
+    }
+
+    /// Creates the directories and applies `limits`.
+    pub fn create(&self, limits: &Limits) -> Result<(), String> {
+        if self.v2 {
+            if let Some((_, dir)) = self.dirs.first() {
+                if let Some(parent) = dir.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+                    // Enable the controllers for our subtree; both levels.
+                    if let Some(root) = parent.parent() {
+                        let _ = write(&root.join("cgroup.subtree_control"), "+memory +pids +cpu");
+                    }
+                    let _ = write(&parent.join("cgroup.subtree_control"), "+memory +pids +cpu");
+                }
+            }
+        }
+        for (_, dir) in &self.dirs {
+            std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        }
+        self.apply(limits)
+    }
+
+    /// Applies `limits` (also to a running container).
+    pub fn apply(&self, limits: &Limits) -> Result<(), String> {
+        for (file, value) in self.limit_files(limits) {
+            write(&file, &value)?;
+        }
+        Ok(())
+    }
+
+    fn limit_files(&self, limits: &Limits) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let quota = limits
+            .cpus
+            .map(|c| ((c * CPU_PERIOD_US as f64).round() as u64).max(1000));
+        for (controller, dir) in &self.dirs {
+            match (self.v2, controller.as_str()) {
+                (true, _) => {
+                    out.push((dir.join("memory.max"), opt(limits.memory)));
+                    out.push((dir.join("pids.max"), opt(limits.pids)));
+                    out.push((
+                        dir.join("cpu.max"),
+                        format!("{} {CPU_PERIOD_US}", opt(quota)),
+                    ));
+                }
+                (false, "memory") => out.push((
+                    dir.join("memory.limit_in_bytes"),
+                    limits.memory.map_or("-1".into(), |m| m.to_string()),
+                )),
+                (false, "pids") => out.push((dir.join("pids.max"), opt(limits.pids))),
+                (false, "cpu") => {
+                    out.push((dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string()));
+                    out.push((
+                        dir.join("cpu.cfs_quota_us"),
+                        quota.map_or("-1".into(), |q| q.to_string()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Moves process `pid` into this cgroup.
+    pub fn add(&self, pid: i32) -> Result<(), String> {
+        for (_, dir) in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the directories (they must be empty of processes).
+    pub fn remove(&self) {
+        for (_, dir) in &self.dirs {
+            if let Err(e) = std::fs::remove_dir(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("cannot remove cgroup {}: {e}", dir.display());
+                }
+            }
+        }
+    }
+
+    /// Whether any of the directories still exists.
+    pub fn exists(&self) -> bool {
+        self.dirs.iter().any(|(_, d)| d.exists())
+    }
+
+    /// Current memory use in bytes, when the hierarchy reports it.
+    pub fn memory_usage(&self) -> Option<u64> {
+        let file = if self.v2 { "memory.current" } else { "memory.usage_in_bytes" };
+        self.dirs
+            .iter()
+            .find(|(c, _)| self.v2 || c == "memory")
+            .and_then(|(_, d)| std::fs::read_to_string(d.join(file)).ok())
+            .and_then(|s| s.trim().parse().ok())
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("max".into(), |v| v.to_string())
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| io("write", path, e))
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> String {
+    format!("cannot {what} {}: {e}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_and_v2_limit_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        for c in ["memory", "pids", "cpu"] {
+            std::fs::create_dir_all(tmp.path().join(c)).unwrap();
+            std::fs::write(tmp.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        let cg = Cgroup::for_container(tmp.path(), "web01");
+        assert!(!cg.v2);
+        let limits = Limits {
+            memory: Some(1 << 30),
+            cpus: Some(1.5),
+            pids: Some(512),
+        };
+        cg.create(&limits).unwrap();
+        let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();
+        assert_eq!(read("memory/gatehouse/web01/memory.limit_in_bytes"), "1073741824");
+        assert_eq!(read("cpu/gatehouse/web01/cpu.cfs_quota_us"), "150000");
+        assert_eq!(read("pids/gatehouse/web01/pids.max"), "512");
+
+        let v2root = tempfile::tempdir().unwrap();
+        std::fs::write(v2root.path().join("cgroup.controllers"), "memory pids cpu").unwrap();
+        let cg = Cgroup::for_container(v2root.path(), "web01");
+        assert!(cg.v2);
+        cg.create(&Limits::default()).unwrap();
+        let read = |p: &str| std::fs::read_to_string(v2root.path().join(p)).unwrap();
+        assert_eq!(read("gatehouse/web01/memory.max"), "max");
+        assert_eq!(read("gatehouse/web01/cpu.max"), "max 100000");
+    }
+}

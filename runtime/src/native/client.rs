@@ -1,0 +1,229 @@
+//! The gateway's side of the supervisor protocol, on tokio.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdStream;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::Mutex;
+
+use super::protocol::{self, Control, ExecRequest, Reply, Request};
+use super::pty::{self, PtyMaster};
+use crate::api::{ExitStatus, Process, ProcessControl, WindowSize};
+use crate::error::{Result, RuntimeError};
+
+fn sup_err(name: &str, reason: impl Into<String>) -> RuntimeError {
+    RuntimeError::Supervisor {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Sends one request and reads the first reply line (with any fds), blocking.
+fn request_blocking(sock: &Path, req: &Request) -> std::result::Result<(StdStream, Reply, Vec<u8>, Vec<OwnedFd>), String> {
+    use std::io::Write;
+    let mut stream = StdStream::connect(sock).map_err(|e| format!("not running ({e})"))?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(&protocol::encode(req))
+        .map_err(|e| format!("cannot send request: {e}"))?;
+    let (line, rest, fds) = protocol::recv_line_with_fds(&stream)?;
+    let reply = protocol::decode(&line)?;
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    Ok((stream, reply, rest, fds))
+}
+
+async fn request(sock: &Path, req: Request) -> std::result::Result<(StdStream, Reply, Vec<u8>, Vec<OwnedFd>), String> {
+    let sock: PathBuf = sock.to_path_buf();
+    tokio::task::spawn_blocking(move || request_blocking(&sock, &req))
+        .await
+        .map_err(|e| format!("internal error: {e}"))?
+}
+
+/// Asks a supervisor whether its container runs; `None` when nobody answers.
+pub async fn ping(sock: &Path) -> Option<(i32, DateTime<Utc>)> {
+    match request(sock, Request::Ping).await {
+        Ok((_, Reply::Pong { init_pid, since }, _, _)) => Some((init_pid, since)),
+        _ => None,
+    }
+}
+
+/// Asks a supervisor to stop its container and waits until it has.
+pub async fn stop(name: &str, sock: &Path, grace_ms: u64) -> Result<()> {
+    let (stream, reply, _, _) = match request(sock, Request::Stop { grace_ms }).await {
+        Ok(v) => v,
+        Err(e) if e.starts_with("not running") => return Ok(()),
+        Err(e) if e.contains("closed the connection") => return Ok(()),
+        Err(e) => return Err(sup_err(name, e)),
+    };
+    match reply {
+        Reply::Stopped => Ok(()),
+        Reply::Error { message } => Err(sup_err(name, message)),
+        other => {
+            drop(stream);
+            Err(sup_err(name, format!("unexpected reply {other:?}")))
+        }
+    }
+}
+
+/// Starts a process through the supervisor.
+pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> {
+    let has_pty = req.pty.is_some();
+    let (stream, reply, rest, mut fds) = request(sock, Request::Exec(req))
+        .await
+        .map_err(|e| sup_err(name, e))?;
+    match reply {
+        Reply::Started { .. } => {}
+        Reply::Error { message } => return Err(sup_err(name, message)),
+        other => return Err(sup_err(name, format!("unexpected reply {other:?}"))),
+    }
+    let bad = |what: &str| sup_err(name, format!("supervisor sent {what}"));
+    stream.set_nonblocking(true).map_err(|e| sup_err(name, e.to_string()))?;
+    let stream = UnixStream::from_std(stream).map_err(|e| sup_err(name, e.to_string()))?;
+    let (read, write) = stream.into_split();
+    let exit_name = name.to_string();
+    let exit = Box::pin(async move {
+        let mut lines = BufReader::new(read);
+        let mut line = String::from_utf8_lossy(&rest).into_owned();
+        loop {
+            if let Some(pos) = line.find('\n') {
+                let reply: Reply = protocol::decode(line[..pos].as_bytes()).map_err(|e| sup_err(&exit_name, e))?;
+                return match reply {
+                    Reply::Exited { code: Some(code), .. } => Ok(ExitStatus::Code(code)),
+                    Reply::Exited { signal: Some(sig), core_dumped, .. } => Ok(ExitStatus::Signal {
+                        name: signal_name(sig),
+                        core_dumped,
+                    }),
+                    other => Err(sup_err(&exit_name, format!("unexpected message {other:?}"))),
+                };
+            }
+            let n = lines
+                .read_line(&mut line)
+                .await
+                .map_err(|e| sup_err(&exit_name, e.to_string()))?;
+            if n == 0 {
+                return Err(sup_err(&exit_name, "the supervisor went away (container stopped?)"));
+            }
+        }
+    });
+    if has_pty {
+        if fds.len() != 1 {
+            return Err(bad("the wrong number of descriptors"));
+        }
+        let master = fds.remove(0);
+        let resize_fd = master.try_clone().map_err(|e| sup_err(name, e.to_string()))?;
+        let master = PtyMaster::new(master).map_err(|e| sup_err(name, e.to_string()))?;
+        let (r, w) = tokio::io::split(master);
+        Ok(Process {
+            stdin: Box::pin(w),
+            stdout: Box::pin(r),
+            stderr: None,
+            control: Box::new(NativeControl { write: Mutex::new(write), pty: Some(resize_fd) }),
+            exit,
+        })
+    } else {
+        if fds.len() != 3 {
+            return Err(bad("the wrong number of descriptors"));
+        }
+        let err_fd = fds.pop().ok_or_else(|| bad("no stderr"))?;
+        let out_fd = fds.pop().ok_or_else(|| bad("no stdout"))?;
+        let in_fd = fds.pop().ok_or_else(|| bad("no stdin"))?;
+        use tokio::net::unix::pipe;
+        let io = |e: std::io::Error| sup_err(name, e.to_string());
+        Ok(Process {
+            stdin: Box::pin(pipe::Sender::from_owned_fd(in_fd).map_err(io)?),
+            stdout: Box::pin(pipe::Receiver::from_owned_fd(out_fd).map_err(io)?),
+            stderr: Some(Box::pin(pipe::Receiver::from_owned_fd(err_fd).map_err(io)?)),
+            control: Box::new(NativeControl { write: Mutex::new(write), pty: None }),
+            exit,
+        })
+    }
+}
+
+struct NativeControl {
+    write: Mutex<OwnedWriteHalf>,
+    pty: Option<OwnedFd>,
+}
+
+#[async_trait]
+impl ProcessControl for NativeControl {
+    async fn resize(&self, size: WindowSize) -> Result<()> {
+        if let Some(fd) = &self.pty {
+            pty::set_size(fd.as_raw_fd(), size.cols, size.rows, size.px_width, size.px_height)
+                .map_err(RuntimeError::Invalid)?;
+        }
+        Ok(())
+    }
+
+    async fn signal(&self, name: &str) -> Result<()> {
+        let Some(signal) = signal_number(name) else {
+            return Err(RuntimeError::Invalid(format!("unknown signal '{name}'")));
+        };
+        let line = protocol::encode(&Control::Signal { signal });
+        self.write
+            .lock()
+            .await
+            .write_all(&line)
+            .await
+            .map_err(|e| RuntimeError::Invalid(format!("cannot signal: {e}")))
+    }
+}
+
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("ABRT", libc::SIGABRT),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("SEGV", libc::SIGSEGV),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("BUS", libc::SIGBUS),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("WINCH", libc::SIGWINCH),
+    ("SYS", libc::SIGSYS),
+    ("TRAP", libc::SIGTRAP),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+];
+
+/// The number of an SSH signal name (`TERM`, `INT`, …).
+pub fn signal_number(name: &str) -> Option<i32> {
+    SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// The SSH name of a signal number.
+pub fn signal_name(number: i32) -> &'static str {
+    SIGNALS
+        .iter()
+        .find(|(_, v)| *v == number)
+        .map(|(n, _)| *n)
+        .unwrap_or("KILL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_round_trip() {
+        for (n, v) in SIGNALS {
+            assert_eq!(signal_number(n), Some(*v));
+            assert_eq!(signal_name(*v), *n);
+        }
+        assert_eq!(signal_number("NOPE"), None);
+    }
+}

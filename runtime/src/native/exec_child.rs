@@ -1,0 +1,207 @@
+//! The two forked processes that start a session process inside a running container.
+//! The intermediate joins the container's cgroup and namespaces and forks; the final
+//! process (now in the container's PID namespace, re-parented to the supervisor, which
+//! is a child subreaper) sets up its terminal or pipes, becomes the login and execs the
+//! shell. Both run in a fork of the single-threaded supervisor.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, Gid, Uid};
+
+use super::cgroups::Cgroup;
+use super::passwd;
+use super::protocol::ExecRequest;
+
+/// The child's ends of its standard streams.
+pub enum ChildStdio {
+    /// The PTY's slave side, for stdin, stdout and stderr.
+    Pty(OwnedFd),
+    /// Read end of stdin, write ends of stdout and stderr.
+    Pipes(OwnedFd, OwnedFd, OwnedFd),
+}
+
+/// Namespaces joined, in order; the mount namespace last.
+const NAMESPACES: &[(&str, CloneFlags)] = &[
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Runs in the intermediate process; reports `P<pid>` or `E<message>` on `report`.
+pub fn intermediate(
+    init_pid: i32,
+    cgroup: &Cgroup,
+    stdio: ChildStdio,
+    req: &ExecRequest,
+    report: OwnedFd,
+) -> ! {
+    let mut report = File::from(report);
+    match enter(init_pid, cgroup) {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = writeln!(report, "E{e}");
+            exit(1)
+        }
+    }
+    // SAFETY: we are single-threaded (a fork of the single-threaded supervisor).
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            drop(report);
+            final_process(stdio, req)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let _ = writeln!(report, "P{}", child.as_raw());
+            exit(0)
+        }
+        Err(e) => {
+            let _ = writeln!(report, "Ecannot fork: {e}");
+            exit(1)
+        }
+    }
+}
+
+fn enter(init_pid: i32, cgroup: &Cgroup) -> Result<(), String> {
+    cgroup.add(std::process::id() as i32)?;
+    let proc = format!("/proc/{init_pid}");
+    let mut fds = Vec::new();
+    for (ns, flag) in NAMESPACES {
+        let path = format!("{proc}/ns/{ns}");
+        let f = File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
+        fds.push((f, *flag, *ns));
+    }
+    let root = File::open(format!("{proc}/root")).map_err(|e| format!("cannot open root: {e}"))?;
+    for (f, flag, ns) in &fds {
+        nix::sched::setns(f, *flag).map_err(|e| format!("cannot join {ns} namespace: {e}"))?;
+    }
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("fchdir: {e}"))?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir: {e}"))?;
+    Ok(())
+}
+
+fn final_process(stdio: ChildStdio, req: &ExecRequest) -> ! {
+    if let Err(e) = prepare(stdio) {
+        // stderr may not be connected yet; best effort.
+        eprintln!("gatehouse: {e}");
+        exit(126);
+    }
+    let e = become_login_and_exec(req);
+    // stderr now goes to the client.
+    let _ = writeln!(std::io::stderr(), "gatehouse: {e}");
+    exit(127)
+}
+
+fn prepare(stdio: ChildStdio) -> Result<(), String> {
+    // Default signal handling: Rust ignores SIGPIPE, the supervisor blocks others.
+    for sig in [libc::SIGPIPE, libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: resetting dispositions in a single-threaded child before exec.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)
+        .map_err(|e| format!("sigprocmask: {e}"))?;
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let dup = |from: RawFd, to: RawFd| {
+        // SAFETY: dup2 onto the standard descriptors.
+        if unsafe { libc::dup2(from, to) } < 0 {
+            Err(format!("dup2: {}", std::io::Error::last_os_error()))
+        } else {
+            Ok(())
+        }
+    };
+    match &stdio {
+        ChildStdio::Pty(slave) => {
+            // SAFETY: TIOCSCTTY on our new session's terminal.
+            if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+                return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
+            }
+            for fd in 0..3 {
+                dup(slave.as_raw_fd(), fd)?;
+            }
+        }
+        ChildStdio::Pipes(stdin, stdout, stderr) => {
+            dup(stdin.as_raw_fd(), 0)?;
+            dup(stdout.as_raw_fd(), 1)?;
+            dup(stderr.as_raw_fd(), 2)?;
+        }
+    }
+    drop(stdio);
+    // SAFETY: close every descriptor above stderr; nothing of the host leaks in.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    Ok(())
+}
+
+fn become_login_and_exec(req: &ExecRequest) -> String {
+    let passwd_text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let Some(entry) = passwd::lookup(&passwd_text, &req.login) else {
+        return format!("no account '{}' in this container", req.login);
+    };
+    let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let gids: Vec<Gid> = passwd::groups(&group_text, &req.login, entry.gid)
+        .into_iter()
+        .map(Gid::from_raw)
+        .collect();
+    if let Err(e) = nix::unistd::setgroups(&gids) {
+        return format!("setgroups: {e}");
+    }
+    if let Err(e) = nix::unistd::setgid(Gid::from_raw(entry.gid)) {
+        return format!("setgid: {e}");
+    }
+    if let Err(e) = nix::unistd::setuid(Uid::from_raw(entry.uid)) {
+        return format!("setuid: {e}");
+    }
+    if nix::unistd::chdir(entry.home.as_str()).is_err() {
+        let _ = nix::unistd::chdir("/");
+    }
+    let path = if entry.uid == 0 {
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    } else {
+        "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+    };
+    let mut env = vec![
+        ("HOME".to_string(), entry.home.clone()),
+        ("USER".to_string(), req.login.clone()),
+        ("LOGNAME".to_string(), req.login.clone()),
+        ("SHELL".to_string(), entry.shell.clone()),
+        ("PATH".to_string(), path.to_string()),
+    ];
+    if let Some((term, _, _)) = &req.pty {
+        env.push(("TERM".to_string(), term.clone()));
+    }
+    for (k, v) in &req.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    let base = entry.shell.rsplit('/').next().unwrap_or("sh").to_string();
+    let argv: Vec<String> = match &req.command {
+        Some(cmd) => vec![base, "-c".into(), cmd.clone()],
+        None => vec![format!("-{base}")],
+    };
+    let to_c = |s: String| CString::new(s).map_err(|_| "argument contains a NUL byte".to_string());
+    let prog = match to_c(entry.shell.clone()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let argv: Result<Vec<CString>, String> = argv.into_iter().map(to_c).collect();
+    let envp: Result<Vec<CString>, String> =
+        env.into_iter().map(|(k, v)| to_c(format!("{k}={v}"))).collect();
+    match (argv, envp) {
+        (Ok(argv), Ok(envp)) => match nix::unistd::execve(&prog, &argv, &envp) {
+            Err(e) => format!("cannot run {}: {e}", entry.shell),
+            Ok(never) => match never {},
+        },
+        (Err(e), _) | (_, Err(e)) => e,
+    }
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit skips atexit handlers and stdio flushing of the forked copy.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,45 @@
+//! The files of one container under `state_dir/containers/<name>/`.
+
+use std::path::{Path, PathBuf};
+
+/// Paths of a container's state.
+#[derive(Debug, Clone)]
+pub struct ContainerLayout {
+    /// The container's directory.
+    pub dir: PathBuf,
+}
+
+impl ContainerLayout {
+    /// The layout of the container directory `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ContainerLayout { dir: dir.into() }
+    }
+    /// The container's own writable layer (persistent).
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    /// Overlayfs work directory.
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    /// Mount point of the merged root (inside the container's mount namespace only).
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    /// The supervisor's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("supervisor.sock")
+    }
+    /// Held (flock) by the supervisor for as long as it lives.
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("supervisor.lock")
+    }
+    /// The supervisor's log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("supervisor.log")
+    }
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}

@@ -1,0 +1,267 @@
+//! The embedded `native` runtime: containers made directly from Linux namespaces,
+//! overlayfs and cgroups, each owned by its own supervisor process.
+//!
+//! ```text
+//! gateway (tokio) ──unix socket──▶ supervisor (one per container, single-threaded)
+//!                                     └─ clone(new pid/mnt/uts/ipc/net ns) ─▶ init (PID 1)
+//!                                     └─ fork ─▶ setns ─▶ fork ─▶ session process
+//! ```
+
+mod cgroups;
+mod client;
+mod exec_child;
+mod init;
+mod layout;
+mod net;
+mod passwd;
+mod protocol;
+mod pty;
+mod rootfs;
+mod supervisor;
+pub mod syscall;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::io::AsyncReadExt;
+
+pub use self::client::{signal_name, signal_number};
+use self::layout::ContainerLayout;
+pub use self::supervisor::EXIT_BUSY;
+use self::supervisor::SupervisorConfig;
+use crate::api::{Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome};
+use crate::error::{Result, RuntimeError};
+use crate::images::Images;
+use crate::inventory::{ContainerRecord, Inventory};
+use crate::names::{is_user_name, validate_container_name};
+
+/// How long a stop waits for processes to exit before killing them.
+const STOP_GRACE_MS: u64 = 10_000;
+/// How long a start may take before it is reported as failed.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The native runtime over a state directory.
+pub struct NativeRuntime {
+    state_dir: PathBuf,
+    inventory: Inventory,
+    images: Images,
+    exe: PathBuf,
+}
+
+impl NativeRuntime {
+    /// Opens the runtime state under `state_dir`; `exe` is the gatehouse binary that
+    /// serves `__supervise`.
+    pub fn open(state_dir: &Path, exe: PathBuf) -> Result<Self> {
+        Ok(NativeRuntime {
+            state_dir: state_dir.to_path_buf(),
+            inventory: Inventory::open(state_dir.join("containers"))?,
+            images: Images::open(state_dir.join("images"))?,
+            exe,
+        })
+    }
+
+    fn layout(&self, name: &str) -> Result<ContainerLayout> {
+        Ok(ContainerLayout::new(self.inventory.container_dir(name)?))
+    }
+
+    /// Runs a command as `login` to completion; returns its status and combined output.
+    async fn run(&self, name: &str, login: &str, command: String) -> Result<(ExitStatus, String)> {
+        let mut p = self
+            .exec(name, ExecSpec { login: login.into(), command: Some(command), pty: None, env: vec![] })
+            .await?;
+        drop(p.stdin);
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let stderr = p.stderr.take();
+        let read_err = async {
+            if let Some(mut s) = stderr {
+                let _ = s.read_to_end(&mut err).await;
+            }
+        };
+        let read_out = async {
+            let _ = p.stdout.read_to_end(&mut out).await;
+        };
+        tokio::join!(read_out, read_err);
+        let status = p.exit.await?;
+        out.extend_from_slice(&err);
+        Ok((status, String::from_utf8_lossy(&out).into_owned()))
+    }
+
+    async fn lock_is_free(&self, layout: &ContainerLayout) -> bool {
+        let path = layout.lock();
+        tokio::task::spawn_blocking(move || {
+            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                return true;
+            };
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// Entry point of the hidden `gatehouse __supervise --state DIR NAME` command. Must run
+/// in a single-threaded process (no async runtime).
+pub fn supervise_main(state_dir: &Path, name: &str) -> i32 {
+    let prepare = || -> Result<SupervisorConfig> {
+        validate_container_name(name)?;
+        let inventory = Inventory::open(state_dir.join("containers"))?;
+        let record = inventory.get(name)?;
+        let images = Images::open(state_dir.join("images"))?;
+        Ok(SupervisorConfig {
+            name: name.to_string(),
+            layout: ContainerLayout::new(inventory.container_dir(name)?),
+            image_rootfs: images.rootfs(&record.image)?,
+            limits: record.limits,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        })
+    };
+    match prepare() {
+        Ok(cfg) => supervisor::launch(cfg),
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for NativeRuntime {
+    fn kind(&self) -> &'static str {
+        "native"
+    }
+
+    async fn create(&self, record: ContainerRecord) -> Result<()> {
+        validate_container_name(&record.name)?;
+        self.images.rootfs(&record.image)?;
+        self.inventory.create(&record)
+    }
+
+    async fn get(&self, name: &str) -> Result<ContainerRecord> {
+        self.inventory.get(name)
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerRecord>> {
+        self.inventory.list()
+    }
+
+    async fn update(&self, record: &ContainerRecord) -> Result<()> {
+        self.inventory.get(&record.name)?;
+        self.inventory.save(record)
+    }
+
+    async fn state(&self, name: &str) -> Result<ContainerState> {
+        let layout = self.layout(name)?;
+        Ok(match client::ping(&layout.socket()).await {
+            Some((_, since)) => ContainerState::Running { since },
+            None => ContainerState::Stopped,
+        })
+    }
+
+    async fn start(&self, name: &str) -> Result<StartOutcome> {
+        let record = self.inventory.get(name)?;
+        self.images.rootfs(&record.image)?;
+        let layout = self.layout(name)?;
+        if client::ping(&layout.socket()).await.is_some() {
+            return Ok(StartOutcome::AlreadyRunning);
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let out = tokio::process::Command::new(&self.exe)
+                .arg("__supervise")
+                .arg("--state")
+                .arg(&self.state_dir)
+                .arg(name)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .await
+                .map_err(|e| RuntimeError::StartFailed {
+                    name: name.into(),
+                    reason: format!("cannot run {}: {e}", self.exe.display()),
+                })?;
+            match out.status.code() {
+                Some(0) => return Ok(StartOutcome::Started),
+                Some(EXIT_BUSY) => {
+                    // Someone else is starting it (or it is stopping): wait and look again.
+                    if client::ping(&layout.socket()).await.is_some() {
+                        return Ok(StartOutcome::AlreadyRunning);
+                    }
+                    if Instant::now() > deadline {
+                        return Err(RuntimeError::StartFailed {
+                            name: name.into(),
+                            reason: "timed out waiting for another start or stop".into(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                _ => {
+                    return Err(RuntimeError::StartFailed {
+                        name: name.into(),
+                        reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    async fn stop(&self, name: &str) -> Result<()> {
+        self.inventory.get(name)?;
+        let layout = self.layout(name)?;
+        client::stop(name, &layout.socket(), STOP_GRACE_MS).await?;
+        let deadline = Instant::now() + Duration::from_millis(STOP_GRACE_MS + 5_000);
+        while !self.lock_is_free(&layout).await {
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Supervisor {
+                    name: name.into(),
+                    reason: "the supervisor did not exit after stopping".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.stop(name).await?;
+        self.inventory.remove(name)
+    }
+
+    async fn ensure_account(&self, name: &str, account: &Account) -> Result<()> {
+        if !is_user_name(&account.name) {
+            return Err(RuntimeError::Invalid(format!("invalid account name '{}'", account.name)));
+        }
+        let shell = account.shell.as_deref().unwrap_or("/bin/bash");
+        if !shell.starts_with('/') || !shell.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b)) {
+            return Err(RuntimeError::Invalid(format!("invalid login shell '{shell}'")));
+        }
+        let (n, uid, gid) = (&account.name, account.uid, account.gid);
+        let script = format!(
+            "grep -q '^{n}:' /etc/passwd && exit 0; \
+             [ -x {shell} ] || shell=/bin/sh; \
+             getent group {gid} >/dev/null || groupadd -g {gid} {n} || exit 1; \
+             useradd -m -u {uid} -g {gid} -s ${{shell:-{shell}}} {n}"
+        );
+        let (status, output) = self.run(name, "root", script).await?;
+        if status != ExitStatus::Code(0) {
+            return Err(RuntimeError::Invalid(format!(
+                "cannot create account '{n}' in container '{name}': {}",
+                output.trim()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn exec(&self, name: &str, spec: ExecSpec) -> Result<Process> {
+        let layout = self.layout(name)?;
+        let req = protocol::ExecRequest {
+            login: spec.login,
+            command: spec.command,
+            pty: spec.pty.map(|p| (p.term, p.size.cols, p.size.rows)),
+            env: spec.env,
+        };
+        client::exec(name, &layout.socket(), req).await
+    }
+}

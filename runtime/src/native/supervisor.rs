@@ -1,0 +1,594 @@
+//! The supervisor: one small, single-threaded process per running container (a re-exec
+//! of the gatehouse binary, `gatehouse __supervise`). It creates the container's init in
+//! new namespaces, owns it, serves the gateway on a unix socket (ping, exec, stop), reaps
+//! session processes and reports their exit status, and outlives gateway restarts.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use super::cgroups::Cgroup;
+use super::exec_child::{self, ChildStdio};
+use super::layout::ContainerLayout;
+use super::protocol::{self, Control, ExecRequest, Reply, Request};
+use super::rootfs::{self, Layers};
+use super::syscall::LinuxSyscall;
+use super::{init, net, pty};
+use crate::limits::Limits;
+use crate::names::is_user_name;
+
+/// Exit code of `__supervise` when another supervisor holds the container.
+pub const EXIT_BUSY: i32 = 3;
+const CLONE_STACK: usize = 8 << 20;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a supervisor needs to start its container.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// Container name (hostname).
+    pub name: String,
+    /// The container's state directory.
+    pub layout: ContainerLayout,
+    /// The image's root filesystem.
+    pub image_rootfs: PathBuf,
+    /// Resource limits.
+    pub limits: Limits,
+    /// The host's cgroup root (`/sys/fs/cgroup`).
+    pub cgroup_root: PathBuf,
+}
+
+/// Entry point of `gatehouse __supervise`: starts a detached supervisor and returns once
+/// the container can run processes (0), another supervisor holds it ([`EXIT_BUSY`]), or
+/// it failed (1, with the reason on stderr). Must be called in a single-threaded process.
+pub fn launch(cfg: SupervisorConfig) -> i32 {
+    let lock_path = cfg.layout.lock();
+    let file = match OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cannot open {}: {e}", lock_path.display());
+            return 1;
+        }
+    };
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return EXIT_BUSY,
+        Err((_, e)) => {
+            eprintln!("cannot lock {}: {e}", lock_path.display());
+            return 1;
+        }
+    };
+    let (ready_r, ready_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pipe: {e}");
+            return 1;
+        }
+    };
+    // SAFETY: called before any thread exists in this process.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            drop(ready_r);
+            let code = match detach(&cfg.layout.log()) {
+                Ok(()) => Supervisor::run(cfg, lock, ready_w),
+                Err(e) => {
+                    let _ = File::from(ready_w).write_all(e.as_bytes());
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+        Ok(ForkResult::Parent { .. }) => {
+            drop(ready_w);
+            drop(lock);
+            let mut msg = String::new();
+            let _ = File::from(ready_r).read_to_string(&mut msg);
+            if msg == "ok" {
+                0
+            } else {
+                if msg.is_empty() {
+                    msg = format!("supervisor died; see {}", cfg.layout.log().display());
+                }
+                eprintln!("{msg}");
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("fork: {e}");
+            1
+        }
+    }
+}
+
+/// New session, stdin from /dev/null, stdout and stderr to the log.
+fn detach(log: &Path) -> Result<(), String> {
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    // SAFETY: dup2 onto the standard descriptors.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(log.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+    }
+    Ok(())
+}
+
+/// A connection from the gateway.
+struct Conn {
+    stream: UnixStream,
+    /// The session process this connection controls.
+    pid: Option<i32>,
+    /// Waits for the container to stop.
+    stop_waiter: bool,
+    buf: Vec<u8>,
+}
+
+struct Supervisor {
+    cfg: SupervisorConfig,
+    cgroup: Cgroup,
+    init_pid: i32,
+    since: DateTime<Utc>,
+    conns: Vec<Conn>,
+    /// Session processes and the connection that waits for each (by stream fd).
+    sessions: HashMap<i32, Option<i32>>,
+    kill_at: Option<Instant>,
+}
+
+impl Supervisor {
+    fn run(cfg: SupervisorConfig, lock: Flock<File>, ready: OwnedFd) -> i32 {
+        let mut ready = File::from(ready);
+        log(&format!("supervisor {} starting container {}", std::process::id(), cfg.name));
+        let mut mask = SigSet::empty();
+        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            mask.add(s);
+        }
+        let setup = || -> Result<(SignalFd, Cgroup, i32, UnixListener), String> {
+            nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+                .map_err(|e| format!("sigprocmask: {e}"))?;
+            let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+                .map_err(|e| format!("signalfd: {e}"))?;
+            let cgroup = Cgroup::for_container(&cfg.cgroup_root, &cfg.name);
+            cgroup.create(&cfg.limits)?;
+            let init_pid = start_container(&cfg, &cgroup, &[lock.as_raw_fd(), ready.as_raw_fd(), sfd.as_raw_fd()])?;
+            let sock = cfg.layout.socket();
+            let _ = std::fs::remove_file(&sock);
+            let listener = UnixListener::bind(&sock)
+                .map_err(|e| format!("cannot listen on {}: {e}", sock.display()))?;
+            let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
+            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Ok((sfd, cgroup, init_pid, listener))
+        };
+        let (sfd, cgroup, init_pid, listener) = match setup() {
+            Ok(v) => v,
+            Err(e) => {
+                log(&format!("start failed: {e}"));
+                let _ = ready.write_all(e.as_bytes());
+                Cgroup::for_container(&cfg.cgroup_root, &cfg.name).remove();
+                return 1;
+            }
+        };
+        let _ = ready.write_all(b"ok");
+        drop(ready);
+        log(&format!("container {} running, init pid {init_pid}", cfg.name));
+        let mut sup = Supervisor {
+            cfg,
+            cgroup,
+            init_pid,
+            since: Utc::now(),
+            conns: Vec::new(),
+            sessions: HashMap::new(),
+            kill_at: None,
+        };
+        sup.serve(&sfd, &listener);
+        sup.finish();
+        drop(lock);
+        0
+    }
+
+    /// The event loop; returns when the container's init has exited.
+    fn serve(&mut self, sfd: &SignalFd, listener: &UnixListener) {
+        loop {
+            let timeout = match self.kill_at {
+                Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
+                    .unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+            let mut ready = vec![false; 2 + self.conns.len()];
+            {
+                let mut fds = vec![
+                    PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                ];
+                for c in &self.conns {
+                    // SAFETY: the stream outlives this poll call.
+                    let fd = unsafe { BorrowedFd::borrow_raw(c.stream.as_raw_fd()) };
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        log(&format!("poll: {e}"));
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                }
+                for (i, fd) in fds.iter().enumerate() {
+                    ready[i] = fd.revents().is_some_and(|r| !r.is_empty());
+                }
+            }
+            if let Some(t) = self.kill_at {
+                if Instant::now() >= t {
+                    log("init did not stop in time; killing the container");
+                    let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGKILL);
+                    self.kill_at = None;
+                }
+            }
+            if ready[0] {
+                while let Ok(Some(info)) = sfd.read_signal() {
+                    if info.ssi_signo == libc::SIGCHLD as u32 {
+                        if self.reap() {
+                            return;
+                        }
+                    } else {
+                        self.begin_stop(10_000);
+                    }
+                }
+            }
+            // Connections first (indices shift when new ones are accepted).
+            let mut closed = Vec::new();
+            for i in (0..self.conns.len()).rev() {
+                if ready[2 + i] && !self.read_control(i) {
+                    closed.push(i);
+                }
+            }
+            for i in closed {
+                let conn = self.conns.remove(i);
+                if let Some(pid) = conn.pid {
+                    // The gateway went away: hang up the session like sshd would.
+                    let _ = kill(Pid::from_raw(-pid), Signal::SIGHUP);
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+                    self.sessions.insert(pid, None);
+                }
+            }
+            if ready[1] {
+                while let Ok((stream, _)) = listener.accept() {
+                    self.handle_new(stream);
+                }
+            }
+        }
+    }
+
+    /// Reaps children; returns true when init is gone.
+    fn reap(&mut self) -> bool {
+        let mut init_gone = false;
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    let Some(pid) = status.pid().map(Pid::as_raw) else { continue };
+                    if pid == self.init_pid {
+                        log(&format!("init exited: {status:?}"));
+                        init_gone = true;
+                        continue;
+                    }
+                    let reply = match status {
+                        WaitStatus::Exited(_, code) => Reply::Exited {
+                            code: Some(code),
+                            signal: None,
+                            core_dumped: false,
+                        },
+                        WaitStatus::Signaled(_, sig, core) => Reply::Exited {
+                            code: None,
+                            signal: Some(sig as i32),
+                            core_dumped: core,
+                        },
+                        _ => continue,
+                    };
+                    self.sessions.remove(&pid);
+                    if let Some(i) = self.conns.iter().position(|c| c.pid == Some(pid)) {
+                        let mut conn = self.conns.remove(i);
+                        let _ = conn.stream.write_all(&protocol::encode(&reply));
+                    }
+                }
+            }
+        }
+        init_gone
+    }
+
+    fn begin_stop(&mut self, grace_ms: u64) {
+        if self.kill_at.is_none() {
+            log("stopping container");
+            let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGTERM);
+            self.kill_at = Some(Instant::now() + Duration::from_millis(grace_ms.clamp(100, 300_000)));
+        }
+    }
+
+    /// Reads control lines from an exec connection; false when it is closed.
+    fn read_control(&mut self, i: usize) -> bool {
+        let conn = &mut self.conns[i];
+        let mut buf = [0u8; 1024];
+        match conn.stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => conn.buf.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+        while let Some(pos) = conn.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = conn.buf.drain(..=pos).collect();
+            match (protocol::decode::<Control>(&line[..line.len() - 1]), conn.pid) {
+                (Ok(Control::Signal { signal }), Some(pid)) => {
+                    if let Ok(sig) = Signal::try_from(signal) {
+                        let _ = kill(Pid::from_raw(pid), sig);
+                    }
+                }
+                _ => return false,
+            }
+        }
+        conn.buf.len() <= protocol::MAX_LINE
+    }
+
+    fn handle_new(&mut self, mut stream: UnixStream) {
+        let request = match read_request(&mut stream) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = stream.write_all(&protocol::encode(&Reply::Error { message: e }));
+                return;
+            }
+        };
+        match request {
+            Request::Ping => {
+                let reply = Reply::Pong { init_pid: self.init_pid, since: self.since };
+                let _ = stream.write_all(&protocol::encode(&reply));
+            }
+            Request::Stop { grace_ms } => {
+                self.begin_stop(grace_ms);
+                let _ = stream.set_nonblocking(true);
+                self.conns.push(Conn { stream, pid: None, stop_waiter: true, buf: Vec::new() });
+            }
+            Request::Exec(req) => match self.spawn(&req) {
+                Ok((pid, fds)) => {
+                    let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+                    let line = protocol::encode(&Reply::Started { pid });
+                    if protocol::send_with_fds(stream.as_raw_fd(), &line, &raw).is_err() {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+                        return;
+                    }
+                    drop(fds);
+                    let _ = stream.set_nonblocking(true);
+                    self.sessions.insert(pid, Some(stream.as_raw_fd()));
+                    self.conns.push(Conn { stream, pid: Some(pid), stop_waiter: false, buf: Vec::new() });
+                }
+                Err(message) => {
+                    log(&format!("exec failed: {message}"));
+                    let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
+                }
+            },
+        }
+    }
+
+    /// Starts a session process; returns its pid and the gateway's ends of its stdio.
+    fn spawn(&mut self, req: &ExecRequest) -> Result<(i32, Vec<OwnedFd>), String> {
+        if self.kill_at.is_some() {
+            return Err("the container is stopping".into());
+        }
+        if !is_user_name(&req.login) {
+            return Err(format!("invalid login name '{}'", crate::names::shorten(&req.login)));
+        }
+        let (child, ours) = match &req.pty {
+            Some((_, cols, rows)) => {
+                let (master, slave) = pty::open_in(self.init_pid)?;
+                pty::set_size(master.as_raw_fd(), *cols, *rows, 0, 0)?;
+                (ChildStdio::Pty(slave), vec![master])
+            }
+            None => {
+                let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+                let (in_r, in_w) = pipe()?;
+                let (out_r, out_w) = pipe()?;
+                let (err_r, err_w) = pipe()?;
+                (ChildStdio::Pipes(in_r, out_w, err_w), vec![in_w, out_r, err_r])
+            }
+        };
+        let (rep_r, rep_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        // SAFETY: the supervisor is single-threaded.
+        let intermediate = match unsafe { nix::unistd::fork() } {
+            Ok(ForkResult::Child) => {
+                drop(rep_r);
+                drop(ours);
+                exec_child::intermediate(self.init_pid, &self.cgroup, child, req, rep_w)
+            }
+            Ok(ForkResult::Parent { child: pid }) => pid,
+            Err(e) => return Err(format!("fork: {e}")),
+        };
+        drop(child);
+        drop(rep_w);
+        let mut report = String::new();
+        let _ = File::from(rep_r).read_to_string(&mut report);
+        let _ = waitpid(intermediate, None);
+        let report = report.trim_end();
+        match (report.strip_prefix('P'), report.strip_prefix('E')) {
+            (Some(pid), _) => pid
+                .parse::<i32>()
+                .map(|pid| (pid, ours))
+                .map_err(|_| "bad report from exec helper".into()),
+            (_, Some(err)) => Err(err.to_string()),
+            _ => Err("exec helper died".into()),
+        }
+    }
+
+    /// After init exited: tell stop waiters, clean up, and return.
+    fn finish(&mut self) {
+        // Everything in the PID namespace died with init; collect the remains.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.sessions.is_empty() && Instant::now() < deadline {
+            let _ = self.reap();
+            std::thread::sleep(Duration::from_millis(10));
+            self.sessions.retain(|pid, _| Path::new(&format!("/proc/{pid}")).exists());
+        }
+        let _ = std::fs::remove_file(self.cfg.layout.socket());
+        for conn in &mut self.conns {
+            if conn.stop_waiter {
+                let _ = conn.stream.set_nonblocking(false);
+                let _ = conn.stream.write_all(&protocol::encode(&Reply::Stopped));
+            }
+        }
+        for _ in 0..50 {
+            self.cgroup.remove();
+            if !self.cgroup_exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log(&format!("container {} stopped", self.cfg.name));
+    }
+
+    fn cgroup_exists(&self) -> bool {
+        Cgroup::for_container(&self.cfg.cgroup_root, &self.cfg.name).exists()
+    }
+}
+
+fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| e.to_string())?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return Err("connection closed before a request".into()),
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) => return Err(format!("cannot read request: {e}")),
+        }
+        if line.len() > protocol::MAX_LINE {
+            return Err("request too long".into());
+        }
+    }
+    protocol::decode(&line)
+}
+
+/// Creates the container's init in new namespaces; returns its host pid once its root
+/// filesystem is ready. `close` lists descriptors the init must not keep.
+fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Result<i32, String> {
+    let layout = &cfg.layout;
+    for dir in [layout.upper(), layout.work(), layout.rootfs()] {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let layers = Layers {
+        lower: cfg.image_rootfs.clone(),
+        upper: layout.upper(),
+        work: layout.work(),
+        merged: layout.rootfs(),
+    };
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (done_r, done_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let name = cfg.name.clone();
+    let close: Vec<i32> = close.to_vec();
+    let (go_raw, go_w_raw, done_r_raw, done_w_raw) =
+        (go_r.as_raw_fd(), go_w.as_raw_fd(), done_r.as_raw_fd(), done_w.as_raw_fd());
+    let child_main = Box::new(move || -> isize {
+        // SAFETY: in the cloned child, closing descriptors it must not keep.
+        unsafe {
+            for fd in close.iter().chain([&go_w_raw, &done_r_raw]) {
+                libc::close(*fd);
+            }
+        }
+        container_init(go_raw, done_w_raw, &layers, &name)
+    });
+    let mut stack = vec![0u8; CLONE_STACK];
+    let flags = CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET;
+    // SAFETY: single-threaded process; the child runs on its own copy of the stack.
+    let pid = unsafe { nix::sched::clone(child_main, &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(|e| format!("cannot create namespaces: {e}"))?;
+    drop(go_r);
+    drop(done_w);
+    let placed = cgroup.add(pid.as_raw());
+    let mut go = File::from(go_w);
+    if let Err(e) = placed {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        return Err(e);
+    }
+    let _ = go.write_all(b"g");
+    drop(go);
+    let mut result = String::new();
+    let _ = File::from(done_r).read_to_string(&mut result);
+    if result == "ok" {
+        Ok(pid.as_raw())
+    } else {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        Err(if result.is_empty() { "container init died during set-up".into() } else { result })
+    }
+}
+
+/// The body of the container's first process.
+fn container_init(go: i32, done: i32, layers: &Layers, name: &str) -> isize {
+    // SAFETY: these descriptors were handed to us by the parent and are ours to own.
+    let (mut go, mut done) = unsafe {
+        use std::os::fd::FromRawFd;
+        (File::from_raw_fd(go), File::from_raw_fd(done))
+    };
+    let mut byte = [0u8; 1];
+    if go.read_exact(&mut byte).is_err() {
+        return 1;
+    }
+    drop(go);
+    let setup = || -> Result<(), String> {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("cgroup namespace: {e}"))?;
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+        rootfs::build(&LinuxSyscall, layers, name)?;
+        net::loopback_up()?;
+        let null = File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| format!("/dev/null: {e}"))?;
+        // SAFETY: dup2 onto the standard descriptors; the host log is not kept.
+        unsafe {
+            for fd in 0..3 {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+        let _ = nix::sys::prctl::set_name(c"init");
+        let _ = nix::sys::prctl::set_dumpable(false);
+        Ok(())
+    };
+    match setup() {
+        Ok(()) => {
+            let _ = done.write_all(b"ok");
+            drop(done);
+            init::run()
+        }
+        Err(e) => {
+            let _ = done.write_all(e.as_bytes());
+            1
+        }
+    }
+}
+
+fn log(msg: &str) {
+    eprintln!("{} {msg}", Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+}

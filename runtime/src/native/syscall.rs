@@ -1,0 +1,173 @@
+//! Every kernel call that sets up a container goes through the [`Syscall`] trait, so the
+//! set-up logic can be unit-tested without root against [`RecordingSyscall`]; the real
+//! implementation is [`LinuxSyscall`].
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+
+/// The kernel calls used to build a container's filesystem view.
+pub trait Syscall {
+    /// `mount(2)`.
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()>;
+    /// `mkdir -p` with a mode for the last component.
+    fn mkdir_all(&self, path: &Path, mode: u32) -> std::io::Result<()>;
+    /// Creates an empty regular file (a bind-mount target) unless it exists.
+    fn touch(&self, path: &Path) -> std::io::Result<()>;
+    /// Creates a symbolic link, replacing nothing.
+    fn symlink(&self, target: &Path, link: &Path) -> std::io::Result<()>;
+    /// Writes a small file.
+    fn write_file(&self, path: &Path, data: &[u8]) -> std::io::Result<()>;
+    /// `pivot_root` into `new_root` and detach the old root.
+    fn pivot_root(&self, new_root: &Path) -> nix::Result<()>;
+    /// `sethostname(2)`.
+    fn sethostname(&self, name: &str) -> nix::Result<()>;
+}
+
+/// The real kernel.
+pub struct LinuxSyscall;
+
+impl Syscall for LinuxSyscall {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()> {
+        nix::mount::mount(source, target, fstype, flags, data)
+    }
+
+    fn mkdir_all(&self, path: &Path, mode: u32) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+    }
+
+    fn touch(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map(drop)
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> std::io::Result<()> {
+        match std::os::unix::fs::symlink(target, link) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        }
+    }
+
+    fn write_file(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        std::fs::write(path, data)
+    }
+
+    fn pivot_root(&self, new_root: &Path) -> nix::Result<()> {
+        nix::unistd::chdir(new_root)?;
+        nix::unistd::pivot_root(".", ".")?;
+        nix::mount::umount2(".", MntFlags::MNT_DETACH)?;
+        nix::unistd::chdir("/")
+    }
+
+    fn sethostname(&self, name: &str) -> nix::Result<()> {
+        nix::unistd::sethostname(name)
+    }
+}
+
+/// One recorded call, for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// A mount: source, target, fstype, flags, data.
+    Mount(Option<PathBuf>, PathBuf, Option<String>, MsFlags, Option<String>),
+    /// A directory created.
+    Mkdir(PathBuf, u32),
+    /// A file created.
+    Touch(PathBuf),
+    /// A symlink: target, link.
+    Symlink(PathBuf, PathBuf),
+    /// A file written.
+    Write(PathBuf, Vec<u8>),
+    /// pivot_root into this directory.
+    PivotRoot(PathBuf),
+    /// The hostname set.
+    Hostname(String),
+}
+
+/// Records calls instead of making them.
+#[derive(Default)]
+pub struct RecordingSyscall {
+    calls: std::cell::RefCell<Vec<Call>>,
+}
+
+impl RecordingSyscall {
+    /// The calls made so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    fn push(&self, call: Call) {
+        self.calls.borrow_mut().push(call);
+    }
+}
+
+impl Syscall for RecordingSyscall {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()> {
+        self.push(Call::Mount(
+            source.map(Path::to_path_buf),
+            target.to_path_buf(),
+            fstype.map(str::to_owned),
+            flags,
+            data.map(str::to_owned),
+        ));
+        Ok(())
+    }
+
+    fn mkdir_all(&self, path: &Path, mode: u32) -> std::io::Result<()> {
+        self.push(Call::Mkdir(path.to_path_buf(), mode));
+        Ok(())
+    }
+
+    fn touch(&self, path: &Path) -> std::io::Result<()> {
+        self.push(Call::Touch(path.to_path_buf()));
+        Ok(())
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> std::io::Result<()> {
+        self.push(Call::Symlink(target.to_path_buf(), link.to_path_buf()));
+        Ok(())
+    }
+
+    fn write_file(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        self.push(Call::Write(path.to_path_buf(), data.to_vec()));
+        Ok(())
+    }
+
+    fn pivot_root(&self, new_root: &Path) -> nix::Result<()> {
+        self.push(Call::PivotRoot(new_root.to_path_buf()));
+        Ok(())
+    }
+
+    fn sethostname(&self, name: &str) -> nix::Result<()> {
+        self.push(Call::Hostname(name.to_string()));
+        Ok(())
+    }
+}
