@@ -1,1 +1,56 @@
-fn main() {}
+//! The `gatehouse` binary: SSH gateway, admin commands, and the container supervisor.
+
+mod access;
+mod app;
+mod cli;
+mod config;
+mod directory;
+mod grammar;
+mod ssh;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The supervisor must stay single-threaded: dispatch it before any runtime starts.
+    if let Command::Supervise { state, name } = &cli.command {
+        let code = gatehouse_runtime::native::supervise_main(state, name);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let default_level = if matches!(cli.command, Command::Serve | Command::Demo(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},russh=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(args) => cli::demo::run(args).await,
+        command => {
+            let config = config::Config::load_or_default(cli.config.as_deref())?;
+            match command {
+                Command::Serve => cli::serve(config).await,
+                Command::Image(cmd) => cli::image::run(&config, cmd).await,
+                Command::Container(cmd) => cli::container::run(&config, cmd).await,
+                Command::Demo(_) | Command::Supervise { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Turning an authenticated person and their SSH target into a container and a login,
+//! with the policy's decision. Every refusal is one line that is safe to show them.
+
+use gatehouse_policies::{Action, Decision, Request, Subject, Target as PolicyTarget};
+use gatehouse_runtime::{ContainerRecord, RuntimeError};
+
+use crate::app::App;
+use crate::directory::User;
+use crate::grammar::Target;
+
+/// The container and login a session will use.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The container.
+    pub container: ContainerRecord,
+    /// The account inside.
+    pub login: String,
+    /// The rule that allowed it.
+    pub rule: String,
+}
+
+fn request(user: &User, c: &ContainerRecord, login: &str, action: Action) -> Request {
+    Request {
+        subject: Subject { user: user.name.clone(), groups: user.groups.clone() },
+        target: PolicyTarget { container: c.name.clone(), owner: c.owner.clone(), labels: c.labels.clone() },
+        login: login.to_string(),
+        action,
+    }
+}
+
+/// Finds the container and checks the policy.
+pub async fn resolve(app: &App, user: &User, target: &Target, action: Action) -> Result<Resolved, String> {
+    let login = target.login().to_string();
+    let container = match &target.container {
+        Some(name) => match app.runtime.get(name).await {
+            Ok(c) => c,
+            Err(RuntimeError::NoSuchContainer(_)) => return Err(format!("no container named '{name}'")),
+            Err(e) => {
+                tracing::error!("inventory: {e}");
+                return Err("the container inventory is unavailable; try again later".into());
+            }
+        },
+        None => {
+            let all = app.runtime.list().await.map_err(|e| {
+                tracing::error!("inventory: {e}");
+                "the container inventory is unavailable; try again later".to_string()
+            })?;
+            let mine: Vec<ContainerRecord> = all
+                .into_iter()
+                .filter(|c| app.policy.decide(&request(user, c, &login, action)).is_allowed())
+                .collect();
+            match mine.len() {
+                0 => return Err(format!("{} has no containers to log into", user.name)),
+                1 => mine.into_iter().next().ok_or("no container")?,
+                _ => {
+                    let names: Vec<&str> = mine.iter().map(|c| c.name.as_str()).collect();
+                    return Err(format!(
+                        "{} has several containers ({}); choose one with ssh {}@CONTAINER@…",
+                        user.name,
+                        names.join(", "),
+                        user.name
+                    ));
+                }
+            }
+        }
+    };
+    match app.policy.decide(&request(user, &container, &login, action)) {
+        Decision::Allow { rule } => Ok(Resolved { container, login, rule }),
+        Decision::Deny { reason, .. } => Err(format!("access denied: {reason}")),
+    }
+}

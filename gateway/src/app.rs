@@ -1,0 +1,21 @@
+//! The gateway's shared context: configuration, directory, runtime and policy.
+
+use std::sync::Arc;
+
+use gatehouse_policies::Policy;
+use gatehouse_runtime::Runtime;
+
+use crate::config::Config;
+use crate::directory::Directory;
+
+/// Everything a connection needs, shared by all of them.
+pub struct App {
+    /// The configuration in force.
+    pub config: Config,
+    /// Who people are.
+    pub directory: Arc<dyn Directory>,
+    /// Where containers run.
+    pub runtime: Arc<dyn Runtime>,
+    /// Who may do what.
+    pub policy: Arc<dyn Policy>,
+}

@@ -1,0 +1,287 @@
+//! `gatehouse container create|list|show|start|stop|restart|delete|set`.
+
+use std::collections::BTreeMap;
+
+use clap::{Args, Subcommand};
+use gatehouse_runtime::limits::{format_memory, parse_cpus, parse_memory, parse_pids};
+use gatehouse_runtime::names::{is_user_name, validate_container_name};
+use gatehouse_runtime::{ContainerRecord, ContainerState, Limits, Runtime};
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// Container commands.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Register a container owned by a user (it starts on first use).
+    Create {
+        /// Container name (a DNS label).
+        name: String,
+        /// The owning user.
+        #[arg(long)]
+        owner: String,
+        /// Image (default: [runtime] default_image).
+        #[arg(long)]
+        image: Option<String>,
+        #[command(flatten)]
+        meta: MetaArgs,
+    },
+    /// List containers.
+    List {
+        /// Only this owner's.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only those with this label (k=v); repeatable.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one container.
+    Show {
+        /// Container name.
+        name: String,
+    },
+    /// Start a container.
+    Start {
+        /// Container name.
+        name: String,
+    },
+    /// Stop a container.
+    Stop {
+        /// Container name.
+        name: String,
+    },
+    /// Stop and start a container.
+    Restart {
+        /// Container name.
+        name: String,
+    },
+    /// Stop and delete a container with all its files.
+    Delete {
+        /// Container name.
+        name: String,
+    },
+    /// Change limits, purpose or labels.
+    Set {
+        /// Container name.
+        name: String,
+        #[command(flatten)]
+        meta: MetaArgs,
+    },
+}
+
+/// Purpose, labels and limits, shared by `create` and `set`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// What it is for.
+    #[arg(long)]
+    purpose: Option<String>,
+    /// A label k=v (repeatable); `k=` removes it with `set`.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Memory limit, e.g. 1G.
+    #[arg(long)]
+    memory: Option<String>,
+    /// CPU limit, e.g. 1.5.
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Process-count limit.
+    #[arg(long)]
+    pids: Option<String>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text.split_once('=').ok_or_else(|| format!("label '{text}' must be key=value"))?;
+    let key_ok = !k.is_empty() && k.len() <= 63 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !key_ok {
+        return Err(format!("label key '{k}' must be 1-63 letters, digits, '-', '_' or '.'"));
+    }
+    if v.len() > 255 || v.chars().any(char::is_control) {
+        return Err(format!("label value for '{k}' must be at most 255 printable characters"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+impl MetaArgs {
+    fn apply(&self, record: &mut ContainerRecord) -> anyhow::Result<()> {
+        if let Some(p) = &self.purpose {
+            if p.len() > 500 || p.chars().any(char::is_control) {
+                anyhow::bail!("purpose must be at most 500 printable characters");
+            }
+            record.purpose = p.clone();
+        }
+        for (k, v) in &self.labels {
+            if v.is_empty() {
+                record.labels.remove(k);
+            } else {
+                record.labels.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(m) = &self.memory {
+            record.limits.memory = if m == "none" { None } else { Some(parse_memory(m)?) };
+        }
+        if let Some(c) = &self.cpus {
+            record.limits.cpus = if c == "none" { None } else { Some(parse_cpus(c)?) };
+        }
+        if let Some(p) = &self.pids {
+            record.limits.pids = if p == "none" { None } else { Some(parse_pids(p)?) };
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    record: ContainerRecord,
+    state: &'static str,
+    started: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn limits_text(l: &Limits) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = l.memory {
+        parts.push(format!("memory={}", format_memory(m)));
+    }
+    if let Some(c) = l.cpus {
+        parts.push(format!("cpus={c}"));
+    }
+    if let Some(p) = l.pids {
+        parts.push(format!("pids={p}"));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// Runs a container command.
+pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
+    let rt = super::open_runtime(config)?;
+    match cmd {
+        ContainerCommand::Create { name, owner, image, meta } => {
+            validate_container_name(&name)?;
+            if !is_user_name(&owner) {
+                anyhow::bail!("invalid owner name '{owner}'");
+            }
+            let mut record = ContainerRecord {
+                name: name.clone(),
+                owner,
+                image: image.unwrap_or_else(|| config.runtime.default_image.clone()),
+                purpose: String::new(),
+                labels: BTreeMap::new(),
+                limits: Limits::default(),
+                created: chrono::Utc::now(),
+                last_login: None,
+            };
+            meta.apply(&mut record)?;
+            rt.create(record).await?;
+            eprintln!("container {name} created (it starts on first use)");
+        }
+        ContainerCommand::List { owner, labels, json } => {
+            let mut rows = Vec::new();
+            for record in rt.list().await? {
+                if owner.as_ref().is_some_and(|o| *o != record.owner) {
+                    continue;
+                }
+                if !labels.iter().all(|(k, v)| record.labels.get(k) == Some(v)) {
+                    continue;
+                }
+                let state = rt.state(&record.name).await?;
+                let started = match state {
+                    ContainerState::Running { since } => Some(since),
+                    ContainerState::Stopped => None,
+                };
+                rows.push(Listed { record, state: state.label(), started });
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<20} {:<12} {:<8} {:<10} {:<14} {:<20} PURPOSE", "NAME", "OWNER", "STATE", "IMAGE", "UPTIME", "LAST LOGIN");
+                for r in rows {
+                    let uptime = r.started.map(|s| human_duration(chrono::Utc::now() - s)).unwrap_or_else(|| "-".into());
+                    let last = r.record.last_login.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "never".into());
+                    println!("{:<20} {:<12} {:<8} {:<10} {:<14} {:<20} {}", r.record.name, r.record.owner, r.state, r.record.image, uptime, last, r.record.purpose);
+                }
+            }
+        }
+        ContainerCommand::Show { name } => {
+            let r = rt.get(&name).await?;
+            let state = rt.state(&name).await?;
+            println!("name:       {}", r.name);
+            println!("owner:      {}", r.owner);
+            println!("state:      {}", state.label());
+            if let ContainerState::Running { since } = state {
+                println!("started:    {}", since.to_rfc3339());
+            }
+            println!("image:      {}", r.image);
+            println!("purpose:    {}", r.purpose);
+            println!("labels:     {}", labels_text(&r.labels));
+            println!("limits:     {}", limits_text(&r.limits));
+            println!("created:    {}", r.created.to_rfc3339());
+            println!("last login: {}", r.last_login.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()));
+        }
+        ContainerCommand::Start { name } => {
+            let outcome = rt.start(&name).await?;
+            eprintln!("container {name} {}", if outcome == gatehouse_runtime::StartOutcome::Started { "started" } else { "was already running" });
+        }
+        ContainerCommand::Stop { name } => {
+            rt.stop(&name).await?;
+            eprintln!("container {name} stopped");
+        }
+        ContainerCommand::Restart { name } => {
+            rt.stop(&name).await?;
+            rt.start(&name).await?;
+            eprintln!("container {name} restarted");
+        }
+        ContainerCommand::Delete { name } => {
+            rt.delete(&name).await?;
+            eprintln!("container {name} deleted");
+        }
+        ContainerCommand::Set { name, meta } => {
+            let mut r = rt.get(&name).await?;
+            meta.apply(&mut r)?;
+            rt.update(&r).await?;
+            eprintln!("container {name} updated; limits take effect at its next start");
+        }
+    }
+    Ok(())
+}
+
+fn human_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert_eq!(parse_label("env=prod").unwrap(), ("env".into(), "prod".into()));
+        assert_eq!(parse_label("env=").unwrap(), ("env".into(), String::new()));
+        assert!(parse_label("noequals").is_err());
+        assert!(parse_label("=x").is_err());
+        assert!(parse_label("a b=x").is_err());
+        assert!(parse_label("k=a\nb").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(chrono::Duration::seconds(59)), "59s");
+        assert_eq!(human_duration(chrono::Duration::seconds(3700)), "1h1m");
+    }
+}

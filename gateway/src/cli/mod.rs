@@ -1,0 +1,71 @@
+//! The command line: `serve`, `demo`, `image …`, `container …`.
+
+pub mod container;
+pub mod demo;
+pub mod image;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::directory::UsersFile;
+
+/// gatehouse: an SSH gateway for OS containers.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+pub struct Cli {
+    /// Configuration file (default /etc/gatehouse/gatehouse.toml, else built-in defaults).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Try gatehouse locally on built-in defaults.
+    Demo(demo::DemoArgs),
+    /// Manage root filesystem images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
+    /// Internal: run a container's supervisor.
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// State directory.
+        #[arg(long)]
+        state: PathBuf,
+        /// Container name.
+        name: String,
+    },
+}
+
+/// Opens the configured runtime.
+pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<gatehouse_runtime::native::NativeRuntime>> {
+    let state = &config.server.state_dir;
+    std::fs::create_dir_all(state).map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state.display()))?;
+    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find own binary: {e}"))?;
+    Ok(Arc::new(gatehouse_runtime::native::NativeRuntime::open(state, exe)?))
+}
+
+/// Builds the gateway from a configuration and serves until the process ends.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = open_runtime(&config)?;
+    let directory = Arc::new(UsersFile::open(&config.directory.file)?);
+    let app = Arc::new(App {
+        config,
+        directory,
+        runtime,
+        policy: Arc::new(gatehouse_policies::OwnerPolicy),
+    });
+    crate::ssh::serve(app).await
+}

@@ -1,0 +1,189 @@
+//! The configuration file (TOML, see PRODUCT.md). Unknown keys are errors, so typos are
+//! caught at start rather than silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default configuration file.
+pub const DEFAULT_PATH: &str = "/etc/gatehouse/gatehouse.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[directory]`.
+    pub directory: DirectoryConfig,
+    /// `[runtime]`.
+    pub runtime: RuntimeConfig,
+    /// `[recording]`.
+    pub recording: RecordingConfig,
+    /// `[policy]`.
+    pub policy: PolicyConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Host keys, images, containers, recordings, audit.
+    pub state_dir: PathBuf,
+    /// Members may run admin commands over SSH.
+    pub admin_group: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:2222".into(),
+            state_dir: "/var/lib/gatehouse".into(),
+            admin_group: "gatehouse-admins".into(),
+        }
+    }
+}
+
+/// `[directory]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// `file` or `ldap`.
+    pub kind: String,
+    /// The users file for `kind = "file"`.
+    pub file: PathBuf,
+    /// `[directory.ldap]` (used from the LDAP issue on).
+    pub ldap: Option<toml::Table>,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            kind: "file".into(),
+            file: "/etc/gatehouse/users.toml".into(),
+            ldap: None,
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// `native` or `lxd`.
+    pub kind: String,
+    /// The image new containers use.
+    pub default_image: String,
+    /// Stop a container this long after its last session (`30m`, or `never`).
+    pub idle_stop: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            kind: "native".into(),
+            default_image: "debian-12".into(),
+            idle_stop: "30m".into(),
+        }
+    }
+}
+
+/// `[recording]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Record keystrokes too.
+    pub input: bool,
+    /// No recording, no session.
+    pub fail_closed: bool,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig { input: true, fail_closed: true }
+    }
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Directories or files with `*.toml` policies.
+    pub paths: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Loads `path` if given, else the default file if it exists, else the defaults.
+    pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<Config> {
+        match path {
+            Some(p) => Self::load(p),
+            None if Path::new(DEFAULT_PATH).exists() => Self::load(Path::new(DEFAULT_PATH)),
+            None => Ok(Config::default()),
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        match self.directory.kind.as_str() {
+            "file" => {}
+            "ldap" => anyhow::bail!(
+                "[directory] kind = \"ldap\" is not available in this build yet; use kind = \"file\""
+            ),
+            other => anyhow::bail!("[directory] kind = \"{other}\" is unknown; use \"file\" or \"ldap\""),
+        }
+        match self.runtime.kind.as_str() {
+            "native" => {}
+            "lxd" => anyhow::bail!("[runtime] kind = \"lxd\" is not available in this build yet; use \"native\""),
+            other => anyhow::bail!("[runtime] kind = \"{other}\" is unknown; use \"native\" or \"lxd\""),
+        }
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| anyhow::anyhow!("[server] listen = \"{}\" is not an address like 0.0.0.0:2222", self.server.listen))?;
+        gatehouse_runtime::names::validate_image_name(&self.runtime.default_image)
+            .map_err(|e| anyhow::anyhow!("[runtime] default_image: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_product_example() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:2222");
+        let c = Config::parse(
+            "[server]\nlisten = \"127.0.0.1:2200\"\nstate_dir = \"/tmp/x\"\n[directory]\nkind = \"file\"\nfile = \"/tmp/u.toml\"\n[runtime]\nkind = \"native\"\ndefault_image = \"debian-12\"\nidle_stop = \"never\"\n[recording]\ninput = false\n[policy]\npaths = [\"/etc/p\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.state_dir, Path::new("/tmp/x"));
+        assert!(!c.recording.input);
+    }
+
+    #[test]
+    fn errors_are_precise() {
+        let e = Config::parse("[server]\nlisten_addr = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("listen_addr"), "{e}");
+        let e = Config::parse("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+        assert!(Config::parse("[directory]\nkind = \"nis\"\n").is_err());
+        assert!(Config::parse("[runtime]\ndefault_image = \"../x\"\n").is_err());
+    }
+}

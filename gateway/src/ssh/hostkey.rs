@@ -1,0 +1,52 @@
+//! The gateway's persistent Ed25519 host key, generated on first start.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rand::RngCore;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::PrivateKey;
+
+/// File name of the host key under the state directory.
+pub const FILE: &str = "host_ed25519_key";
+
+/// Loads the host key from `state_dir`, creating it (mode 0600) if missing.
+pub fn load_or_create(state_dir: &Path) -> anyhow::Result<PrivateKey> {
+    let path = state_dir.join(FILE);
+    if path.exists() {
+        return russh::keys::load_secret_key(&path, None)
+            .map_err(|e| anyhow::anyhow!("cannot load host key {}: {e}", path.display()));
+    }
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("cannot encode host key: {e}"))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| anyhow::anyhow!("cannot write host key {}: {e}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    tracing::info!("generated host key {}", path.display());
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn created_once_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = super::load_or_create(dir.path()).unwrap();
+        let b = super::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.public_key().key_data(), b.public_key().key_data());
+    }
+}

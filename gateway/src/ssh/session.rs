@@ -1,0 +1,214 @@
+//! One session channel: collect the requests (pty, env), then start the process in the
+//! container and relay bytes, window changes, signals, EOF and the exit status. One task
+//! per channel, with a bounded queue towards the process's stdin.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gatehouse_policies::Action;
+use gatehouse_runtime::{Account, ExecSpec, ExitStatus, Process, PtySpec, StartOutcome, WindowSize};
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::signals;
+use crate::access;
+use crate::app::App;
+use crate::directory::User;
+use crate::grammar::Target;
+
+/// How long output may still drain after the process has exited.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// Messages queued towards the process's stdin before the client is slowed down.
+const STDIN_QUEUE: usize = 32;
+
+/// What a session channel knows about its connection.
+pub struct SessionContext {
+    /// Shared gateway state.
+    pub app: Arc<App>,
+    /// The authenticated person.
+    pub user: User,
+    /// What they asked for.
+    pub target: Target,
+    /// Where they connect from.
+    pub peer: String,
+    /// The connection, for requests the channel half cannot send.
+    pub handle: russh::server::Handle,
+}
+
+/// Environment variables accepted from the client (as Debian's sshd `AcceptEnv`).
+fn env_allowed(name: &str) -> bool {
+    name == "LANG" || name == "TZ" || name.starts_with("LC_")
+}
+
+/// Runs one session channel to its end.
+pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
+    let (mut rx, tx) = channel.split();
+    let mut pty: Option<PtySpec> = None;
+    let mut env = Vec::new();
+    let command = loop {
+        match rx.wait().await {
+            Some(ChannelMsg::RequestPty { term, col_width, row_height, pix_width, pix_height, .. }) => {
+                pty = Some(PtySpec { term, size: WindowSize::from_ssh(col_width, row_height, pix_width, pix_height) });
+            }
+            Some(ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height }) => {
+                if let Some(p) = &mut pty {
+                    p.size = WindowSize::from_ssh(col_width, row_height, pix_width, pix_height);
+                }
+            }
+            Some(ChannelMsg::SetEnv { variable_name, variable_value, .. }) => {
+                if env_allowed(&variable_name) && env.len() < 64 {
+                    env.push((variable_name, variable_value));
+                }
+            }
+            Some(ChannelMsg::RequestShell { .. }) => break None,
+            Some(ChannelMsg::Exec { command, .. }) => break Some(String::from_utf8_lossy(&command).into_owned()),
+            Some(ChannelMsg::Close) | None => return,
+            Some(_) => {}
+        }
+    };
+    let process = match start(&ctx, command, pty, env).await {
+        Ok(p) => p,
+        Err(message) => {
+            tracing::warn!("session refused: {message}");
+            let _ = tx.extended_data(1, format!("gatehouse: {message}\r\n").as_bytes()).await;
+            let _ = tx.exit_status(1).await;
+            let _ = tx.eof().await;
+            let _ = tx.close().await;
+            return;
+        }
+    };
+    relay(process, rx, tx, &ctx).await;
+}
+
+/// Resolves the target, starts the container on demand, creates the account, and
+/// starts the process.
+async fn start(ctx: &SessionContext, command: Option<String>, pty: Option<PtySpec>, env: Vec<(String, String)>) -> Result<Process, String> {
+    let action = if command.is_some() { Action::Exec } else { Action::Shell };
+    let resolved = access::resolve(&ctx.app, &ctx.user, &ctx.target, action).await?;
+    let name = resolved.container.name.clone();
+    let runtime = &ctx.app.runtime;
+    let t0 = Instant::now();
+    match runtime.start(&name).await {
+        Ok(StartOutcome::Started) => tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand"),
+        Ok(StartOutcome::AlreadyRunning) => {}
+        Err(e) => {
+            tracing::error!(container = %name, "start failed: {e}");
+            return Err(format!("container '{name}' could not be started; the administrators have the details"));
+        }
+    }
+    if resolved.login == ctx.user.name {
+        let account = Account {
+            name: ctx.user.name.clone(),
+            uid: ctx.user.uid,
+            gid: ctx.user.gid,
+            shell: ctx.user.shell.clone(),
+        };
+        if let Err(e) = runtime.ensure_account(&name, &account).await {
+            tracing::error!(container = %name, "account: {e}");
+            return Err(format!("your account in '{name}' could not be set up"));
+        }
+    }
+    let mut record = resolved.container.clone();
+    record.last_login = Some(chrono::Utc::now());
+    if let Err(e) = runtime.update(&record).await {
+        tracing::warn!(container = %name, "cannot record last login: {e}");
+    }
+    tracing::info!(container = %name, login = %resolved.login, rule = %resolved.rule, peer = %ctx.peer, command = ?command, pty = pty.is_some(), "session start");
+    let spec = ExecSpec { login: resolved.login.clone(), command, pty, env };
+    runtime.exec(&name, spec).await.map_err(|e| {
+        tracing::error!(container = %name, "exec failed: {e}");
+        format!("cannot start a session in '{name}': {e}")
+    })
+}
+
+async fn relay(process: Process, mut rx: russh::ChannelReadHalf, tx: ChannelWriteHalf<Msg>, ctx: &SessionContext) {
+    let Process { stdin, stdout, stderr, control, mut exit } = process;
+    let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
+    let stdin_task = tokio::spawn(pump_stdin(stdin, in_rx));
+    let out_task = tokio::spawn(pump_out(stdout, tx.make_writer()));
+    let err_task = stderr.map(|e| tokio::spawn(pump_out(e, tx.make_writer_ext(Some(1)))));
+    let mut in_tx = Some(in_tx);
+    let status = loop {
+        tokio::select! {
+            status = &mut exit => break Some(status),
+            msg = rx.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    if let Some(q) = &in_tx {
+                        if q.send(data).await.is_err() {
+                            in_tx = None;
+                        }
+                    }
+                }
+                Some(ChannelMsg::Eof) => in_tx = None,
+                Some(ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height }) => {
+                    let _ = control.resize(WindowSize::from_ssh(col_width, row_height, pix_width, pix_height)).await;
+                }
+                Some(ChannelMsg::Signal { signal }) => {
+                    let _ = control.signal(&signals::name(&signal)).await;
+                }
+                Some(ChannelMsg::Close) | None => {
+                    let _ = control.signal("HUP").await;
+                    break None;
+                }
+                Some(_) => {}
+            }
+        }
+    };
+    drop(in_tx);
+    let Some(status) = status else {
+        tracing::info!("session closed by the client");
+        stdin_task.abort();
+        out_task.abort();
+        if let Some(t) = err_task {
+            t.abort();
+        }
+        return;
+    };
+    // Let the output drain before reporting the exit status, as sshd does.
+    let drain = async {
+        let _ = out_task.await;
+        if let Some(t) = err_task {
+            let _ = t.await;
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await;
+    stdin_task.abort();
+    match status {
+        Ok(ExitStatus::Code(code)) => {
+            tracing::info!(code, "session end");
+            let _ = tx.exit_status(code as u32).await;
+        }
+        Ok(ExitStatus::Signal { name, core_dumped }) => {
+            tracing::info!(signal = name, "session end");
+            let _ = ctx
+                .handle
+                .exit_signal_request(tx.id(), signals::from_name(name), core_dumped, String::new(), String::new())
+                .await;
+        }
+        Err(e) => {
+            tracing::error!("session lost: {e}");
+            let _ = tx.extended_data(1, format!("gatehouse: session lost: {e}\r\n").as_bytes()).await;
+            let _ = tx.exit_status(255).await;
+        }
+    }
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+async fn pump_stdin(mut stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(data) = rx.recv().await {
+        if stdin.write_all(&data).await.is_err() {
+            return;
+        }
+    }
+    let _ = stdin.shutdown().await;
+}
+
+async fn pump_out(from: std::pin::Pin<Box<dyn AsyncRead + Send>>, mut to: impl AsyncWrite + Unpin) {
+    let mut reader = BufReader::with_capacity(32 * 1024, from);
+    let _ = tokio::io::copy_buf(&mut reader, &mut to).await;
+    let _ = to.flush().await;
+}
