@@ -21,20 +21,34 @@ pub struct Resolved {
 
 fn request(user: &User, c: &ContainerRecord, login: &str, action: Action) -> Request {
     Request {
-        subject: Subject { user: user.name.clone(), groups: user.groups.clone() },
-        target: PolicyTarget { container: c.name.clone(), owner: c.owner.clone(), labels: c.labels.clone() },
+        subject: Subject {
+            user: user.name.clone(),
+            groups: user.groups.clone(),
+        },
+        target: PolicyTarget {
+            container: c.name.clone(),
+            owner: c.owner.clone(),
+            labels: c.labels.clone(),
+        },
         login: login.to_string(),
         action,
     }
 }
 
 /// Finds the container and checks the policy.
-pub async fn resolve(app: &App, user: &User, target: &Target, action: Action) -> Result<Resolved, String> {
+pub async fn resolve(
+    app: &App,
+    user: &User,
+    target: &Target,
+    action: Action,
+) -> Result<Resolved, String> {
     let login = target.login().to_string();
     let container = match &target.container {
         Some(name) => match app.runtime.get(name).await {
             Ok(c) => c,
-            Err(RuntimeError::NoSuchContainer(_)) => return Err(format!("no container named '{name}'")),
+            Err(RuntimeError::NoSuchContainer(_)) => {
+                return Err(format!("no container named '{name}'"))
+            }
             Err(e) => {
                 tracing::error!("inventory: {e}");
                 return Err("the container inventory is unavailable; try again later".into());
@@ -47,7 +61,11 @@ pub async fn resolve(app: &App, user: &User, target: &Target, action: Action) ->
             })?;
             let mine: Vec<ContainerRecord> = all
                 .into_iter()
-                .filter(|c| app.policy.decide(&request(user, c, &login, action)).is_allowed())
+                .filter(|c| {
+                    app.policy
+                        .decide(&request(user, c, &login, action))
+                        .is_allowed()
+                })
                 .collect();
             match mine.len() {
                 0 => return Err(format!("{} has no containers to log into", user.name)),
@@ -64,8 +82,15 @@ pub async fn resolve(app: &App, user: &User, target: &Target, action: Action) ->
             }
         }
     };
-    match app.policy.decide(&request(user, &container, &login, action)) {
-        Decision::Allow { rule } => Ok(Resolved { container, login, rule }),
+    match app
+        .policy
+        .decide(&request(user, &container, &login, action))
+    {
+        Decision::Allow { rule } => Ok(Resolved {
+            container,
+            login,
+            rule,
+        }),
         Decision::Deny { reason, .. } => Err(format!("access denied: {reason}")),
     }
 }

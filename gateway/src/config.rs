@@ -102,7 +102,10 @@ pub struct RecordingConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        RecordingConfig { input: true, fail_closed: true }
+        RecordingConfig {
+            input: true,
+            fail_closed: true,
+        }
     }
 }
 
@@ -124,7 +127,8 @@ impl Config {
 
     /// Parses and checks configuration text.
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
         config.check()?;
         Ok(config)
     }
@@ -148,13 +152,22 @@ impl Config {
         }
         match self.runtime.kind.as_str() {
             "native" => {}
-            "lxd" => anyhow::bail!("[runtime] kind = \"lxd\" is not available in this build yet; use \"native\""),
-            other => anyhow::bail!("[runtime] kind = \"{other}\" is unknown; use \"native\" or \"lxd\""),
+            "lxd" => anyhow::bail!(
+                "[runtime] kind = \"lxd\" is not available in this build yet; use \"native\""
+            ),
+            other => {
+                anyhow::bail!("[runtime] kind = \"{other}\" is unknown; use \"native\" or \"lxd\"")
+            }
         }
         self.server
             .listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|_| anyhow::anyhow!("[server] listen = \"{}\" is not an address like 0.0.0.0:2222", self.server.listen))?;
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "[server] listen = \"{}\" is not an address like 0.0.0.0:2222",
+                    self.server.listen
+                )
+            })?;
         gatehouse_runtime::names::validate_image_name(&self.runtime.default_image)
             .map_err(|e| anyhow::anyhow!("[runtime] default_image: {e}"))?;
         Ok(())
@@ -179,9 +192,13 @@ mod tests {
 
     #[test]
     fn errors_are_precise() {
-        let e = Config::parse("[server]\nlisten_addr = \"x\"\n").unwrap_err().to_string();
+        let e = Config::parse("[server]\nlisten_addr = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_addr"), "{e}");
-        let e = Config::parse("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        let e = Config::parse("[server]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope"), "{e}");
         assert!(Config::parse("[directory]\nkind = \"nis\"\n").is_err());
         assert!(Config::parse("[runtime]\ndefault_image = \"../x\"\n").is_err());

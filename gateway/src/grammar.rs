@@ -30,7 +30,12 @@ pub fn parse(name: &str) -> Result<Target, String> {
         [u] => (*u, None, None),
         [u, c] => (*u, None, Some(*c)),
         [u, l, c] => (*u, Some(*l), Some(*c)),
-        _ => return Err(format!("cannot parse '{}': use user, user@container or user@login@container", shorten(name))),
+        _ => {
+            return Err(format!(
+                "cannot parse '{}': use user, user@container or user@login@container",
+                shorten(name)
+            ))
+        }
     };
     if !is_user_name(user) {
         return Err(format!("invalid user name '{}'", shorten(user)));
@@ -56,16 +61,37 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(parse("alice").unwrap(), Target { user: "alice".into(), login: None, container: None });
+        assert_eq!(
+            parse("alice").unwrap(),
+            Target {
+                user: "alice".into(),
+                login: None,
+                container: None
+            }
+        );
         let t = parse("alice@web01").unwrap();
-        assert_eq!((t.container.as_deref(), t.login()), (Some("web01"), "alice"));
+        assert_eq!(
+            (t.container.as_deref(), t.login()),
+            (Some("web01"), "alice")
+        );
         let t = parse("alice@root@web01").unwrap();
         assert_eq!((t.container.as_deref(), t.login()), (Some("web01"), "root"));
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "../etc", "alice@../etc", "alice@Web", "a@b@c@d", "alice@", "@web01", "alice)(uid=*", &"a".repeat(300), &format!("alice@{}", "x".repeat(64))] {
+        for bad in [
+            "",
+            "../etc",
+            "alice@../etc",
+            "alice@Web",
+            "a@b@c@d",
+            "alice@",
+            "@web01",
+            "alice)(uid=*",
+            &"a".repeat(300),
+            &format!("alice@{}", "x".repeat(64)),
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -20,11 +20,23 @@ fn main() -> ExitCode {
         let code = gatehouse_runtime::native::supervise_main(state, name);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let default_level = if matches!(cli.command, Command::Serve | Command::Demo(_)) { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},russh=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let default_level = if matches!(cli.command, Command::Serve | Command::Demo(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default_level},russh=warn"))
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gatehouse: cannot start the async runtime: {e}");
@@ -41,16 +53,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let load = || config::Config::load_or_default(cli.config.as_deref());
     match cli.command {
         Command::Demo(args) => cli::demo::run(args).await,
-        command => {
-            let config = config::Config::load_or_default(cli.config.as_deref())?;
-            match command {
-                Command::Serve => cli::serve(config).await,
-                Command::Image(cmd) => cli::image::run(&config, cmd).await,
-                Command::Container(cmd) => cli::container::run(&config, cmd).await,
-                Command::Demo(_) | Command::Supervise { .. } => unreachable!("handled above"),
-            }
+        Command::Serve => cli::serve(load()?).await,
+        Command::Image(cmd) => cli::image::run(&load()?, cmd).await,
+        Command::Container(cmd) => cli::container::run(&load()?, cmd).await,
+        Command::Supervise { .. } => {
+            anyhow::bail!("__supervise must be dispatched before the async runtime starts")
         }
     }
 }

@@ -109,7 +109,9 @@ pub struct OwnerPolicy;
 impl Policy for OwnerPolicy {
     fn decide(&self, r: &Request) -> Decision {
         if r.subject.user == r.target.owner {
-            Decision::Allow { rule: "builtin:owner".into() }
+            Decision::Allow {
+                rule: "builtin:owner".into(),
+            }
         } else {
             Decision::Deny {
                 rule: None,
@@ -128,8 +130,15 @@ mod tests {
 
     fn req(user: &str, owner: &str, login: &str) -> Request {
         Request {
-            subject: Subject { user: user.into(), groups: vec![] },
-            target: Target { container: "web01".into(), owner: owner.into(), labels: BTreeMap::new() },
+            subject: Subject {
+                user: user.into(),
+                groups: vec![],
+            },
+            target: Target {
+                container: "web01".into(),
+                owner: owner.into(),
+                labels: BTreeMap::new(),
+            },
             login: login.into(),
             action: Action::Shell,
         }
@@ -137,8 +146,12 @@ mod tests {
 
     #[test]
     fn owner_policy() {
-        assert!(OwnerPolicy.decide(&req("alice", "alice", "alice")).is_allowed());
-        assert!(OwnerPolicy.decide(&req("alice", "alice", "root")).is_allowed());
+        assert!(OwnerPolicy
+            .decide(&req("alice", "alice", "alice"))
+            .is_allowed());
+        assert!(OwnerPolicy
+            .decide(&req("alice", "alice", "root"))
+            .is_allowed());
         let d = OwnerPolicy.decide(&req("bob", "alice", "bob"));
         assert!(!d.is_allowed());
         assert!(matches!(d, Decision::Deny { reason, .. } if reason.contains("web01")));

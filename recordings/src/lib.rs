@@ -67,9 +67,24 @@ mod tests {
 
     #[test]
     fn encodes_lines() {
-        let h = Header { version: 2, width: 80, height: 24, timestamp: 1, title: None };
-        assert_eq!(encode_header(&h), "{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":1}\n");
-        assert_eq!(encode_event(1.5, EventKind::Output, b"hi\n"), "[1.5,\"o\",\"hi\\n\"]\n");
-        assert_eq!(encode_event(0.0, EventKind::Input, b"\xff"), "[0.0,\"i\",\"\u{fffd}\"]\n");
+        let h = Header {
+            version: 2,
+            width: 80,
+            height: 24,
+            timestamp: 1,
+            title: None,
+        };
+        assert_eq!(
+            encode_header(&h),
+            "{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":1}\n"
+        );
+        assert_eq!(
+            encode_event(1.5, EventKind::Output, b"hi\n"),
+            "[1.5,\"o\",\"hi\\n\"]\n"
+        );
+        assert_eq!(
+            encode_event(0.0, EventKind::Input, b"\xff"),
+            "[0.0,\"i\",\"\u{fffd}\"]\n"
+        );
     }
 }

@@ -63,19 +63,20 @@ impl Images {
 
     /// All images.
     pub fn list(&self) -> Result<Vec<ImageInfo>> {
-        let entries =
-            std::fs::read_dir(&self.dir).map_err(|e| RuntimeError::io("cannot list", &self.dir, e))?;
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| RuntimeError::io("cannot list", &self.dir, e))?;
         let mut out: Vec<ImageInfo> = entries
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
             .filter(|n| self.exists(n))
             .map(|n| {
                 let meta = std::fs::read(self.dir.join(&n).join("image.json")).ok();
-                meta.and_then(|m| serde_json::from_slice(&m).ok()).unwrap_or(ImageInfo {
-                    name: n,
-                    source: "unknown".into(),
-                    created: DateTime::<Utc>::UNIX_EPOCH,
-                })
+                meta.and_then(|m| serde_json::from_slice(&m).ok())
+                    .unwrap_or(ImageInfo {
+                        name: n,
+                        source: "unknown".into(),
+                        created: DateTime::<Utc>::UNIX_EPOCH,
+                    })
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -107,14 +108,20 @@ impl Images {
 
     /// Moves a finished staging directory into place.
     fn commit(&self, name: &str, staging: &Path, source: String) -> Result<()> {
-        let info = ImageInfo { name: name.to_string(), source, created: Utc::now() };
+        let info = ImageInfo {
+            name: name.to_string(),
+            source,
+            created: Utc::now(),
+        };
         let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
         write_atomic(&staging.join("image.json"), &json)?;
         let target = self.dir.join(name);
         if target.exists() {
-            std::fs::remove_dir_all(&target).map_err(|e| RuntimeError::io("cannot replace", &target, e))?;
+            std::fs::remove_dir_all(&target)
+                .map_err(|e| RuntimeError::io("cannot replace", &target, e))?;
         }
-        std::fs::rename(staging, &target).map_err(|e| RuntimeError::io("cannot install", &target, e))
+        std::fs::rename(staging, &target)
+            .map_err(|e| RuntimeError::io("cannot install", &target, e))
     }
 
     /// Builds a Debian image with debootstrap. `progress` receives each line it prints.
@@ -125,10 +132,17 @@ impl Images {
         mirror: &str,
         progress: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        if !suite.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || suite.is_empty() {
+        if !suite
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || suite.is_empty()
+        {
             return Err(RuntimeError::Invalid(format!("invalid suite '{suite}'")));
         }
-        if !(mirror.starts_with("http://") || mirror.starts_with("https://") || mirror.starts_with("file:/")) {
+        if !(mirror.starts_with("http://")
+            || mirror.starts_with("https://")
+            || mirror.starts_with("file:/"))
+        {
             return Err(RuntimeError::Invalid(format!(
                 "invalid mirror '{mirror}': use an http://, https:// or file:/ URL"
             )));
@@ -136,7 +150,11 @@ impl Images {
         let staging = self.staging(name)?;
         let rootfs = staging.join("rootfs");
         let mut child = Command::new("debootstrap")
-            .args(["--variant=minbase", &format!("--include={EXTRA_PACKAGES}"), suite])
+            .args([
+                "--variant=minbase",
+                &format!("--include={EXTRA_PACKAGES}"),
+                suite,
+            ])
             .arg(&rootfs)
             .arg(mirror)
             .stdin(Stdio::null())
@@ -158,17 +176,29 @@ impl Images {
         });
         let mut last = String::new();
         if let Some(out) = child.stdout.take() {
-            for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
+            for line in BufReader::new(out)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
                 progress(&line);
                 last = line;
             }
         }
-        let status = child.wait().map_err(|e| RuntimeError::Tool(format!("debootstrap: {e}")))?;
+        let status = child
+            .wait()
+            .map_err(|e| RuntimeError::Tool(format!("debootstrap: {e}")))?;
         let err = err_thread.join().unwrap_or_default();
         if !status.success() {
             let _ = std::fs::remove_dir_all(&staging);
-            let detail = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&last).to_string();
-            return Err(RuntimeError::Tool(format!("debootstrap failed ({status}): {detail}")));
+            let detail = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or(&last)
+                .to_string();
+            return Err(RuntimeError::Tool(format!(
+                "debootstrap failed ({status}): {detail}"
+            )));
         }
         self.commit(name, &staging, format!("debootstrap {suite} {mirror}"))
     }
@@ -199,12 +229,15 @@ pub fn suite_for(name: &str) -> Option<&'static str> {
 fn open_archive(file: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
     let mut f = File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
     let mut magic = [0u8; 4];
-    let n = f.read(&mut magic).map_err(|e| RuntimeError::io("cannot read", file, e))?;
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| RuntimeError::io("cannot read", file, e))?;
     let f = File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
     let reader: Box<dyn Read> = match &magic[..n] {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(f)),
         [0x28, 0xb5, 0x2f, 0xfd] => Box::new(
-            zstd::stream::read::Decoder::new(f).map_err(|e| RuntimeError::io("cannot read zstd", file, e))?,
+            zstd::stream::read::Decoder::new(f)
+                .map_err(|e| RuntimeError::io("cannot read zstd", file, e))?,
         ),
         _ => Box::new(f),
     };
@@ -230,14 +263,21 @@ fn scan(file: &Path) -> Result<ArchiveLayout> {
         .map_err(|e| bad_archive(file, format!("not a tar archive ({e})")))?;
     for entry in entries {
         let entry = entry.map_err(|e| bad_archive(file, format!("corrupt entry ({e})")))?;
-        let path = entry.path().map_err(|e| bad_archive(file, format!("bad path ({e})")))?.into_owned();
+        let path = entry
+            .path()
+            .map_err(|e| bad_archive(file, format!("bad path ({e})")))?
+            .into_owned();
         check_relative(&path).map_err(|why| bad_archive(file, why))?;
         if entry.header().entry_type().is_hard_link() {
             if let Ok(Some(target)) = entry.link_name() {
-                check_relative(&target).map_err(|why| bad_archive(file, format!("hard link {why}")))?;
+                check_relative(&target)
+                    .map_err(|why| bad_archive(file, format!("hard link {why}")))?;
             }
         }
-        let clean: PathBuf = path.components().filter(|c| *c != Component::CurDir).collect();
+        let clean: PathBuf = path
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
         if clean == Path::new("metadata.yaml") {
             has_metadata = true;
         }
@@ -249,7 +289,9 @@ fn scan(file: &Path) -> Result<ArchiveLayout> {
     if count == 0 {
         return Err(bad_archive(file, "it is empty".into()));
     }
-    Ok(ArchiveLayout { strip_rootfs: has_metadata && has_rootfs_dir })
+    Ok(ArchiveLayout {
+        strip_rootfs: has_metadata && has_rootfs_dir,
+    })
 }
 
 fn check_relative(path: &Path) -> std::result::Result<(), String> {
@@ -266,8 +308,13 @@ fn check_relative(path: &Path) -> std::result::Result<(), String> {
 }
 
 fn unpack_error(file: &Path, rel: &Path, e: &std::io::Error) -> RuntimeError {
-    let cause = std::error::Error::source(e).map(|s| format!(" ({s})")).unwrap_or_default();
-    bad_archive(file, format!("cannot unpack '{}': {e}{cause}", rel.display()))
+    let cause = std::error::Error::source(e)
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    bad_archive(
+        file,
+        format!("cannot unpack '{}': {e}{cause}", rel.display()),
+    )
 }
 
 fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
@@ -275,11 +322,19 @@ fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_unpack_xattrs(true);
-    let entries = archive.entries().map_err(|e| bad_archive(file, e.to_string()))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| bad_archive(file, e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad_archive(file, e.to_string()))?;
-        let path = entry.path().map_err(|e| bad_archive(file, e.to_string()))?.into_owned();
-        let clean: PathBuf = path.components().filter(|c| *c != Component::CurDir).collect();
+        let path = entry
+            .path()
+            .map_err(|e| bad_archive(file, e.to_string()))?
+            .into_owned();
+        let clean: PathBuf = path
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
         let rel = if strip_rootfs {
             match clean.strip_prefix("rootfs") {
                 Ok(r) => r.to_path_buf(),
@@ -294,7 +349,8 @@ fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
         // unpack_in refuses paths that would leave `dest`, also through symlinks.
         let target = dest.join(&rel);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io("cannot create", parent, e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| RuntimeError::io("cannot create", parent, e))?;
         }
         if strip_rootfs {
             entry
@@ -305,7 +361,10 @@ fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
                 .unpack_in(dest)
                 .map_err(|e| unpack_error(file, &rel, &e))?;
             if !ok {
-                return Err(bad_archive(file, format!("'{}' leaves the root", rel.display())));
+                return Err(bad_archive(
+                    file,
+                    format!("'{}' leaves the root", rel.display()),
+                ));
             }
         }
     }
@@ -342,12 +401,22 @@ mod tests {
         let images = Images::open(tmp.path()).unwrap();
         let plain = tarball(&[("bin/sh", b"x"), ("etc/os-release", b"ID=debian")]);
         images.import("plain", plain.path()).unwrap();
-        assert!(images.rootfs("plain").unwrap().join("etc/os-release").exists());
-        let lxc = tarball(&[("metadata.yaml", b"architecture: x86_64"), ("rootfs/bin/sh", b"x")]);
+        assert!(images
+            .rootfs("plain")
+            .unwrap()
+            .join("etc/os-release")
+            .exists());
+        let lxc = tarball(&[
+            ("metadata.yaml", b"architecture: x86_64"),
+            ("rootfs/bin/sh", b"x"),
+        ]);
         images.import("lxc", lxc.path()).unwrap();
         assert!(images.rootfs("lxc").unwrap().join("bin/sh").exists());
         assert!(!images.rootfs("lxc").unwrap().join("metadata.yaml").exists());
-        assert!(matches!(images.import("lxc", lxc.path()), Err(RuntimeError::ImageExists(_))));
+        assert!(matches!(
+            images.import("lxc", lxc.path()),
+            Err(RuntimeError::ImageExists(_))
+        ));
     }
 
     #[test]

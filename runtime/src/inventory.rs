@@ -115,8 +115,7 @@ impl Inventory {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if validate_container_name(&name).is_err() || !entry.path().join(RECORD_FILE).exists()
-            {
+            if validate_container_name(&name).is_err() || !entry.path().join(RECORD_FILE).exists() {
                 continue;
             }
             match self.get(&name) {
@@ -182,14 +181,20 @@ mod tests {
         let names: Vec<_> = inv.list().unwrap().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["db01", "web01"]);
         inv.remove("web01").unwrap();
-        assert!(matches!(inv.get("web01"), Err(RuntimeError::NoSuchContainer(_))));
+        assert!(matches!(
+            inv.get("web01"),
+            Err(RuntimeError::NoSuchContainer(_))
+        ));
     }
 
     #[test]
     fn bad_names_never_touch_paths() {
         let tmp = tempfile::tempdir().unwrap();
         let inv = Inventory::open(tmp.path()).unwrap();
-        assert!(matches!(inv.get("../etc"), Err(RuntimeError::InvalidName { .. })));
+        assert!(matches!(
+            inv.get("../etc"),
+            Err(RuntimeError::InvalidName { .. })
+        ));
         assert!(inv.remove("..").is_err());
     }
 

@@ -39,9 +39,14 @@ pub fn parse_memory(text: &str) -> Result<u64> {
             "invalid memory size '{text}': use a number with an optional K, M, G or T suffix, e.g. 512M"
         ))
     })?;
-    let bytes = n.checked_mul(mult).filter(|b| *b >= 4 << 20).ok_or_else(|| {
-        RuntimeError::Invalid(format!("memory size '{text}' is out of range (at least 4M)"))
-    })?;
+    let bytes = n
+        .checked_mul(mult)
+        .filter(|b| *b >= 4 << 20)
+        .ok_or_else(|| {
+            RuntimeError::Invalid(format!(
+                "memory size '{text}' is out of range (at least 4M)"
+            ))
+        })?;
     Ok(bytes)
 }
 
@@ -67,8 +72,13 @@ pub fn parse_pids(text: &str) -> Result<u64> {
 
 /// Formats a byte count the way [`parse_memory`] reads it.
 pub fn format_memory(bytes: u64) -> String {
-    for (suffix, unit) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
-        if bytes >= unit && bytes % unit == 0 {
+    for (suffix, unit) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }

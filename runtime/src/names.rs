@@ -77,7 +77,11 @@ pub fn validate_image_name(name: &str) -> Result<(), RuntimeError> {
 
 /// A name cut to a printable length for error messages, with control characters escaped.
 pub fn shorten(name: &str) -> String {
-    let mut out: String = name.chars().take(40).flat_map(char::escape_default).collect();
+    let mut out: String = name
+        .chars()
+        .take(40)
+        .flat_map(char::escape_default)
+        .collect();
     if name.chars().count() > 40 {
         out.push('…');
     }
@@ -93,7 +97,18 @@ mod tests {
         for good in ["web01", "a", "a-b", "0abc", &"x".repeat(63)] {
             assert!(validate_container_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "-a", "a-", "Web", "a_b", "../etc", "a.b", "a/b", &"x".repeat(64), "é"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Web",
+            "a_b",
+            "../etc",
+            "a.b",
+            "a/b",
+            &"x".repeat(64),
+            "é",
+        ] {
             assert!(validate_container_name(bad).is_err(), "{bad}");
         }
     }
@@ -103,7 +118,17 @@ mod tests {
         for good in ["alice", "_svc", "a.b-c_d", "root", "u1"] {
             assert!(is_user_name(good), "{good}");
         }
-        for bad in ["", "1a", "Alice", "a b", "*", "alice)(uid=*", "a\0b", "../x", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "1a",
+            "Alice",
+            "a b",
+            "*",
+            "alice)(uid=*",
+            "a\0b",
+            "../x",
+            &"a".repeat(33),
+        ] {
             assert!(!is_user_name(bad), "{bad}");
         }
     }

@@ -1,1 +1,356 @@
-//! e2e harness
+//! End-to-end test harness: runs the real `gatehouse` binary with a fresh state
+//! directory on a free loopback port, and drives it with the real OpenSSH client.
+//!
+//! Needs root (namespaces, mounts), `ssh`/`ssh-keygen`, and a Debian image. The image is
+//! built once with `gatehouse image build` into `$GATEHOUSE_TEST_CACHE` (default
+//! `/var/cache/gatehouse-test`) and shared by all tests through a symlink.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The gatehouse binary under test (built by `cargo build` before the tests run).
+pub fn gatehouse_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GATEHOUSE_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/gatehouse");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("GATEHOUSE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/gatehouse-test"))
+}
+
+static IMAGE_LOCK: Mutex<()> = Mutex::new(());
+
+/// The cached Debian image directory (`…/images/debian-12`), built on first use.
+pub fn debian_image() -> PathBuf {
+    let _guard = IMAGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache_dir();
+    let image = cache.join("images/debian-12");
+    if image.join("rootfs/usr/bin/bash").exists() {
+        return image;
+    }
+    fs::create_dir_all(&cache).unwrap();
+    let mut cmd = Command::new(gatehouse_bin());
+    cmd.args(["image", "build", "debian-12"]);
+    if let Ok(m) = std::env::var("GATEHOUSE_TEST_MIRROR") {
+        cmd.args(["--mirror", &m]);
+    }
+    let config = cache.join("build.toml");
+    fs::write(
+        &config,
+        format!("[server]\nstate_dir = \"{}\"\n", cache.display()),
+    )
+    .unwrap();
+    let status = cmd
+        .arg("--config")
+        .arg(&config)
+        .status()
+        .expect("run gatehouse image build");
+    assert!(status.success(), "building the test image failed");
+    image
+}
+
+/// Whether this machine can run the end-to-end tests (root).
+pub fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A user of the test directory, with a key pair on disk.
+pub struct TestUser {
+    /// User name.
+    pub name: String,
+    /// Private key file.
+    pub key: PathBuf,
+}
+
+/// A running gateway with its own state, users and port.
+pub struct Gateway {
+    /// Temporary directory holding everything.
+    pub dir: tempfile::TempDir,
+    /// The config file.
+    pub config: PathBuf,
+    /// The SSH port.
+    pub port: u16,
+    child: Option<Child>,
+    /// Users: alice (uid 10001) and bob (uid 10002), each with a key.
+    pub users: Vec<TestUser>,
+}
+
+impl Gateway {
+    /// Sets up state and users, then starts `gatehouse serve`.
+    pub fn start() -> Gateway {
+        assert!(
+            can_run(),
+            "the end-to-end tests need root (namespaces, mounts, cgroups)"
+        );
+        let image = debian_image();
+        let dir = tempfile::Builder::new()
+            .prefix("gh-e2e-")
+            .tempdir()
+            .unwrap();
+        let state = dir.path().join("state");
+        fs::create_dir_all(state.join("images")).unwrap();
+        std::os::unix::fs::symlink(&image, state.join("images/debian-12")).unwrap();
+        let mut users = Vec::new();
+        let mut users_toml = String::new();
+        for (name, uid) in [("alice", 10001), ("bob", 10002)] {
+            let key = dir.path().join(format!("{name}_key"));
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg(&key)
+                .status()
+                .expect("ssh-keygen")
+                .success();
+            assert!(ok);
+            let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+            users_toml.push_str(&format!(
+                "[[user]]\nname = \"{name}\"\nuid = {uid}\ngroups = [\"devs\"]\nkeys = [\"{}\"]\n\n",
+                public.trim()
+            ));
+            users.push(TestUser {
+                name: name.into(),
+                key,
+            });
+        }
+        fs::write(dir.path().join("users.toml"), users_toml).unwrap();
+        let port = free_port();
+        let config = dir.path().join("gatehouse.toml");
+        fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[directory]\nkind = \"file\"\nfile = \"{}\"\n",
+                state.display(),
+                dir.path().join("users.toml").display()
+            ),
+        )
+        .unwrap();
+        let mut gw = Gateway {
+            dir,
+            config,
+            port,
+            child: None,
+            users,
+        };
+        gw.spawn();
+        gw
+    }
+
+    /// Starts (or restarts) the gateway process and waits until it accepts connections.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "gateway already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("gateway.log"))
+            .unwrap();
+        let child = Command::new(gatehouse_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("GATEHOUSE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start gatehouse serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the gateway with SIGKILL (containers must survive).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the gateway process is still alive.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// The key of a test user.
+    pub fn key(&self, user: &str) -> &Path {
+        &self
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .expect("test user")
+            .key
+    }
+
+    /// Runs a gatehouse admin command against this gateway's state.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(gatehouse_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run gatehouse")
+    }
+
+    /// Runs a gatehouse admin command and asserts it succeeded; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "gatehouse {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Common OpenSSH client options for this gateway, authenticating with `key_of`'s key.
+    pub fn ssh_command(&self, key_of: &str, ssh_user: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(["-p", &self.port.to_string(), "-i"])
+            .arg(self.key(key_of))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=20",
+            ])
+            .arg(format!("{ssh_user}@127.0.0.1"));
+        c
+    }
+
+    /// `ssh -i <key of user> ssh_user@gw command`, stdin empty.
+    pub fn ssh(&self, key_of: &str, ssh_user: &str, command: &str) -> Output {
+        self.ssh_command(key_of, ssh_user)
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh")
+    }
+
+    /// Like [`Gateway::ssh`] with `input` on stdin.
+    pub fn ssh_with_input(
+        &self,
+        key_of: &str,
+        ssh_user: &str,
+        command: &str,
+        input: &[u8],
+    ) -> Output {
+        let mut child = self
+            .ssh_command(key_of, ssh_user)
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ssh");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let data = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("ssh output");
+        let _ = writer.join();
+        out
+    }
+
+    /// Creates a container owned by `owner`.
+    pub fn create_container(&self, name: &str, owner: &str) {
+        self.cli_ok(&[
+            "container",
+            "create",
+            name,
+            "--owner",
+            owner,
+            "--purpose",
+            "e2e test",
+        ]);
+    }
+
+    /// The state of a container as `container list --json` reports it.
+    pub fn state_of(&self, name: &str) -> String {
+        let json = self.cli_ok(&["container", "list", "--json"]);
+        let needle = format!("\"name\": \"{name}\"");
+        let start = json
+            .find(&needle)
+            .unwrap_or_else(|| panic!("{name} not listed: {json}"));
+        let rest = &json[start..];
+        let s = rest.find("\"state\": \"").expect("state field") + "\"state\": \"".len();
+        rest[s..].split('"').next().unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+        // Stop every container of this state directory so nothing is left running.
+        if let Ok(out) = Command::new(gatehouse_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(["container", "list", "--json"])
+            .output()
+        {
+            let text = String::from_utf8_lossy(&out.stdout);
+            for line in text.lines() {
+                if let Some(rest) = line.trim().strip_prefix("\"name\": \"") {
+                    let name = rest.trim_end_matches("\",");
+                    let _ = Command::new(gatehouse_bin())
+                        .arg("--config")
+                        .arg(&self.config)
+                        .args(["container", "stop", name])
+                        .output();
+                }
+            }
+        }
+    }
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -93,13 +93,22 @@ pub struct MetaArgs {
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
-    let (k, v) = text.split_once('=').ok_or_else(|| format!("label '{text}' must be key=value"))?;
-    let key_ok = !k.is_empty() && k.len() <= 63 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("label '{text}' must be key=value"))?;
+    let key_ok = !k.is_empty()
+        && k.len() <= 63
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if !key_ok {
-        return Err(format!("label key '{k}' must be 1-63 letters, digits, '-', '_' or '.'"));
+        return Err(format!(
+            "label key '{k}' must be 1-63 letters, digits, '-', '_' or '.'"
+        ));
     }
     if v.len() > 255 || v.chars().any(char::is_control) {
-        return Err(format!("label value for '{k}' must be at most 255 printable characters"));
+        return Err(format!(
+            "label value for '{k}' must be at most 255 printable characters"
+        ));
     }
     Ok((k.to_string(), v.to_string()))
 }
@@ -120,13 +129,25 @@ impl MetaArgs {
             }
         }
         if let Some(m) = &self.memory {
-            record.limits.memory = if m == "none" { None } else { Some(parse_memory(m)?) };
+            record.limits.memory = if m == "none" {
+                None
+            } else {
+                Some(parse_memory(m)?)
+            };
         }
         if let Some(c) = &self.cpus {
-            record.limits.cpus = if c == "none" { None } else { Some(parse_cpus(c)?) };
+            record.limits.cpus = if c == "none" {
+                None
+            } else {
+                Some(parse_cpus(c)?)
+            };
         }
         if let Some(p) = &self.pids {
-            record.limits.pids = if p == "none" { None } else { Some(parse_pids(p)?) };
+            record.limits.pids = if p == "none" {
+                None
+            } else {
+                Some(parse_pids(p)?)
+            };
         }
         Ok(())
     }
@@ -159,14 +180,23 @@ fn limits_text(l: &Limits) -> String {
 }
 
 fn labels_text(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Runs a container command.
 pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
     let rt = super::open_runtime(config)?;
     match cmd {
-        ContainerCommand::Create { name, owner, image, meta } => {
+        ContainerCommand::Create {
+            name,
+            owner,
+            image,
+            meta,
+        } => {
             validate_container_name(&name)?;
             if !is_user_name(&owner) {
                 anyhow::bail!("invalid owner name '{owner}'");
@@ -185,7 +215,11 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
             rt.create(record).await?;
             eprintln!("container {name} created (it starts on first use)");
         }
-        ContainerCommand::List { owner, labels, json } => {
+        ContainerCommand::List {
+            owner,
+            labels,
+            json,
+        } => {
             let mut rows = Vec::new();
             for record in rt.list().await? {
                 if owner.as_ref().is_some_and(|o| *o != record.owner) {
@@ -199,16 +233,39 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                     ContainerState::Running { since } => Some(since),
                     ContainerState::Stopped => None,
                 };
-                rows.push(Listed { record, state: state.label(), started });
+                rows.push(Listed {
+                    record,
+                    state: state.label(),
+                    started,
+                });
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<20} {:<12} {:<8} {:<10} {:<14} {:<20} PURPOSE", "NAME", "OWNER", "STATE", "IMAGE", "UPTIME", "LAST LOGIN");
+                println!(
+                    "{:<20} {:<12} {:<8} {:<10} {:<14} {:<20} PURPOSE",
+                    "NAME", "OWNER", "STATE", "IMAGE", "UPTIME", "LAST LOGIN"
+                );
                 for r in rows {
-                    let uptime = r.started.map(|s| human_duration(chrono::Utc::now() - s)).unwrap_or_else(|| "-".into());
-                    let last = r.record.last_login.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "never".into());
-                    println!("{:<20} {:<12} {:<8} {:<10} {:<14} {:<20} {}", r.record.name, r.record.owner, r.state, r.record.image, uptime, last, r.record.purpose);
+                    let uptime = r
+                        .started
+                        .map(|s| human_duration(chrono::Utc::now() - s))
+                        .unwrap_or_else(|| "-".into());
+                    let last = r
+                        .record
+                        .last_login
+                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_else(|| "never".into());
+                    println!(
+                        "{:<20} {:<12} {:<8} {:<10} {:<14} {:<20} {}",
+                        r.record.name,
+                        r.record.owner,
+                        r.state,
+                        r.record.image,
+                        uptime,
+                        last,
+                        r.record.purpose
+                    );
                 }
             }
         }
@@ -226,11 +283,23 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
             println!("labels:     {}", labels_text(&r.labels));
             println!("limits:     {}", limits_text(&r.limits));
             println!("created:    {}", r.created.to_rfc3339());
-            println!("last login: {}", r.last_login.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()));
+            println!(
+                "last login: {}",
+                r.last_login
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "never".into())
+            );
         }
         ContainerCommand::Start { name } => {
             let outcome = rt.start(&name).await?;
-            eprintln!("container {name} {}", if outcome == gatehouse_runtime::StartOutcome::Started { "started" } else { "was already running" });
+            eprintln!(
+                "container {name} {}",
+                if outcome == gatehouse_runtime::StartOutcome::Started {
+                    "started"
+                } else {
+                    "was already running"
+                }
+            );
         }
         ContainerCommand::Stop { name } => {
             rt.stop(&name).await?;
@@ -271,7 +340,10 @@ mod tests {
 
     #[test]
     fn labels() {
-        assert_eq!(parse_label("env=prod").unwrap(), ("env".into(), "prod".into()));
+        assert_eq!(
+            parse_label("env=prod").unwrap(),
+            ("env".into(), "prod".into())
+        );
         assert_eq!(parse_label("env=").unwrap(), ("env".into(), String::new()));
         assert!(parse_label("noequals").is_err());
         assert!(parse_label("=x").is_err());

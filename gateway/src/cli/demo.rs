@@ -53,15 +53,28 @@ fn client_key(state: &Path) -> anyhow::Result<(String, Option<PathBuf>)> {
     if !key_path.exists() {
         let mut seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-        let key = russh::keys::PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed));
-        let text = key.to_openssh(LineEnding::LF).map_err(|e| anyhow::anyhow!("cannot encode key: {e}"))?;
-        use std::os::unix::fs::OpenOptionsExt;
+        let key = russh::keys::PrivateKey::from(
+            russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed),
+        );
+        let text = key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("cannot encode key: {e}"))?;
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&key_path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_path)?;
         f.write_all(text.as_bytes())?;
     }
-    let key = russh::keys::load_secret_key(&key_path, None).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key_path.display()))?;
-    let public = key.public_key().to_openssh().map_err(|e| anyhow::anyhow!("cannot encode key: {e}"))?;
+    let key = russh::keys::load_secret_key(&key_path, None)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key_path.display()))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| anyhow::anyhow!("cannot encode key: {e}"))?;
     Ok((public, Some(key_path)))
 }
 
@@ -86,7 +99,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !images.exists(&image) {
         eprintln!("building the {image} image (first run only; about a minute)…");
         let img = image.clone();
-        tokio::task::spawn_blocking(move || super::image::build(&images, &img, None, DEFAULT_MIRROR)).await??;
+        tokio::task::spawn_blocking(move || {
+            super::image::build(&images, &img, None, DEFAULT_MIRROR)
+        })
+        .await??;
     }
     let rt = super::open_runtime(&config)?;
     if rt.get(CONTAINER).await.is_err() {
@@ -102,9 +118,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
         .await?;
     }
-    let addr: std::net::SocketAddr = args.listen.parse().map_err(|_| anyhow::anyhow!("--listen {} is not an address like 127.0.0.1:2222", args.listen))?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let identity = key_path.map(|p| format!(" -i {}", p.display())).unwrap_or_default();
+    let addr: std::net::SocketAddr = args.listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--listen {} is not an address like 127.0.0.1:2222",
+            args.listen
+        )
+    })?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let identity = key_path
+        .map(|p| format!(" -i {}", p.display()))
+        .unwrap_or_default();
     println!("gatehouse demo is ready. Log into your container with:\n\n    ssh -p {}{identity} -o StrictHostKeyChecking=accept-new {user}@{CONTAINER}@{host}\n\n(state in {}; Ctrl-C stops the gateway, the container keeps running)", addr.port(), state.display());
     tokio::select! {
         r = super::serve(config) => r,

@@ -45,10 +45,15 @@ fn images(config: &Config) -> anyhow::Result<Images> {
 pub fn build(images: &Images, name: &str, suite: Option<&str>, mirror: &str) -> anyhow::Result<()> {
     let suite = match suite.or_else(|| suite_for(name)) {
         Some(s) => s.to_string(),
-        None => anyhow::bail!("cannot tell the Debian suite from image name '{name}'; pass --suite (e.g. bookworm)"),
+        None => anyhow::bail!(
+            "cannot tell the Debian suite from image name '{name}'; pass --suite (e.g. bookworm)"
+        ),
     };
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar.set_message(format!("building image {name} (debootstrap {suite})"));
     let result = images.build(name, &suite, mirror, &mut |line| {
@@ -64,8 +69,13 @@ pub fn build(images: &Images, name: &str, suite: Option<&str>, mirror: &str) -> 
 pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
     let images = images(config)?;
     match cmd {
-        ImageCommand::Build { name, suite, mirror } => {
-            tokio::task::spawn_blocking(move || build(&images, &name, suite.as_deref(), &mirror)).await??
+        ImageCommand::Build {
+            name,
+            suite,
+            mirror,
+        } => {
+            tokio::task::spawn_blocking(move || build(&images, &name, suite.as_deref(), &mirror))
+                .await??
         }
         ImageCommand::Import { name, file } => {
             let n = name.clone();
@@ -75,14 +85,28 @@ pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
         ImageCommand::List => {
             println!("{:<20} {:<25} SOURCE", "NAME", "CREATED");
             for i in images.list()? {
-                println!("{:<20} {:<25} {}", i.name, i.created.format("%Y-%m-%d %H:%M:%S UTC"), i.source);
+                println!(
+                    "{:<20} {:<25} {}",
+                    i.name,
+                    i.created.format("%Y-%m-%d %H:%M:%S UTC"),
+                    i.source
+                );
             }
         }
         ImageCommand::Delete { name } => {
-            let inventory = gatehouse_runtime::Inventory::open(config.server.state_dir.join("containers"))?;
-            let users: Vec<String> = inventory.list()?.into_iter().filter(|c| c.image == name).map(|c| c.name).collect();
+            let inventory =
+                gatehouse_runtime::Inventory::open(config.server.state_dir.join("containers"))?;
+            let users: Vec<String> = inventory
+                .list()?
+                .into_iter()
+                .filter(|c| c.image == name)
+                .map(|c| c.name)
+                .collect();
             if !users.is_empty() {
-                anyhow::bail!("image {name} is used by containers {}; delete them first", users.join(", "));
+                anyhow::bail!(
+                    "image {name} is used by containers {}; delete them first",
+                    users.join(", ")
+                );
             }
             images.delete(&name)?;
             eprintln!("image {name} deleted");

@@ -50,11 +50,17 @@ pub enum Command {
 }
 
 /// Opens the configured runtime.
-pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<gatehouse_runtime::native::NativeRuntime>> {
+pub fn open_runtime(
+    config: &Config,
+) -> anyhow::Result<Arc<gatehouse_runtime::native::NativeRuntime>> {
     let state = &config.server.state_dir;
-    std::fs::create_dir_all(state).map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state.display()))?;
-    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find own binary: {e}"))?;
-    Ok(Arc::new(gatehouse_runtime::native::NativeRuntime::open(state, exe)?))
+    std::fs::create_dir_all(state)
+        .map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state.display()))?;
+    let exe =
+        std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find own binary: {e}"))?;
+    Ok(Arc::new(gatehouse_runtime::native::NativeRuntime::open(
+        state, exe,
+    )?))
 }
 
 /// Builds the gateway from a configuration and serves until the process ends.

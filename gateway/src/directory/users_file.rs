@@ -64,7 +64,9 @@ impl UsersFile {
     /// The current entries, re-reading the file if it changed. A file that became
     /// invalid is an error (fail closed), not a silent fallback.
     fn entries(&self) -> Result<Vec<Entry>, DirectoryError> {
-        let mtime = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
         let mut loaded = self
             .loaded
             .lock()
@@ -82,29 +84,40 @@ fn read(path: &Path) -> anyhow::Result<(Option<SystemTime>, Vec<Entry>)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read users file {}: {e}", path.display()))?;
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let entries = parse(&text).map_err(|e| anyhow::anyhow!("users file {}: {e}", path.display()))?;
+    let entries =
+        parse(&text).map_err(|e| anyhow::anyhow!("users file {}: {e}", path.display()))?;
     Ok((modified, entries))
 }
 
 fn parse(text: &str) -> anyhow::Result<Vec<Entry>> {
-    let file: FileFormat = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    let file: FileFormat =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
     let mut out: Vec<Entry> = Vec::new();
     for u in file.user {
         if !is_user_name(&u.name) {
-            anyhow::bail!("invalid user name '{}'", gatehouse_runtime::names::shorten(&u.name));
+            anyhow::bail!(
+                "invalid user name '{}'",
+                gatehouse_runtime::names::shorten(&u.name)
+            );
         }
         if out.iter().any(|e| e.user.name == u.name) {
             anyhow::bail!("user '{}' appears twice", u.name);
         }
         let mut keys = Vec::new();
         for (i, k) in u.keys.iter().enumerate() {
-            let key = PublicKey::from_openssh(k.trim())
-                .map_err(|e| anyhow::anyhow!("user '{}': key {} is not an OpenSSH public key: {e}", u.name, i + 1))?;
+            let key = PublicKey::from_openssh(k.trim()).map_err(|e| {
+                anyhow::anyhow!(
+                    "user '{}': key {} is not an OpenSSH public key: {e}",
+                    u.name,
+                    i + 1
+                )
+            })?;
             keys.push(key);
         }
         if let Some(h) = &u.password_hash {
-            PasswordHash::new(h)
-                .map_err(|e| anyhow::anyhow!("user '{}': password_hash is not a PHC string: {e}", u.name))?;
+            PasswordHash::new(h).map_err(|e| {
+                anyhow::anyhow!("user '{}': password_hash is not a PHC string: {e}", u.name)
+            })?;
         }
         out.push(Entry {
             user: User {
@@ -124,7 +137,11 @@ fn parse(text: &str) -> anyhow::Result<Vec<Entry>> {
 #[async_trait]
 impl Directory for UsersFile {
     async fn lookup(&self, name: &str) -> Result<Option<User>, DirectoryError> {
-        Ok(self.entries()?.into_iter().find(|e| e.user.name == name).map(|e| e.user))
+        Ok(self
+            .entries()?
+            .into_iter()
+            .find(|e| e.user.name == name)
+            .map(|e| e.user))
     }
 
     async fn verify_password(&self, name: &str, password: &str) -> Result<bool, DirectoryError> {
@@ -137,7 +154,11 @@ impl Directory for UsersFile {
         let password = password.to_string();
         tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -179,9 +200,18 @@ mod tests {
     fn bad_files_are_rejected_with_the_reason() {
         for (text, needle) in [
             ("[[user]]\nname = \"Alice\"\nuid = 1\n", "invalid user name"),
-            ("[[user]]\nname = \"a\"\nuid = 1\nkeys = [\"ssh-ed25519 nope\"]\n", "key 1"),
-            ("[[user]]\nname = \"a\"\nuid = 1\n[[user]]\nname = \"a\"\nuid = 2\n", "twice"),
-            ("[[user]]\nname = \"a\"\nuid = 1\npassword_hash = \"plain\"\n", "PHC"),
+            (
+                "[[user]]\nname = \"a\"\nuid = 1\nkeys = [\"ssh-ed25519 nope\"]\n",
+                "key 1",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nuid = 1\n[[user]]\nname = \"a\"\nuid = 2\n",
+                "twice",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nuid = 1\npassword_hash = \"plain\"\n",
+                "PHC",
+            ),
             ("[[user]]\nname = \"a\"\nuid = 1\nemail = \"x\"\n", "email"),
         ] {
             let e = parse(text).unwrap_err().to_string();

@@ -23,7 +23,9 @@ impl russh::server::Server for Server {
     type Handler = Connection;
 
     fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        let peer_text = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
+        let peer_text = peer
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "unknown".into());
         tracing::info!(peer = %peer_text, "connection");
         Connection {
             app: self.app.clone(),
@@ -83,14 +85,22 @@ impl Connection {
 impl russh::server::Handler for Connection {
     type Error = anyhow::Error;
 
-    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
         Ok(match self.identify(user, "publickey", false).await {
             Some((u, _)) if u.has_key(offer.public_key) => Auth::Accept,
             _ => Auth::reject(),
         })
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         match self.identify(user, "publickey", true).await {
             Some((u, t)) if u.has_key(key.public_key) => Ok(self.accept(u, t, "publickey")),
             Some((u, _)) => {
@@ -125,7 +135,9 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some((user, target)) = self.authed.clone() else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         reply.accept().await;
@@ -156,19 +168,39 @@ impl russh::server::Handler for Connection {
         Ok(session.channel_success(channel)?)
     }
 
-    async fn env_request(&mut self, channel: ChannelId, _n: &str, _v: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _n: &str,
+        _v: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         Ok(session.channel_success(channel)?)
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         Ok(session.channel_success(channel)?)
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         Ok(session.channel_success(channel)?)
     }
 
-    async fn subsystem_request(&mut self, channel: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         tracing::info!(parent: &self.span, subsystem = name, "subsystem refused (not supported yet)");
         Ok(session.channel_failure(channel)?)
     }
@@ -185,7 +217,12 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn signal(&mut self, _channel: ChannelId, _signal: Sig, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn signal(
+        &mut self,
+        _channel: ChannelId,
+        _signal: Sig,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         Ok(())
     }
 }

@@ -18,7 +18,9 @@ use crate::app::App;
 fn russh_config(app: &App) -> anyhow::Result<russh::server::Config> {
     let key = hostkey::load_or_create(&app.config.server.state_dir)?;
     Ok(russh::server::Config {
-        server_id: russh::SshId::Standard(format!("SSH-2.0-gatehouse_{}", env!("CARGO_PKG_VERSION")).into()),
+        server_id: russh::SshId::Standard(
+            format!("SSH-2.0-gatehouse_{}", env!("CARGO_PKG_VERSION")).into(),
+        ),
         methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::from_millis(0)),
@@ -39,7 +41,10 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     let socket = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!("listening on {}", socket.local_addr().map(|a| a.to_string()).unwrap_or(listen));
+    tracing::info!(
+        "listening on {}",
+        socket.local_addr().map(|a| a.to_string()).unwrap_or(listen)
+    );
     let mut server = handler::Server { app };
     server.run_on_socket(config, &socket).await?;
     Ok(())

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gatehouse_policies::Action;
-use gatehouse_runtime::{Account, ExecSpec, ExitStatus, Process, PtySpec, StartOutcome, WindowSize};
+use gatehouse_runtime::{
+    Account, ExecSpec, ExitStatus, Process, PtySpec, StartOutcome, WindowSize,
+};
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -50,21 +52,42 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     let mut env = Vec::new();
     let command = loop {
         match rx.wait().await {
-            Some(ChannelMsg::RequestPty { term, col_width, row_height, pix_width, pix_height, .. }) => {
-                pty = Some(PtySpec { term, size: WindowSize::from_ssh(col_width, row_height, pix_width, pix_height) });
+            Some(ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                ..
+            }) => {
+                pty = Some(PtySpec {
+                    term,
+                    size: WindowSize::from_ssh(col_width, row_height, pix_width, pix_height),
+                });
             }
-            Some(ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height }) => {
+            Some(ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            }) => {
                 if let Some(p) = &mut pty {
                     p.size = WindowSize::from_ssh(col_width, row_height, pix_width, pix_height);
                 }
             }
-            Some(ChannelMsg::SetEnv { variable_name, variable_value, .. }) => {
+            Some(ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            }) => {
                 if env_allowed(&variable_name) && env.len() < 64 {
                     env.push((variable_name, variable_value));
                 }
             }
             Some(ChannelMsg::RequestShell { .. }) => break None,
-            Some(ChannelMsg::Exec { command, .. }) => break Some(String::from_utf8_lossy(&command).into_owned()),
+            Some(ChannelMsg::Exec { command, .. }) => {
+                break Some(String::from_utf8_lossy(&command).into_owned())
+            }
             Some(ChannelMsg::Close) | None => return,
             Some(_) => {}
         }
@@ -73,7 +96,9 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         Ok(p) => p,
         Err(message) => {
             tracing::warn!("session refused: {message}");
-            let _ = tx.extended_data(1, format!("gatehouse: {message}\r\n").as_bytes()).await;
+            let _ = tx
+                .extended_data(1, format!("gatehouse: {message}\r\n").as_bytes())
+                .await;
             let _ = tx.exit_status(1).await;
             let _ = tx.eof().await;
             let _ = tx.close().await;
@@ -85,18 +110,31 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
 
 /// Resolves the target, starts the container on demand, creates the account, and
 /// starts the process.
-async fn start(ctx: &SessionContext, command: Option<String>, pty: Option<PtySpec>, env: Vec<(String, String)>) -> Result<Process, String> {
-    let action = if command.is_some() { Action::Exec } else { Action::Shell };
+async fn start(
+    ctx: &SessionContext,
+    command: Option<String>,
+    pty: Option<PtySpec>,
+    env: Vec<(String, String)>,
+) -> Result<Process, String> {
+    let action = if command.is_some() {
+        Action::Exec
+    } else {
+        Action::Shell
+    };
     let resolved = access::resolve(&ctx.app, &ctx.user, &ctx.target, action).await?;
     let name = resolved.container.name.clone();
     let runtime = &ctx.app.runtime;
     let t0 = Instant::now();
     match runtime.start(&name).await {
-        Ok(StartOutcome::Started) => tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand"),
+        Ok(StartOutcome::Started) => {
+            tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand")
+        }
         Ok(StartOutcome::AlreadyRunning) => {}
         Err(e) => {
             tracing::error!(container = %name, "start failed: {e}");
-            return Err(format!("container '{name}' could not be started; the administrators have the details"));
+            return Err(format!(
+                "container '{name}' could not be started; the administrators have the details"
+            ));
         }
     }
     if resolved.login == ctx.user.name {
@@ -117,15 +155,31 @@ async fn start(ctx: &SessionContext, command: Option<String>, pty: Option<PtySpe
         tracing::warn!(container = %name, "cannot record last login: {e}");
     }
     tracing::info!(container = %name, login = %resolved.login, rule = %resolved.rule, peer = %ctx.peer, command = ?command, pty = pty.is_some(), "session start");
-    let spec = ExecSpec { login: resolved.login.clone(), command, pty, env };
+    let spec = ExecSpec {
+        login: resolved.login.clone(),
+        command,
+        pty,
+        env,
+    };
     runtime.exec(&name, spec).await.map_err(|e| {
         tracing::error!(container = %name, "exec failed: {e}");
         format!("cannot start a session in '{name}': {e}")
     })
 }
 
-async fn relay(process: Process, mut rx: russh::ChannelReadHalf, tx: ChannelWriteHalf<Msg>, ctx: &SessionContext) {
-    let Process { stdin, stdout, stderr, control, mut exit } = process;
+async fn relay(
+    process: Process,
+    mut rx: russh::ChannelReadHalf,
+    tx: ChannelWriteHalf<Msg>,
+    ctx: &SessionContext,
+) {
+    let Process {
+        stdin,
+        stdout,
+        stderr,
+        control,
+        mut exit,
+    } = process;
     let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
     let stdin_task = tokio::spawn(pump_stdin(stdin, in_rx));
     let out_task = tokio::spawn(pump_out(stdout, tx.make_writer()));
@@ -185,12 +239,20 @@ async fn relay(process: Process, mut rx: russh::ChannelReadHalf, tx: ChannelWrit
             tracing::info!(signal = name, "session end");
             let _ = ctx
                 .handle
-                .exit_signal_request(tx.id(), signals::from_name(name), core_dumped, String::new(), String::new())
+                .exit_signal_request(
+                    tx.id(),
+                    signals::from_name(name),
+                    core_dumped,
+                    String::new(),
+                    String::new(),
+                )
                 .await;
         }
         Err(e) => {
             tracing::error!("session lost: {e}");
-            let _ = tx.extended_data(1, format!("gatehouse: session lost: {e}\r\n").as_bytes()).await;
+            let _ = tx
+                .extended_data(1, format!("gatehouse: session lost: {e}\r\n").as_bytes())
+                .await;
             let _ = tx.exit_status(255).await;
         }
     }
@@ -198,7 +260,10 @@ async fn relay(process: Process, mut rx: russh::ChannelReadHalf, tx: ChannelWrit
     let _ = tx.close().await;
 }
 
-async fn pump_stdin(mut stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>, mut rx: mpsc::Receiver<Bytes>) {
+async fn pump_stdin(
+    mut stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
     while let Some(data) = rx.recv().await {
         if stdin.write_all(&data).await.is_err() {
             return;

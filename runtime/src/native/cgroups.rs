@@ -120,16 +120,6 @@ impl Cgroup {
     pub fn exists(&self) -> bool {
         self.dirs.iter().any(|(_, d)| d.exists())
     }
-
-    /// Current memory use in bytes, when the hierarchy reports it.
-    pub fn memory_usage(&self) -> Option<u64> {
-        let file = if self.v2 { "memory.current" } else { "memory.usage_in_bytes" };
-        self.dirs
-            .iter()
-            .find(|(c, _)| self.v2 || c == "memory")
-            .and_then(|(_, d)| std::fs::read_to_string(d.join(file)).ok())
-            .and_then(|s| s.trim().parse().ok())
-    }
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -164,7 +154,10 @@ mod tests {
         };
         cg.create(&limits).unwrap();
         let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();
-        assert_eq!(read("memory/gatehouse/web01/memory.limit_in_bytes"), "1073741824");
+        assert_eq!(
+            read("memory/gatehouse/web01/memory.limit_in_bytes"),
+            "1073741824"
+        );
         assert_eq!(read("cpu/gatehouse/web01/cpu.cfs_quota_us"), "150000");
         assert_eq!(read("pids/gatehouse/web01/pids.max"), "512");
 

@@ -23,8 +23,17 @@ fn sup_err(name: &str, reason: impl Into<String>) -> RuntimeError {
     }
 }
 
+/// The first reply to a request, with the connection it came on.
+struct Answer {
+    stream: StdStream,
+    reply: Reply,
+    /// Bytes received after the reply line.
+    rest: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
 /// Sends one request and reads the first reply line (with any fds), blocking.
-fn request_blocking(sock: &Path, req: &Request) -> std::result::Result<(StdStream, Reply, Vec<u8>, Vec<OwnedFd>), String> {
+fn request_blocking(sock: &Path, req: &Request) -> std::result::Result<Answer, String> {
     use std::io::Write;
     let mut stream = StdStream::connect(sock).map_err(|e| format!("not running ({e})"))?;
     stream
@@ -33,13 +42,18 @@ fn request_blocking(sock: &Path, req: &Request) -> std::result::Result<(StdStrea
     stream
         .write_all(&protocol::encode(req))
         .map_err(|e| format!("cannot send request: {e}"))?;
-    let (line, rest, fds) = protocol::recv_line_with_fds(&stream)?;
-    let reply = protocol::decode(&line)?;
+    let received = protocol::recv_line_with_fds(&stream)?;
+    let reply = protocol::decode(&received.line)?;
     stream.set_read_timeout(None).map_err(|e| e.to_string())?;
-    Ok((stream, reply, rest, fds))
+    Ok(Answer {
+        stream,
+        reply,
+        rest: received.rest,
+        fds: received.fds,
+    })
 }
 
-async fn request(sock: &Path, req: Request) -> std::result::Result<(StdStream, Reply, Vec<u8>, Vec<OwnedFd>), String> {
+async fn request(sock: &Path, req: Request) -> std::result::Result<Answer, String> {
     let sock: PathBuf = sock.to_path_buf();
     tokio::task::spawn_blocking(move || request_blocking(&sock, &req))
         .await
@@ -49,14 +63,17 @@ async fn request(sock: &Path, req: Request) -> std::result::Result<(StdStream, R
 /// Asks a supervisor whether its container runs; `None` when nobody answers.
 pub async fn ping(sock: &Path) -> Option<(i32, DateTime<Utc>)> {
     match request(sock, Request::Ping).await {
-        Ok((_, Reply::Pong { init_pid, since }, _, _)) => Some((init_pid, since)),
+        Ok(Answer {
+            reply: Reply::Pong { init_pid, since },
+            ..
+        }) => Some((init_pid, since)),
         _ => None,
     }
 }
 
 /// Asks a supervisor to stop its container and waits until it has.
 pub async fn stop(name: &str, sock: &Path, grace_ms: u64) -> Result<()> {
-    let (stream, reply, _, _) = match request(sock, Request::Stop { grace_ms }).await {
+    let Answer { stream, reply, .. } = match request(sock, Request::Stop { grace_ms }).await {
         Ok(v) => v,
         Err(e) if e.starts_with("not running") => return Ok(()),
         Err(e) if e.contains("closed the connection") => return Ok(()),
@@ -75,7 +92,12 @@ pub async fn stop(name: &str, sock: &Path, grace_ms: u64) -> Result<()> {
 /// Starts a process through the supervisor.
 pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> {
     let has_pty = req.pty.is_some();
-    let (stream, reply, rest, mut fds) = request(sock, Request::Exec(req))
+    let Answer {
+        stream,
+        reply,
+        rest,
+        mut fds,
+    } = request(sock, Request::Exec(req))
         .await
         .map_err(|e| sup_err(name, e))?;
     match reply {
@@ -84,7 +106,9 @@ pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> 
         other => return Err(sup_err(name, format!("unexpected reply {other:?}"))),
     }
     let bad = |what: &str| sup_err(name, format!("supervisor sent {what}"));
-    stream.set_nonblocking(true).map_err(|e| sup_err(name, e.to_string()))?;
+    stream
+        .set_nonblocking(true)
+        .map_err(|e| sup_err(name, e.to_string()))?;
     let stream = UnixStream::from_std(stream).map_err(|e| sup_err(name, e.to_string()))?;
     let (read, write) = stream.into_split();
     let exit_name = name.to_string();
@@ -93,10 +117,17 @@ pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> 
         let mut line = String::from_utf8_lossy(&rest).into_owned();
         loop {
             if let Some(pos) = line.find('\n') {
-                let reply: Reply = protocol::decode(line[..pos].as_bytes()).map_err(|e| sup_err(&exit_name, e))?;
+                let reply: Reply = protocol::decode(&line.as_bytes()[..pos])
+                    .map_err(|e| sup_err(&exit_name, e))?;
                 return match reply {
-                    Reply::Exited { code: Some(code), .. } => Ok(ExitStatus::Code(code)),
-                    Reply::Exited { signal: Some(sig), core_dumped, .. } => Ok(ExitStatus::Signal {
+                    Reply::Exited {
+                        code: Some(code), ..
+                    } => Ok(ExitStatus::Code(code)),
+                    Reply::Exited {
+                        signal: Some(sig),
+                        core_dumped,
+                        ..
+                    } => Ok(ExitStatus::Signal {
                         name: signal_name(sig),
                         core_dumped,
                     }),
@@ -108,7 +139,10 @@ pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> 
                 .await
                 .map_err(|e| sup_err(&exit_name, e.to_string()))?;
             if n == 0 {
-                return Err(sup_err(&exit_name, "the supervisor went away (container stopped?)"));
+                return Err(sup_err(
+                    &exit_name,
+                    "the supervisor went away (container stopped?)",
+                ));
             }
         }
     });
@@ -117,14 +151,19 @@ pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> 
             return Err(bad("the wrong number of descriptors"));
         }
         let master = fds.remove(0);
-        let resize_fd = master.try_clone().map_err(|e| sup_err(name, e.to_string()))?;
+        let resize_fd = master
+            .try_clone()
+            .map_err(|e| sup_err(name, e.to_string()))?;
         let master = PtyMaster::new(master).map_err(|e| sup_err(name, e.to_string()))?;
         let (r, w) = tokio::io::split(master);
         Ok(Process {
             stdin: Box::pin(w),
             stdout: Box::pin(r),
             stderr: None,
-            control: Box::new(NativeControl { write: Mutex::new(write), pty: Some(resize_fd) }),
+            control: Box::new(NativeControl {
+                write: Mutex::new(write),
+                pty: Some(resize_fd),
+            }),
             exit,
         })
     } else {
@@ -140,7 +179,10 @@ pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> 
             stdin: Box::pin(pipe::Sender::from_owned_fd(in_fd).map_err(io)?),
             stdout: Box::pin(pipe::Receiver::from_owned_fd(out_fd).map_err(io)?),
             stderr: Some(Box::pin(pipe::Receiver::from_owned_fd(err_fd).map_err(io)?)),
-            control: Box::new(NativeControl { write: Mutex::new(write), pty: None }),
+            control: Box::new(NativeControl {
+                write: Mutex::new(write),
+                pty: None,
+            }),
             exit,
         })
     }
@@ -155,8 +197,14 @@ struct NativeControl {
 impl ProcessControl for NativeControl {
     async fn resize(&self, size: WindowSize) -> Result<()> {
         if let Some(fd) = &self.pty {
-            pty::set_size(fd.as_raw_fd(), size.cols, size.rows, size.px_width, size.px_height)
-                .map_err(RuntimeError::Invalid)?;
+            pty::set_size(
+                fd.as_raw_fd(),
+                size.cols,
+                size.rows,
+                size.px_width,
+                size.px_height,
+            )
+            .map_err(RuntimeError::Invalid)?;
         }
         Ok(())
     }

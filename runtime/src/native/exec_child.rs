@@ -100,13 +100,24 @@ fn final_process(stdio: ChildStdio, req: &ExecRequest) -> ! {
 
 fn prepare(stdio: ChildStdio) -> Result<(), String> {
     // Default signal handling: Rust ignores SIGPIPE, the supervisor blocks others.
-    for sig in [libc::SIGPIPE, libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+    for sig in [
+        libc::SIGPIPE,
+        libc::SIGCHLD,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+    ] {
         // SAFETY: resetting dispositions in a single-threaded child before exec.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
     let empty = nix::sys::signal::SigSet::empty();
-    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)
-        .map_err(|e| format!("sigprocmask: {e}"))?;
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    )
+    .map_err(|e| format!("sigprocmask: {e}"))?;
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     let dup = |from: RawFd, to: RawFd| {
         // SAFETY: dup2 onto the standard descriptors.
@@ -190,8 +201,10 @@ fn become_login_and_exec(req: &ExecRequest) -> String {
         Err(e) => return e,
     };
     let argv: Result<Vec<CString>, String> = argv.into_iter().map(to_c).collect();
-    let envp: Result<Vec<CString>, String> =
-        env.into_iter().map(|(k, v)| to_c(format!("{k}={v}"))).collect();
+    let envp: Result<Vec<CString>, String> = env
+        .into_iter()
+        .map(|(k, v)| to_c(format!("{k}={v}")))
+        .collect();
     match (argv, envp) {
         (Ok(argv), Ok(envp)) => match nix::unistd::execve(&prog, &argv, &envp) {
             Err(e) => format!("cannot run {}: {e}", entry.shell),

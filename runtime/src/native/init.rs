@@ -27,7 +27,10 @@ pub fn run() -> ! {
 }
 
 fn is_shutdown(sig: i32) -> bool {
-    sig == libc::SIGTERM || sig == libc::SIGINT || sig == libc::SIGPWR || sig == libc::SIGRTMIN() + 3
+    sig == libc::SIGTERM
+        || sig == libc::SIGINT
+        || sig == libc::SIGPWR
+        || sig == libc::SIGRTMIN() + 3
 }
 
 /// Waits for any signal, with an optional timeout; returns its number.
@@ -80,7 +83,11 @@ fn no_other_processes() -> bool {
     std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                })
                 .all(|e| e.file_name() == "1")
         })
         .unwrap_or(true)

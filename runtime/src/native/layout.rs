@@ -1,6 +1,6 @@
 //! The files of one container under `state_dir/containers/<name>/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Paths of a container's state.
 #[derive(Debug, Clone)]
@@ -37,9 +37,5 @@ impl ContainerLayout {
     /// The supervisor's log.
     pub fn log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
-    }
-    /// The directory itself.
-    pub fn path(&self) -> &Path {
-        &self.dir
     }
 }

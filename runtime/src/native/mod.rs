@@ -28,8 +28,8 @@ use tokio::io::AsyncReadExt;
 
 pub use self::client::{signal_name, signal_number};
 use self::layout::ContainerLayout;
-pub use self::supervisor::EXIT_BUSY;
 use self::supervisor::SupervisorConfig;
+pub use self::supervisor::EXIT_BUSY;
 use crate::api::{Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome};
 use crate::error::{Result, RuntimeError};
 use crate::images::Images;
@@ -68,7 +68,15 @@ impl NativeRuntime {
     /// Runs a command as `login` to completion; returns its status and combined output.
     async fn run(&self, name: &str, login: &str, command: String) -> Result<(ExitStatus, String)> {
         let mut p = self
-            .exec(name, ExecSpec { login: login.into(), command: Some(command), pty: None, env: vec![] })
+            .exec(
+                name,
+                ExecSpec {
+                    login: login.into(),
+                    command: Some(command),
+                    pty: None,
+                    env: vec![],
+                },
+            )
             .await?;
         drop(p.stdin);
         let mut out = Vec::new();
@@ -115,6 +123,7 @@ pub fn supervise_main(state_dir: &Path, name: &str) -> i32 {
             image_rootfs: images.rootfs(&record.image)?,
             limits: record.limits,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_name: cgroup_name(state_dir, name),
         })
     };
     match prepare() {
@@ -124,6 +133,16 @@ pub fn supervise_main(state_dir: &Path, name: &str) -> i32 {
             1
         }
     }
+}
+
+/// The cgroup of a container: its name prefixed with a digest of the state directory,
+/// so two gateways on one host (or parallel tests) never share a cgroup.
+fn cgroup_name(state_dir: &Path, name: &str) -> String {
+    use sha2::Digest;
+    let canonical = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{short}.{name}")
 }
 
 #[async_trait]
@@ -231,11 +250,20 @@ impl Runtime for NativeRuntime {
 
     async fn ensure_account(&self, name: &str, account: &Account) -> Result<()> {
         if !is_user_name(&account.name) {
-            return Err(RuntimeError::Invalid(format!("invalid account name '{}'", account.name)));
+            return Err(RuntimeError::Invalid(format!(
+                "invalid account name '{}'",
+                account.name
+            )));
         }
         let shell = account.shell.as_deref().unwrap_or("/bin/bash");
-        if !shell.starts_with('/') || !shell.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b)) {
-            return Err(RuntimeError::Invalid(format!("invalid login shell '{shell}'")));
+        if !shell.starts_with('/')
+            || !shell
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+        {
+            return Err(RuntimeError::Invalid(format!(
+                "invalid login shell '{shell}'"
+            )));
         }
         let (n, uid, gid) = (&account.name, account.uid, account.gid);
         let script = format!(

@@ -13,11 +13,17 @@ pub fn loopback_up() -> Result<(), String> {
             req.ifr_name[i] = *b as libc::c_char;
         }
         let result = if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            Err(format!("SIOCGIFFLAGS lo: {}", std::io::Error::last_os_error()))
+            Err(format!(
+                "SIOCGIFFLAGS lo: {}",
+                std::io::Error::last_os_error()
+            ))
         } else {
             req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
             if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
-                Err(format!("SIOCSIFFLAGS lo: {}", std::io::Error::last_os_error()))
+                Err(format!(
+                    "SIOCSIFFLAGS lo: {}",
+                    std::io::Error::last_os_error()
+                ))
             } else {
                 Ok(())
             }

@@ -25,7 +25,11 @@ pub fn lookup(passwd: &str, login: &str) -> Option<PasswdEntry> {
             uid: f[2].parse().ok()?,
             gid: f[3].parse().ok()?,
             home: f[5].to_string(),
-            shell: if f[6].is_empty() { "/bin/sh".into() } else { f[6].to_string() },
+            shell: if f[6].is_empty() {
+                "/bin/sh".into()
+            } else {
+                f[6].to_string()
+            },
         })
     })
 }

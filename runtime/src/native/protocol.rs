@@ -113,9 +113,18 @@ pub fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> nix::Result<()>
     Ok(())
 }
 
+/// One line read from a socket, with the descriptors that came with it.
+pub struct Received {
+    /// The line, without its newline.
+    pub line: Vec<u8>,
+    /// Bytes read after the newline.
+    pub rest: Vec<u8>,
+    /// Descriptors received.
+    pub fds: Vec<OwnedFd>,
+}
+
 /// Reads one line from a blocking socket, collecting any fds that come with it.
-/// Bytes after the newline are returned as the remainder.
-pub fn recv_line_with_fds(sock: &impl AsRawFd) -> Result<(Vec<u8>, Vec<u8>, Vec<OwnedFd>), String> {
+pub fn recv_line_with_fds(sock: &impl AsRawFd) -> Result<Received, String> {
     let mut line = Vec::new();
     let mut fds = Vec::new();
     loop {
@@ -132,7 +141,11 @@ pub fn recv_line_with_fds(sock: &impl AsRawFd) -> Result<(Vec<u8>, Vec<u8>, Vec<
         for c in msg.cmsgs().map_err(|e| e.to_string())? {
             if let ControlMessageOwned::ScmRights(received) = c {
                 // SAFETY: the kernel just gave us these descriptors; we own them now.
-                fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
         let n = msg.bytes;
@@ -143,7 +156,7 @@ pub fn recv_line_with_fds(sock: &impl AsRawFd) -> Result<(Vec<u8>, Vec<u8>, Vec<
         if let Some(pos) = line.iter().position(|b| *b == b'\n') {
             let rest = line.split_off(pos + 1);
             line.pop();
-            return Ok((line, rest, fds));
+            return Ok(Received { line, rest, fds });
         }
         if line.len() > MAX_LINE {
             return Err("supervisor sent an over-long line".into());
@@ -175,10 +188,15 @@ mod tests {
     fn fds_travel_with_the_line() {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let (r, _w) = nix::unistd::pipe().unwrap();
-        send_with_fds(a.as_raw_fd(), b"{\"reply\":\"stopped\"}\nrest", &[r.as_raw_fd()]).unwrap();
-        let (line, rest, fds) = recv_line_with_fds(&b).unwrap();
-        assert_eq!(decode::<Reply>(&line).unwrap(), Reply::Stopped);
-        assert_eq!(rest, b"rest");
-        assert_eq!(fds.len(), 1);
+        send_with_fds(
+            a.as_raw_fd(),
+            b"{\"reply\":\"stopped\"}\nrest",
+            &[r.as_raw_fd()],
+        )
+        .unwrap();
+        let got = recv_line_with_fds(&b).unwrap();
+        assert_eq!(decode::<Reply>(&got.line).unwrap(), Reply::Stopped);
+        assert_eq!(got.rest, b"rest");
+        assert_eq!(got.fds.len(), 1);
     }
 }

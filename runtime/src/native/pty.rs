@@ -41,7 +41,13 @@ pub fn open_in(init_pid: i32) -> Result<(OwnedFd, OwnedFd), String> {
 use std::os::unix::fs::OpenOptionsExt;
 
 /// Sets a terminal's window size.
-pub fn set_size(fd: RawFd, cols: u16, rows: u16, px_width: u16, px_height: u16) -> Result<(), String> {
+pub fn set_size(
+    fd: RawFd,
+    cols: u16,
+    rows: u16,
+    px_width: u16,
+    px_height: u16,
+) -> Result<(), String> {
     let ws = libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -67,7 +73,8 @@ impl PtyMaster {
         // SAFETY: fcntl on a descriptor we own.
         unsafe {
             let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-            if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+            {
                 return Err(io::Error::last_os_error());
             }
         }
@@ -78,7 +85,11 @@ impl PtyMaster {
 }
 
 impl AsyncRead for PtyMaster {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = match self.fd.poll_read_ready(cx) {
                 Poll::Ready(Ok(g)) => g,
@@ -88,7 +99,11 @@ impl AsyncRead for PtyMaster {
             let unfilled = buf.initialize_unfilled();
             // SAFETY: reading into an initialised buffer we hold.
             let n = unsafe {
-                libc::read(guard.get_inner().as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len())
+                libc::read(
+                    guard.get_inner().as_raw_fd(),
+                    unfilled.as_mut_ptr().cast(),
+                    unfilled.len(),
+                )
             };
             if n >= 0 {
                 buf.advance(n as usize);
@@ -106,7 +121,11 @@ impl AsyncRead for PtyMaster {
 }
 
 impl AsyncWrite for PtyMaster {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = match self.fd.poll_write_ready(cx) {
                 Poll::Ready(Ok(g)) => g,
@@ -114,7 +133,13 @@ impl AsyncWrite for PtyMaster {
                 Poll::Pending => return Poll::Pending,
             };
             // SAFETY: writing from a slice we hold.
-            let n = unsafe { libc::write(guard.get_inner().as_raw_fd(), data.as_ptr().cast(), data.len()) };
+            let n = unsafe {
+                libc::write(
+                    guard.get_inner().as_raw_fd(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                )
+            };
             if n >= 0 {
                 return Poll::Ready(Ok(n as usize));
             }

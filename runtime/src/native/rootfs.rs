@@ -44,8 +44,14 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
 pub fn build(sys: &dyn Syscall, layers: &Layers, hostname: &str) -> Result<(), String> {
     let none: Option<&Path> = None;
     // Keep host mount events from propagating in, and ours from propagating out.
-    sys.mount(none, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)
-        .map_err(|e| err("cannot make private", Path::new("/"), e))?;
+    sys.mount(
+        none,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+    )
+    .map_err(|e| err("cannot make private", Path::new("/"), e))?;
 
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -83,7 +89,13 @@ pub fn build(sys: &dyn Syscall, layers: &Layers, hostname: &str) -> Result<(), S
     for dir in READONLY_PROC_DIRS {
         let target = at("proc").join(dir);
         if sys
-            .mount(Some(&target), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+            .mount(
+                Some(&target),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
             .is_ok()
         {
             sys.mount(
@@ -240,8 +252,14 @@ mod tests {
         };
         let overlay = find("/s/containers/web01/rootfs");
         assert_eq!(overlay.1.as_deref(), Some("overlay"));
-        assert!(overlay.3.as_deref().unwrap().contains("upperdir=/s/containers/web01/upper"));
-        assert!(find("/s/containers/web01/rootfs/sys").2.contains(MsFlags::MS_RDONLY));
+        assert!(overlay
+            .3
+            .as_deref()
+            .unwrap()
+            .contains("upperdir=/s/containers/web01/upper"));
+        assert!(find("/s/containers/web01/rootfs/sys")
+            .2
+            .contains(MsFlags::MS_RDONLY));
         let pts = find("/s/containers/web01/rootfs/dev/pts");
         assert!(pts.3.as_deref().unwrap().contains("newinstance"));
         assert!(calls.contains(&Call::Hostname("web01".into())));

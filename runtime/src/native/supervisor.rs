@@ -49,6 +49,8 @@ pub struct SupervisorConfig {
     pub limits: Limits,
     /// The host's cgroup root (`/sys/fs/cgroup`).
     pub cgroup_root: PathBuf,
+    /// The container's cgroup name under `gatehouse/` (unique per state directory).
+    pub cgroup_name: String,
 }
 
 /// Entry point of `gatehouse __supervise`: starts a detached supervisor and returns once
@@ -56,7 +58,12 @@ pub struct SupervisorConfig {
 /// it failed (1, with the reason on stderr). Must be called in a single-threaded process.
 pub fn launch(cfg: SupervisorConfig) -> i32 {
     let lock_path = cfg.layout.lock();
-    let file = match OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path) {
+    let file = match OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+    {
         Ok(f) => f,
         Err(e) => {
             eprintln!("cannot open {}: {e}", lock_path.display());
@@ -155,9 +162,18 @@ struct Supervisor {
 impl Supervisor {
     fn run(cfg: SupervisorConfig, lock: Flock<File>, ready: OwnedFd) -> i32 {
         let mut ready = File::from(ready);
-        log(&format!("supervisor {} starting container {}", std::process::id(), cfg.name));
+        log(&format!(
+            "supervisor {} starting container {}",
+            std::process::id(),
+            cfg.name
+        ));
         let mut mask = SigSet::empty();
-        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
             mask.add(s);
         }
         let setup = || -> Result<(SignalFd, Cgroup, i32, UnixListener), String> {
@@ -166,9 +182,13 @@ impl Supervisor {
                 .map_err(|e| format!("sigprocmask: {e}"))?;
             let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
                 .map_err(|e| format!("signalfd: {e}"))?;
-            let cgroup = Cgroup::for_container(&cfg.cgroup_root, &cfg.name);
+            let cgroup = Cgroup::for_container(&cfg.cgroup_root, &cfg.cgroup_name);
             cgroup.create(&cfg.limits)?;
-            let init_pid = start_container(&cfg, &cgroup, &[lock.as_raw_fd(), ready.as_raw_fd(), sfd.as_raw_fd()])?;
+            let init_pid = start_container(
+                &cfg,
+                &cgroup,
+                &[lock.as_raw_fd(), ready.as_raw_fd(), sfd.as_raw_fd()],
+            )?;
             let sock = cfg.layout.socket();
             let _ = std::fs::remove_file(&sock);
             let listener = UnixListener::bind(&sock)
@@ -182,13 +202,16 @@ impl Supervisor {
             Err(e) => {
                 log(&format!("start failed: {e}"));
                 let _ = ready.write_all(e.as_bytes());
-                Cgroup::for_container(&cfg.cgroup_root, &cfg.name).remove();
+                Cgroup::for_container(&cfg.cgroup_root, &cfg.cgroup_name).remove();
                 return 1;
             }
         };
         let _ = ready.write_all(b"ok");
         drop(ready);
-        log(&format!("container {} running, init pid {init_pid}", cfg.name));
+        log(&format!(
+            "container {} running, init pid {init_pid}",
+            cfg.name
+        ));
         let mut sup = Supervisor {
             cfg,
             cgroup,
@@ -285,7 +308,9 @@ impl Supervisor {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(status) => {
-                    let Some(pid) = status.pid().map(Pid::as_raw) else { continue };
+                    let Some(pid) = status.pid().map(Pid::as_raw) else {
+                        continue;
+                    };
                     if pid == self.init_pid {
                         log(&format!("init exited: {status:?}"));
                         init_gone = true;
@@ -319,7 +344,8 @@ impl Supervisor {
         if self.kill_at.is_none() {
             log("stopping container");
             let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGTERM);
-            self.kill_at = Some(Instant::now() + Duration::from_millis(grace_ms.clamp(100, 300_000)));
+            self.kill_at =
+                Some(Instant::now() + Duration::from_millis(grace_ms.clamp(100, 300_000)));
         }
     }
 
@@ -335,7 +361,10 @@ impl Supervisor {
         }
         while let Some(pos) = conn.buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = conn.buf.drain(..=pos).collect();
-            match (protocol::decode::<Control>(&line[..line.len() - 1]), conn.pid) {
+            match (
+                protocol::decode::<Control>(&line[..line.len() - 1]),
+                conn.pid,
+            ) {
                 (Ok(Control::Signal { signal }), Some(pid)) => {
                     if let Ok(sig) = Signal::try_from(signal) {
                         let _ = kill(Pid::from_raw(pid), sig);
@@ -357,13 +386,21 @@ impl Supervisor {
         };
         match request {
             Request::Ping => {
-                let reply = Reply::Pong { init_pid: self.init_pid, since: self.since };
+                let reply = Reply::Pong {
+                    init_pid: self.init_pid,
+                    since: self.since,
+                };
                 let _ = stream.write_all(&protocol::encode(&reply));
             }
             Request::Stop { grace_ms } => {
                 self.begin_stop(grace_ms);
                 let _ = stream.set_nonblocking(true);
-                self.conns.push(Conn { stream, pid: None, stop_waiter: true, buf: Vec::new() });
+                self.conns.push(Conn {
+                    stream,
+                    pid: None,
+                    stop_waiter: true,
+                    buf: Vec::new(),
+                });
             }
             Request::Exec(req) => match self.spawn(&req) {
                 Ok((pid, fds)) => {
@@ -376,7 +413,12 @@ impl Supervisor {
                     drop(fds);
                     let _ = stream.set_nonblocking(true);
                     self.sessions.insert(pid, Some(stream.as_raw_fd()));
-                    self.conns.push(Conn { stream, pid: Some(pid), stop_waiter: false, buf: Vec::new() });
+                    self.conns.push(Conn {
+                        stream,
+                        pid: Some(pid),
+                        stop_waiter: false,
+                        buf: Vec::new(),
+                    });
                 }
                 Err(message) => {
                     log(&format!("exec failed: {message}"));
@@ -392,7 +434,10 @@ impl Supervisor {
             return Err("the container is stopping".into());
         }
         if !is_user_name(&req.login) {
-            return Err(format!("invalid login name '{}'", crate::names::shorten(&req.login)));
+            return Err(format!(
+                "invalid login name '{}'",
+                crate::names::shorten(&req.login)
+            ));
         }
         let (child, ours) = match &req.pty {
             Some((_, cols, rows)) => {
@@ -401,14 +446,19 @@ impl Supervisor {
                 (ChildStdio::Pty(slave), vec![master])
             }
             None => {
-                let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+                let pipe =
+                    || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
                 let (in_r, in_w) = pipe()?;
                 let (out_r, out_w) = pipe()?;
                 let (err_r, err_w) = pipe()?;
-                (ChildStdio::Pipes(in_r, out_w, err_w), vec![in_w, out_r, err_r])
+                (
+                    ChildStdio::Pipes(in_r, out_w, err_w),
+                    vec![in_w, out_r, err_r],
+                )
             }
         };
-        let (rep_r, rep_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let (rep_r, rep_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         // SAFETY: the supervisor is single-threaded.
         let intermediate = match unsafe { nix::unistd::fork() } {
             Ok(ForkResult::Child) => {
@@ -442,7 +492,8 @@ impl Supervisor {
         while !self.sessions.is_empty() && Instant::now() < deadline {
             let _ = self.reap();
             std::thread::sleep(Duration::from_millis(10));
-            self.sessions.retain(|pid, _| Path::new(&format!("/proc/{pid}")).exists());
+            self.sessions
+                .retain(|pid, _| Path::new(&format!("/proc/{pid}")).exists());
         }
         let _ = std::fs::remove_file(self.cfg.layout.socket());
         for conn in &mut self.conns {
@@ -462,13 +513,15 @@ impl Supervisor {
     }
 
     fn cgroup_exists(&self) -> bool {
-        Cgroup::for_container(&self.cfg.cgroup_root, &self.cfg.name).exists()
+        self.cgroup.exists()
     }
 }
 
 fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -490,7 +543,8 @@ fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
 fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Result<i32, String> {
     let layout = &cfg.layout;
     for dir in [layout.upper(), layout.work(), layout.rootfs()] {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let layers = Layers {
         lower: cfg.image_rootfs.clone(),
@@ -499,11 +553,16 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
         merged: layout.rootfs(),
     };
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let (done_r, done_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (done_r, done_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let name = cfg.name.clone();
     let close: Vec<i32> = close.to_vec();
-    let (go_raw, go_w_raw, done_r_raw, done_w_raw) =
-        (go_r.as_raw_fd(), go_w.as_raw_fd(), done_r.as_raw_fd(), done_w.as_raw_fd());
+    let (go_raw, go_w_raw, done_r_raw, done_w_raw) = (
+        go_r.as_raw_fd(),
+        go_w.as_raw_fd(),
+        done_r.as_raw_fd(),
+        done_w.as_raw_fd(),
+    );
     let child_main = Box::new(move || -> isize {
         // SAFETY: in the cloned child, closing descriptors it must not keep.
         unsafe {
@@ -540,7 +599,11 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
     } else {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
-        Err(if result.is_empty() { "container init died during set-up".into() } else { result })
+        Err(if result.is_empty() {
+            "container init died during set-up".into()
+        } else {
+            result
+        })
     }
 }
 
@@ -557,7 +620,8 @@ fn container_init(go: i32, done: i32, layers: &Layers, name: &str) -> isize {
     }
     drop(go);
     let setup = || -> Result<(), String> {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("cgroup namespace: {e}"))?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("cgroup namespace: {e}"))?;
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
         rootfs::build(&LinuxSyscall, layers, name)?;
         net::loopback_up()?;

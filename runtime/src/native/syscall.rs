@@ -90,7 +90,13 @@ impl Syscall for LinuxSyscall {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     /// A mount: source, target, fstype, flags, data.
-    Mount(Option<PathBuf>, PathBuf, Option<String>, MsFlags, Option<String>),
+    Mount(
+        Option<PathBuf>,
+        PathBuf,
+        Option<String>,
+        MsFlags,
+        Option<String>,
+    ),
     /// A directory created.
     Mkdir(PathBuf, u32),
     /// A file created.
