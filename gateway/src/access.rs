@@ -35,19 +35,56 @@ fn request(user: &User, c: &ContainerRecord, login: &str, action: Action) -> Req
     }
 }
 
+/// Why a target could not be resolved.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// The person has several containers and named none; they may choose one.
+    Choose(Vec<ContainerRecord>),
+    /// Refused; the text is safe to show them.
+    Denied(String),
+}
+
+impl Refusal {
+    /// The one line shown to the person.
+    pub fn message(&self, user: &str) -> String {
+        match self {
+            Refusal::Denied(m) => m.clone(),
+            Refusal::Choose(list) => {
+                let names: Vec<&str> = list.iter().map(|c| c.name.as_str()).collect();
+                format!(
+                    "{user} has several containers ({}); choose one with ssh {user}@CONTAINER@…",
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(m: String) -> Self {
+        Refusal::Denied(m)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(m: &str) -> Self {
+        Refusal::Denied(m.to_string())
+    }
+}
+
 /// Finds the container and checks the policy.
 pub async fn resolve(
     app: &App,
     user: &User,
     target: &Target,
     action: Action,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, Refusal> {
     let login = target.login().to_string();
     let container = match &target.container {
         Some(name) => match app.runtime.get(name).await {
             Ok(c) => c,
             Err(RuntimeError::NoSuchContainer(_)) => {
-                return Err(format!("no container named '{name}'"))
+                return Err(format!("no container named '{name}'").into())
             }
             Err(e) => {
                 tracing::error!("inventory: {e}");
@@ -68,17 +105,9 @@ pub async fn resolve(
                 })
                 .collect();
             match mine.len() {
-                0 => return Err(format!("{} has no containers to log into", user.name)),
+                0 => return Err(format!("{} has no containers to log into", user.name).into()),
                 1 => mine.into_iter().next().ok_or("no container")?,
-                _ => {
-                    let names: Vec<&str> = mine.iter().map(|c| c.name.as_str()).collect();
-                    return Err(format!(
-                        "{} has several containers ({}); choose one with ssh {}@CONTAINER@…",
-                        user.name,
-                        names.join(", "),
-                        user.name
-                    ));
-                }
+                _ => return Err(Refusal::Choose(mine)),
             }
         }
     };
@@ -91,6 +120,6 @@ pub async fn resolve(
             login,
             rule,
         }),
-        Decision::Deny { reason, .. } => Err(format!("access denied: {reason}")),
+        Decision::Deny { reason, .. } => Err(format!("access denied: {reason}").into()),
     }
 }

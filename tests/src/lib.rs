@@ -70,11 +70,32 @@ pub fn can_run() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn free_port() -> u16 {
+/// The password of a test user.
+pub fn password_of(user: &str) -> String {
+    format!("{user}-correct-horse")
+}
+
+fn password_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"gatehouse-e2e-salt").expect("salt");
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2")
+        .to_string()
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Makes `state/images/debian-12` point at the cached test image.
+pub fn link_image(state: &Path) {
+    fs::create_dir_all(state.join("images")).unwrap();
+    std::os::unix::fs::symlink(debian_image(), state.join("images/debian-12")).unwrap();
 }
 
 /// A user of the test directory, with a key pair on disk.
@@ -126,8 +147,9 @@ impl Gateway {
             assert!(ok);
             let public = fs::read_to_string(key.with_extension("pub")).unwrap();
             users_toml.push_str(&format!(
-                "[[user]]\nname = \"{name}\"\nuid = {uid}\ngroups = [\"devs\"]\nkeys = [\"{}\"]\n\n",
-                public.trim()
+                "[[user]]\nname = \"{name}\"\nuid = {uid}\ngroups = [\"devs\"]\nkeys = [\"{}\"]\npassword_hash = \"{}\"\n\n",
+                public.trim(),
+                password_hash(&password_of(name)),
             ));
             users.push(TestUser {
                 name: name.into(),
@@ -259,6 +281,31 @@ impl Gateway {
         c
     }
 
+    /// Password login with the real client (through sshpass): `ssh ssh_user@gw command`.
+    pub fn ssh_password(&self, ssh_user: &str, password: &str, command: &str) -> Output {
+        Command::new("sshpass")
+            .args(["-p", password, "ssh", "-p", &self.port.to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ])
+            .arg(format!("{ssh_user}@127.0.0.1"))
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sshpass")
+    }
+
     /// `ssh -i <key of user> ssh_user@gw command`, stdin empty.
     pub fn ssh(&self, key_of: &str, ssh_user: &str, command: &str) -> Output {
         self.ssh_command(key_of, ssh_user)
@@ -353,4 +400,105 @@ pub fn stdout(o: &Output) -> String {
 /// stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A terminal for interactive tests: a detached tmux session running one command.
+pub struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    /// Starts `command` in a `cols`×`rows` terminal.
+    pub fn start(command: &str, cols: u16, rows: u16) -> Terminal {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let term = Terminal {
+            socket: format!("gh-e2e-{}-{n}", std::process::id()),
+        };
+        let out = term.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        term
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    /// The visible screen.
+    pub fn screen(&self) -> String {
+        stdout(&self.tmux(&["capture-pane", "-p", "-t", "t"]))
+    }
+
+    /// Types `text` (tmux key names allowed, e.g. `Enter`).
+    pub fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// Resizes the terminal.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        self.tmux(&[
+            "resize-window",
+            "-t",
+            "t",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+        ]);
+    }
+
+    /// Waits until the screen shows `needle`; returns the screen.
+    pub fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {needle:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+impl Gateway {
+    /// An interactive `ssh -tt` command line for `user_spec`, with the key of `key_of`;
+    /// after ssh ends the terminal shows `ssh-exit=N`.
+    pub fn interactive_ssh(&self, key_of: &str, user_spec: &str) -> String {
+        format!(
+            "ssh -p {} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -tt {user_spec}@127.0.0.1; echo ssh-exit=$?; sleep 60",
+            self.port,
+            self.key(key_of).display()
+        )
+    }
 }

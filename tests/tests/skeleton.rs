@@ -1,10 +1,9 @@
 //! The walking skeleton, end to end: the real OpenSSH client through the real gateway
 //! into a persistent container of a real Debian rootfs.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gatehouse_e2e::{stderr, stdout, Gateway};
+use gatehouse_e2e::{stderr, stdout, Gateway, Terminal};
 
 #[test]
 fn lands_in_the_container_as_the_login() {
@@ -173,66 +172,47 @@ fn bad_inputs_are_refused_cleanly() {
 fn pty_size_follows_the_clients_window() {
     let gw = Gateway::start();
     gw.create_container("tty1", "alice");
-    let sock = format!("gh-e2e-{}", gw.port);
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .expect("tmux")
-    };
-    let ssh = format!(
-        "ssh -p {} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -tt alice@tty1@127.0.0.1; echo ssh-exit=$?; sleep 30",
-        gw.port,
-        gw.key("alice").display()
-    );
-    let out = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &ssh,
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let screen = || stdout(&tmux(&["capture-pane", "-p", "-t", "t"]));
-    let wait_for = |needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = screen();
-            if s.contains(needle) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {needle:?}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait_for("alice@tty1");
-    tmux(&[
-        "send-keys",
-        "-t",
-        "t",
-        "echo size=$(stty size) tty=$(tty)",
-        "Enter",
-    ]);
-    let s = wait_for("size=30 100");
+    let term = Terminal::start(&gw.interactive_ssh("alice", "alice@tty1"), 100, 30);
+    term.wait_for("alice@tty1");
+    term.send(&["echo size=$(stty size) tty=$(tty)", "Enter"]);
+    let s = term.wait_for("size=30 100");
     assert!(s.contains("tty=/dev/pts/"), "{s}");
-    tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+    term.resize(120, 40);
     std::thread::sleep(Duration::from_millis(200));
-    tmux(&["send-keys", "-t", "t", "echo size=$(stty size)", "Enter"]);
-    wait_for("size=40 120");
-    tmux(&["send-keys", "-t", "t", "exit 4", "Enter"]);
-    wait_for("ssh-exit=4");
-    tmux(&["kill-server"]);
+    term.send(&["echo size=$(stty size)", "Enter"]);
+    term.wait_for("size=40 120");
+    term.send(&["exit 4", "Enter"]);
+    term.wait_for("ssh-exit=4");
+}
+
+#[test]
+fn several_containers_give_a_picker_with_a_terminal_and_a_list_without() {
+    let gw = Gateway::start();
+    gw.create_container("pick-a", "alice");
+    gw.create_container("pick-b", "alice");
+    let out = gw.ssh("alice", "alice", "hostname");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("pick-a, pick-b"), "{}", stderr(&out));
+    let term = Terminal::start(&gw.interactive_ssh("alice", "alice"), 100, 30);
+    term.wait_for("choose 1-2");
+    term.send(&["7", "Enter"]);
+    term.wait_for("no such choice");
+    term.send(&["2", "Enter"]);
+    term.wait_for("alice@pick-b");
+    term.send(&["exit", "Enter"]);
+    term.wait_for("ssh-exit=0");
+}
+
+#[test]
+fn password_login_with_the_real_client() {
+    let gw = Gateway::start();
+    gw.create_container("pw1", "alice");
+    let out = gw.ssh_password("alice@pw1", &gatehouse_e2e::password_of("alice"), "id -un");
+    assert_eq!(stdout(&out), "alice\n", "{}", stderr(&out));
+    let out = gw.ssh_password("alice@pw1", "wrong", "id -un");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stdout(&out).is_empty());
+    // bob's password does not open alice's account.
+    let out = gw.ssh_password("alice@pw1", &gatehouse_e2e::password_of("bob"), "id -un");
+    assert!(stdout(&out).is_empty());
 }

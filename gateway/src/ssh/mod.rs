@@ -3,6 +3,7 @@
 
 mod handler;
 pub mod hostkey;
+mod picker;
 mod session;
 mod signals;
 

@@ -15,8 +15,8 @@ use russh::{Channel, ChannelMsg, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::signals;
-use crate::access;
+use super::{picker, signals};
+use crate::access::{self, Refusal};
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
@@ -92,36 +92,50 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
             Some(_) => {}
         }
     };
-    let process = match start(&ctx, command, pty, env).await {
-        Ok(p) => p,
-        Err(message) => {
-            tracing::warn!("session refused: {message}");
-            let _ = tx
-                .extended_data(1, format!("gatehouse: {message}\r\n").as_bytes())
-                .await;
-            let _ = tx.exit_status(1).await;
-            let _ = tx.eof().await;
-            let _ = tx.close().await;
-            return;
-        }
-    };
-    relay(process, rx, tx, &ctx).await;
-}
-
-/// Resolves the target, starts the container on demand, creates the account, and
-/// starts the process.
-async fn start(
-    ctx: &SessionContext,
-    command: Option<String>,
-    pty: Option<PtySpec>,
-    env: Vec<(String, String)>,
-) -> Result<Process, String> {
     let action = if command.is_some() {
         Action::Exec
     } else {
         Action::Shell
     };
-    let resolved = access::resolve(&ctx.app, &ctx.user, &ctx.target, action).await?;
+    let mut target = ctx.target.clone();
+    let resolved = loop {
+        match access::resolve(&ctx.app, &ctx.user, &target, action).await {
+            Ok(r) => break r,
+            Err(Refusal::Choose(list)) if pty.is_some() => {
+                match picker::choose(&mut rx, &tx, &mut pty, &ctx.user.name, &list).await {
+                    Some(name) => target.container = Some(name),
+                    None => return refuse(&tx, "no container chosen").await,
+                }
+            }
+            Err(r) => return refuse(&tx, &r.message(&ctx.user.name)).await,
+        }
+    };
+    let process = match start(&ctx, resolved, command, pty, env).await {
+        Ok(p) => p,
+        Err(message) => return refuse(&tx, &message).await,
+    };
+    relay(process, rx, tx, &ctx).await;
+}
+
+/// Refuses the session with one line on stderr and exit status 1.
+async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str) {
+    tracing::warn!("session refused: {message}");
+    let _ = tx
+        .extended_data(1, format!("gatehouse: {message}\r\n").as_bytes())
+        .await;
+    let _ = tx.exit_status(1).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+/// Starts the container on demand, creates the account, and starts the process.
+async fn start(
+    ctx: &SessionContext,
+    resolved: access::Resolved,
+    command: Option<String>,
+    pty: Option<PtySpec>,
+    env: Vec<(String, String)>,
+) -> Result<Process, String> {
     let name = resolved.container.name.clone();
     let runtime = &ctx.app.runtime;
     let t0 = Instant::now();
