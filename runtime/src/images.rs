@@ -29,7 +29,18 @@ pub struct ImageInfo {
     pub source: String,
     /// When it was made.
     pub created: DateTime<Utc>,
+    /// The host uid/gid that root inside maps to, once the image's files have been
+    /// shifted into the containers' id range (`None`: not shifted yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_base: Option<u32>,
 }
+
+/// The number of ids mapped into every container (uids and gids 0..65535).
+pub const ID_RANGE: u32 = 65536;
+/// Host uid of root inside every container (65,536 ids from here are mapped): root in
+/// a container is an unprivileged user on the host. Images are shifted to it when built
+/// or imported.
+pub const ID_BASE: u32 = 1_000_000;
 
 /// The image store.
 #[derive(Debug, Clone)]
@@ -76,6 +87,7 @@ impl Images {
                         name: n,
                         source: "unknown".into(),
                         created: DateTime::<Utc>::UNIX_EPOCH,
+                        id_base: None,
                     })
             })
             .collect();
@@ -106,12 +118,18 @@ impl Images {
         Ok(staging)
     }
 
-    /// Moves a finished staging directory into place.
+    /// Shifts a finished staging directory into the containers' id range and moves it
+    /// into place.
     fn commit(&self, name: &str, staging: &Path, source: String) -> Result<()> {
+        if let Err(e) = shift_tree(&staging.join("rootfs"), ID_BASE) {
+            let _ = std::fs::remove_dir_all(staging);
+            return Err(e);
+        }
         let info = ImageInfo {
             name: name.to_string(),
             source,
             created: Utc::now(),
+            id_base: Some(ID_BASE),
         };
         let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
         write_atomic(&staging.join("image.json"), &json)?;
@@ -122,6 +140,46 @@ impl Images {
         }
         std::fs::rename(staging, &target)
             .map_err(|e| RuntimeError::io("cannot install", &target, e))
+    }
+
+    /// Makes sure the image's files belong to the containers' id range starting at
+    /// `base` (root inside = `base` on the host), shifting every file's owner once.
+    /// Serialised by a lock, so concurrent starts wait for one shift.
+    pub fn ensure_shifted(&self, name: &str, base: u32) -> Result<()> {
+        let rootfs = self.rootfs(name)?;
+        let dir = self.dir.join(name);
+        let lock_path = dir.join(".shift.lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| RuntimeError::io("cannot open", &lock_path, e))?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| RuntimeError::io("cannot lock", &lock_path, e.into()))?;
+        let meta_path = dir.join("image.json");
+        let mut info: ImageInfo = std::fs::read(&meta_path)
+            .ok()
+            .and_then(|m| serde_json::from_slice(&m).ok())
+            .unwrap_or(ImageInfo {
+                name: name.to_string(),
+                source: "unknown".into(),
+                created: Utc::now(),
+                id_base: None,
+            });
+        match info.id_base {
+            Some(b) if b == base => return Ok(()),
+            Some(b) => {
+                return Err(RuntimeError::Invalid(format!(
+                    "image {name} belongs to id range {b}, not {base}; rebuild or re-import it"
+                )))
+            }
+            None => {}
+        }
+        shift_tree(&rootfs, base)?;
+        info.id_base = Some(base);
+        let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
+        write_atomic(&meta_path, &json)
     }
 
     /// Builds a Debian image with debootstrap. `progress` receives each line it prints.
@@ -214,6 +272,53 @@ impl Images {
         }
         self.commit(name, &staging, format!("import {}", file.display()))
     }
+}
+
+/// Adds `base` to the owner and group of every file under `root` (not following
+/// symlinks), keeping setuid/setgid bits, which chown clears.
+fn shift_tree(root: &Path, base: u32) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| RuntimeError::io("cannot stat", &path, e))?;
+        // Ids already in the range belong to an interrupted earlier shift.
+        let shifted = |id: u32| {
+            if (base..base + ID_RANGE).contains(&id) {
+                Some(id)
+            } else {
+                None
+            }
+        };
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let new_uid = shifted(uid).or_else(|| (uid < ID_RANGE).then(|| base + uid));
+        let new_gid = shifted(gid).or_else(|| (gid < ID_RANGE).then(|| base + gid));
+        let (Some(new_uid), Some(new_gid)) = (new_uid, new_gid) else {
+            return Err(RuntimeError::Invalid(format!(
+                "{} is owned by {uid}:{gid}, outside the container id range 0-{}",
+                path.display(),
+                ID_RANGE - 1
+            )));
+        };
+        if (new_uid, new_gid) != (uid, gid) {
+            std::os::unix::fs::lchown(&path, Some(new_uid), Some(new_gid))
+                .map_err(|e| RuntimeError::io("cannot chown", &path, e))?;
+        }
+        let mode = meta.mode() & 0o7777;
+        if !meta.file_type().is_symlink() && mode & 0o6000 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| RuntimeError::io("cannot chmod", &path, e))?;
+        }
+        if meta.is_dir() {
+            let entries =
+                std::fs::read_dir(&path).map_err(|e| RuntimeError::io("cannot list", &path, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| RuntimeError::io("cannot list", &path, e))?;
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The Debian suite for an image name such as `debian-12`.
@@ -417,6 +522,43 @@ mod tests {
             images.import("lxc", lxc.path()),
             Err(RuntimeError::ImageExists(_))
         ));
+    }
+
+    #[test]
+    fn shifting_moves_owners_into_the_range_once_and_keeps_setuid() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (chown)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let images = Images::open(tmp.path()).unwrap();
+        let t = tarball(&[("bin/sh", b"x"), ("usr/bin/sudo", b"x")]);
+        images.import("img", t.path()).unwrap();
+        let rootfs = images.rootfs("img").unwrap();
+        let sudo = rootfs.join("usr/bin/sudo");
+        // Imported images are shifted already.
+        assert_eq!(
+            std::fs::metadata(rootfs.join("bin/sh")).unwrap().uid(),
+            ID_BASE
+        );
+        // An image from before shifting (no id_base recorded) is shifted on demand.
+        std::fs::remove_file(tmp.path().join("img/image.json")).unwrap();
+        std::os::unix::fs::lchown(rootfs.join("bin/sh"), Some(1000), Some(5)).unwrap();
+        std::os::unix::fs::lchown(&sudo, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        images.ensure_shifted("img", ID_BASE).unwrap();
+        let m = std::fs::metadata(rootfs.join("bin/sh")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (ID_BASE + 1000, ID_BASE + 5));
+        let m = std::fs::metadata(&sudo).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (ID_BASE, 0o4755));
+        // Idempotent; a different base is refused.
+        images.ensure_shifted("img", ID_BASE).unwrap();
+        assert_eq!(
+            std::fs::metadata(rootfs.join("bin/sh")).unwrap().uid(),
+            ID_BASE + 1000
+        );
+        assert!(images.ensure_shifted("img", 2_000_000).is_err());
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn demo_prints_a_working_ssh_line() {
     ]);
     // The gateway starts serving right after printing; retry briefly.
     let mut out = None;
-    for _ in 0..50 {
+    for _ in 0..300 {
         let o = Command::new("ssh")
             .args(&args)
             .arg(&destination)

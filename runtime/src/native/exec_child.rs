@@ -18,14 +18,21 @@ use super::protocol::ExecRequest;
 
 /// The child's ends of its standard streams.
 pub enum ChildStdio {
-    /// The PTY's slave side, for stdin, stdout and stderr.
-    Pty(OwnedFd),
+    /// A terminal, allocated inside the container; the master goes back to the
+    /// supervisor over this socket (`ok` with the fd, or `E<message>`).
+    Pty {
+        /// The child's end of a socket pair.
+        sock: OwnedFd,
+        /// Initial columns and rows.
+        size: (u16, u16),
+    },
     /// Read end of stdin, write ends of stdout and stderr.
     Pipes(OwnedFd, OwnedFd, OwnedFd),
 }
 
-/// Namespaces joined, in order; the mount namespace last.
+/// Namespaces joined, in order: the user namespace first, the mount namespace last.
 const NAMESPACES: &[(&str, CloneFlags)] = &[
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
@@ -83,22 +90,58 @@ fn enter(init_pid: i32, cgroup: &Cgroup) -> Result<(), String> {
     nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("fchdir: {e}"))?;
     nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir: {e}"))?;
-    Ok(())
+    become_container_root()
+}
+
+/// Switches to uid/gid 0 of the container's user namespace, so that a later change to
+/// an unprivileged login drops every capability as it would on a normal host.
+pub fn become_container_root() -> Result<(), String> {
+    let root_g = Gid::from_raw(0);
+    let root_u = Uid::from_raw(0);
+    nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| format!("setresgid: {e}"))?;
+    nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| format!("setresuid: {e}"))
 }
 
 fn final_process(stdio: ChildStdio, req: &ExecRequest) -> ! {
-    if let Err(e) = prepare(stdio) {
-        // stderr may not be connected yet; best effort.
-        eprintln!("gatehouse: {e}");
+    reset_signals();
+    if let Err(e) = nix::unistd::setsid() {
+        fail_early(&stdio, &format!("setsid: {e}"));
+    }
+    let passwd_text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let entry = match passwd::lookup(&passwd_text, &req.login) {
+        Some(e) => e,
+        None => fail_early(
+            &stdio,
+            &format!("no account '{}' in this container", req.login),
+        ),
+    };
+    if let Err(e) = connect_stdio(stdio, &entry, &group_text) {
+        // Whatever stderr is by now, it is the best place for the message.
+        let _ = writeln!(std::io::stderr(), "gatehouse: {e}");
         exit(126);
     }
-    let e = become_login_and_exec(req);
+    let e = become_login_and_exec(req, &entry, &group_text);
     // stderr now goes to the client.
     let _ = writeln!(std::io::stderr(), "gatehouse: {e}");
     exit(127)
 }
 
-fn prepare(stdio: ChildStdio) -> Result<(), String> {
+/// Reports an error before stdio is connected, through the channel that exists.
+fn fail_early(stdio: &ChildStdio, message: &str) -> ! {
+    match stdio {
+        ChildStdio::Pty { sock, .. } => {
+            let line = format!("E{message}\n");
+            let _ = super::protocol::send_with_fds(sock.as_raw_fd(), line.as_bytes(), &[]);
+        }
+        ChildStdio::Pipes(_, _, stderr) => {
+            let _ = nix::unistd::write(stderr, format!("gatehouse: {message}\n").as_bytes());
+        }
+    }
+    exit(126)
+}
+
+fn reset_signals() {
     // Default signal handling: Rust ignores SIGPIPE, the supervisor blocks others.
     for sig in [
         libc::SIGPIPE,
@@ -112,50 +155,88 @@ fn prepare(stdio: ChildStdio) -> Result<(), String> {
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
     let empty = nix::sys::signal::SigSet::empty();
-    nix::sys::signal::sigprocmask(
+    let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&empty),
         None,
-    )
-    .map_err(|e| format!("sigprocmask: {e}"))?;
-    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    let dup = |from: RawFd, to: RawFd| {
-        // SAFETY: dup2 onto the standard descriptors.
-        if unsafe { libc::dup2(from, to) } < 0 {
-            Err(format!("dup2: {}", std::io::Error::last_os_error()))
-        } else {
-            Ok(())
-        }
-    };
-    match &stdio {
-        ChildStdio::Pty(slave) => {
+    );
+}
+
+fn dup_onto(from: RawFd, to: RawFd) -> Result<(), String> {
+    // SAFETY: dup2 onto the standard descriptors.
+    if unsafe { libc::dup2(from, to) } < 0 {
+        Err(format!("dup2: {}", std::io::Error::last_os_error()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Makes fds 0-2 the terminal or the pipes, and closes everything else.
+fn connect_stdio(
+    stdio: ChildStdio,
+    entry: &passwd::PasswdEntry,
+    group_text: &str,
+) -> Result<(), String> {
+    match stdio {
+        ChildStdio::Pty { sock, size } => {
+            let (master, slave) = match allocate_terminal(entry, group_text, size) {
+                Ok(pair) => pair,
+                Err(e) => fail_early(&ChildStdio::Pty { sock, size }, &e),
+            };
+            super::protocol::send_with_fds(sock.as_raw_fd(), b"ok\n", &[master.as_raw_fd()])
+                .map_err(|e| format!("cannot hand over the terminal: {e}"))?;
+            drop(master);
             // SAFETY: TIOCSCTTY on our new session's terminal.
             if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
                 return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
             }
             for fd in 0..3 {
-                dup(slave.as_raw_fd(), fd)?;
+                dup_onto(slave.as_raw_fd(), fd)?;
             }
         }
         ChildStdio::Pipes(stdin, stdout, stderr) => {
-            dup(stdin.as_raw_fd(), 0)?;
-            dup(stdout.as_raw_fd(), 1)?;
-            dup(stderr.as_raw_fd(), 2)?;
+            dup_onto(stdin.as_raw_fd(), 0)?;
+            dup_onto(stdout.as_raw_fd(), 1)?;
+            dup_onto(stderr.as_raw_fd(), 2)?;
         }
     }
-    drop(stdio);
     // SAFETY: close every descriptor above stderr; nothing of the host leaks in.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     Ok(())
 }
 
-fn become_login_and_exec(req: &ExecRequest) -> String {
-    let passwd_text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let Some(entry) = passwd::lookup(&passwd_text, &req.login) else {
-        return format!("no account '{}' in this container", req.login);
-    };
-    let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let gids: Vec<Gid> = passwd::groups(&group_text, &req.login, entry.gid)
+/// A terminal from the container's devpts, owned by the login like sshd does it.
+fn allocate_terminal(
+    entry: &passwd::PasswdEntry,
+    group_text: &str,
+    size: (u16, u16),
+) -> Result<(OwnedFd, OwnedFd), String> {
+    let (master, slave) = super::pty::allocate()?;
+    let tty_gid = passwd::group_id(group_text, "tty").unwrap_or(entry.gid);
+    nix::unistd::fchown(
+        slave.as_raw_fd(),
+        Some(Uid::from_raw(entry.uid)),
+        Some(Gid::from_raw(tty_gid)),
+    )
+    .map_err(|e| format!("cannot give the terminal to the login: {e}"))?;
+    nix::sys::stat::fchmod(
+        slave.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(0o620),
+    )
+    .map_err(|e| format!("cannot set terminal permissions: {e}"))?;
+    super::pty::set_size(master.as_raw_fd(), size.0, size.1, 0, 0)?;
+    Ok((master, slave))
+}
+
+fn become_login_and_exec(
+    req: &ExecRequest,
+    entry: &passwd::PasswdEntry,
+    group_text: &str,
+) -> String {
+    if let Err(e) = super::confine::filter().and_then(|p| super::confine::apply(&p)) {
+        return e;
+    }
+    let gids: Vec<Gid> = passwd::groups(group_text, &req.login, entry.gid)
         .into_iter()
         .map(Gid::from_raw)
         .collect();

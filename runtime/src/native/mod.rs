@@ -9,6 +9,7 @@
 
 mod cgroups;
 mod client;
+mod confine;
 mod exec_child;
 mod init;
 mod layout;
@@ -32,7 +33,7 @@ use self::supervisor::SupervisorConfig;
 pub use self::supervisor::EXIT_BUSY;
 use crate::api::{Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome};
 use crate::error::{Result, RuntimeError};
-use crate::images::Images;
+use crate::images::{Images, ID_BASE};
 use crate::inventory::{ContainerRecord, Inventory};
 use crate::names::{is_user_name, validate_container_name};
 
@@ -117,6 +118,7 @@ pub fn supervise_main(state_dir: &Path, name: &str) -> i32 {
         let inventory = Inventory::open(state_dir.join("containers"))?;
         let record = inventory.get(name)?;
         let images = Images::open(state_dir.join("images"))?;
+        images.ensure_shifted(&record.image, ID_BASE)?;
         Ok(SupervisorConfig {
             name: name.to_string(),
             layout: ContainerLayout::new(inventory.container_dir(name)?),
@@ -124,6 +126,7 @@ pub fn supervise_main(state_dir: &Path, name: &str) -> i32 {
             limits: record.limits,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_name: cgroup_name(state_dir, name),
+            id_base: ID_BASE,
         })
     };
     match prepare() {

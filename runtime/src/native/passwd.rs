@@ -54,6 +54,16 @@ pub fn groups(group: &str, login: &str, primary: u32) -> Vec<u32> {
     out
 }
 
+/// The id of group `name` in the text of an `/etc/group` file.
+pub fn group_id(group: &str, name: &str) -> Option<u32> {
+    group.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 3 && f[0] == name)
+            .then(|| f[2].parse().ok())
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +84,7 @@ mod tests {
     fn supplementary_groups() {
         let group = "sudo:x:27:alice,bob\nadm:x:4:bob\nalice:x:10001:\n";
         assert_eq!(groups(group, "alice", 10001), vec![10001, 27]);
+        assert_eq!(group_id(group, "adm"), Some(4));
+        assert_eq!(group_id(group, "tty"), None);
     }
 }

@@ -9,15 +9,16 @@ use std::task::{Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Opens a new PTY pair in the devpts of the container whose init has host pid `init_pid`.
+/// Opens a new PTY pair from the devpts instance at `/dev/pts` of the calling process's
+/// root (called inside the container, so `/dev/pts/N` exists there and belongs to it).
 /// Returns (master, slave).
-pub fn open_in(init_pid: i32) -> Result<(OwnedFd, OwnedFd), String> {
-    let path = format!("/proc/{init_pid}/root/dev/pts/ptmx");
+pub fn allocate() -> Result<(OwnedFd, OwnedFd), String> {
+    let path = "/dev/pts/ptmx";
     let master = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&path)
+        .open(path)
         .map_err(|e| format!("cannot open the container's ptmx: {e}"))?;
     let master = OwnedFd::from(master);
     // SAFETY: ioctls on the master we just opened; TIOCGPTPEER returns a new descriptor.

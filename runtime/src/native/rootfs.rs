@@ -40,8 +40,10 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
     format!("{what} {}: {e}", path.display())
 }
 
-/// Sets up the root filesystem and pivots into it. `hostname` also goes to `/etc/hostname`.
-pub fn build(sys: &dyn Syscall, layers: &Layers, hostname: &str) -> Result<(), String> {
+/// Mounts the container's overlay (its own layer over the image) in the supervisor's
+/// private mount namespace, as real root, before the container's user namespace exists;
+/// the container's mount namespace starts as a copy holding it.
+pub fn mount_overlay(sys: &dyn Syscall, layers: &Layers) -> Result<(), String> {
     let none: Option<&Path> = None;
     // Keep host mount events from propagating in, and ours from propagating out.
     sys.mount(
@@ -66,9 +68,32 @@ pub fn build(sys: &dyn Syscall, layers: &Layers, hostname: &str) -> Result<(), S
         MsFlags::empty(),
         Some(&data),
     )
-    .map_err(|e| err("cannot mount overlay on", &layers.merged, e))?;
+    .map_err(|e| err("cannot mount overlay on", &layers.merged, e))
+}
 
-    let root = &layers.merged;
+/// Inside the container's namespaces: sets up `/proc`, `/sys`, `/dev`, `/run` on the
+/// mounted overlay at `root`, sets the hostname (also in `/etc/hostname`) and pivots
+/// into it.
+pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), String> {
+    let none: Option<&Path> = None;
+    sys.mount(
+        none,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+    )
+    .map_err(|e| err("cannot make private", Path::new("/"), e))?;
+    // The overlay came from the supervisor's namespace and is locked here; a bind of it
+    // onto itself is our own mount, which pivot_root accepts.
+    sys.mount(
+        Some(root),
+        root,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| err("cannot bind", root, e))?;
     let at = |p: &str| root.join(p);
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
 
@@ -228,7 +253,8 @@ mod tests {
     #[test]
     fn builds_the_expected_view() {
         let sys = RecordingSyscall::default();
-        build(&sys, &layers(), "web01").unwrap();
+        mount_overlay(&sys, &layers()).unwrap();
+        build(&sys, &layers().merged, "web01").unwrap();
         let calls = sys.calls();
         // First the propagation change, last the pivot.
         assert!(matches!(&calls[0], Call::Mount(None, p, None, f, None)
@@ -269,7 +295,9 @@ mod tests {
                 if f.contains(MsFlags::MS_BIND) && !f.contains(MsFlags::MS_REMOUNT) {
                     let s = src.to_string_lossy();
                     assert!(
-                        s.starts_with("/dev/") || s.starts_with("/s/containers/web01/rootfs/proc/"),
+                        s.starts_with("/dev/")
+                            || s.starts_with("/s/containers/web01/rootfs/proc/")
+                            || s == "/s/containers/web01/rootfs",
                         "unexpected bind of {s}"
                     );
                 }

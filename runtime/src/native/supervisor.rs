@@ -18,6 +18,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
@@ -27,7 +28,7 @@ use super::layout::ContainerLayout;
 use super::protocol::{self, Control, ExecRequest, Reply, Request};
 use super::rootfs::{self, Layers};
 use super::syscall::LinuxSyscall;
-use super::{init, net, pty};
+use super::{init, net};
 use crate::limits::Limits;
 use crate::names::is_user_name;
 
@@ -51,6 +52,8 @@ pub struct SupervisorConfig {
     pub cgroup_root: PathBuf,
     /// The container's cgroup name under `gatehouse/` (unique per state directory).
     pub cgroup_name: String,
+    /// Host uid/gid of root inside; 65,536 ids from here are mapped.
+    pub id_base: u32,
 }
 
 /// Entry point of `gatehouse __supervise`: starts a detached supervisor and returns once
@@ -439,11 +442,24 @@ impl Supervisor {
                 crate::names::shorten(&req.login)
             ));
         }
+        let mut pty_sock = None;
         let (child, ours) = match &req.pty {
             Some((_, cols, rows)) => {
-                let (master, slave) = pty::open_in(self.init_pid)?;
-                pty::set_size(master.as_raw_fd(), *cols, *rows, 0, 0)?;
-                (ChildStdio::Pty(slave), vec![master])
+                let (mine, theirs) = socket::socketpair(
+                    socket::AddressFamily::Unix,
+                    socket::SockType::Stream,
+                    None,
+                    socket::SockFlag::SOCK_CLOEXEC,
+                )
+                .map_err(|e| format!("socketpair: {e}"))?;
+                pty_sock = Some(UnixStream::from(mine));
+                (
+                    ChildStdio::Pty {
+                        sock: theirs,
+                        size: (*cols, *rows),
+                    },
+                    vec![],
+                )
             }
             None => {
                 let pipe =
@@ -475,13 +491,24 @@ impl Supervisor {
         let _ = File::from(rep_r).read_to_string(&mut report);
         let _ = waitpid(intermediate, None);
         let report = report.trim_end();
-        match (report.strip_prefix('P'), report.strip_prefix('E')) {
+        let pid = match (report.strip_prefix('P'), report.strip_prefix('E')) {
             (Some(pid), _) => pid
                 .parse::<i32>()
-                .map(|pid| (pid, ours))
-                .map_err(|_| "bad report from exec helper".into()),
-            (_, Some(err)) => Err(err.to_string()),
-            _ => Err("exec helper died".into()),
+                .map_err(|_| "bad report from exec helper".to_string())?,
+            (_, Some(err)) => return Err(err.to_string()),
+            _ => return Err("exec helper died".into()),
+        };
+        let Some(sock) = pty_sock else {
+            return Ok((pid, ours));
+        };
+        // The process allocates its terminal inside the container and sends the master.
+        let _ = sock.set_read_timeout(Some(REQUEST_TIMEOUT));
+        let got = protocol::recv_line_with_fds(&sock).map_err(|e| format!("terminal: {e}"))?;
+        match (got.line.as_slice(), got.fds.into_iter().next()) {
+            (b"ok", Some(master)) => Ok((pid, vec![master])),
+            (line, _) => {
+                Err(String::from_utf8_lossy(line.strip_prefix(b"E").unwrap_or(line)).into_owned())
+            }
         }
     }
 
@@ -546,12 +573,18 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    // The container's own layer is its root directory: owned by root inside.
+    std::os::unix::fs::lchown(layout.upper(), Some(cfg.id_base), Some(cfg.id_base))
+        .map_err(|e| format!("cannot chown {}: {e}", layout.upper().display()))?;
     let layers = Layers {
         lower: cfg.image_rootfs.clone(),
         upper: layout.upper(),
         work: layout.work(),
         merged: layout.rootfs(),
     };
+    // Our own mount namespace holds the overlay; the container's starts as a copy.
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
+    rootfs::mount_overlay(&LinuxSyscall, &layers)?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let (done_r, done_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
@@ -570,10 +603,11 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
                 libc::close(*fd);
             }
         }
-        container_init(go_raw, done_w_raw, &layers, &name)
+        container_init(go_raw, done_w_raw, &layers.merged, &name)
     });
     let mut stack = vec![0u8; CLONE_STACK];
-    let flags = CloneFlags::CLONE_NEWPID
+    let flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
@@ -583,7 +617,7 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
         .map_err(|e| format!("cannot create namespaces: {e}"))?;
     drop(go_r);
     drop(done_w);
-    let placed = cgroup.add(pid.as_raw());
+    let placed = map_ids(pid.as_raw(), cfg.id_base).and_then(|()| cgroup.add(pid.as_raw()));
     let mut go = File::from(go_w);
     if let Err(e) = placed {
         let _ = kill(pid, Signal::SIGKILL);
@@ -607,8 +641,19 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
     }
 }
 
+/// Maps ids 0-65535 inside the new user namespace of `pid` to `base`… on the host.
+/// setgroups stays allowed: sudo and login inside need it.
+fn map_ids(pid: i32, base: u32) -> Result<(), String> {
+    let map = format!("0 {base} {}\n", crate::images::ID_RANGE);
+    for file in ["uid_map", "gid_map"] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, &map).map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The body of the container's first process.
-fn container_init(go: i32, done: i32, layers: &Layers, name: &str) -> isize {
+fn container_init(go: i32, done: i32, root: &Path, name: &str) -> isize {
     // SAFETY: these descriptors were handed to us by the parent and are ours to own.
     let (mut go, mut done) = unsafe {
         use std::os::fd::FromRawFd;
@@ -620,10 +665,14 @@ fn container_init(go: i32, done: i32, layers: &Layers, name: &str) -> isize {
     }
     drop(go);
     let setup = || -> Result<(), String> {
+        // Root of the new user namespace (credential changes clear pdeathsig: set it after).
+        exec_child::become_container_root()?;
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| format!("cgroup namespace: {e}"))?;
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
-        rootfs::build(&LinuxSyscall, layers, name)?;
+        // Unprivileged ICMP sockets, so ping works without file capabilities.
+        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 65535");
+        rootfs::build(&LinuxSyscall, root, name)?;
         net::loopback_up()?;
         let null = File::options()
             .read(true)
@@ -636,6 +685,7 @@ fn container_init(go: i32, done: i32, layers: &Layers, name: &str) -> isize {
                 libc::dup2(null.as_raw_fd(), fd);
             }
         }
+        super::confine::apply(&super::confine::filter()?)?;
         let _ = nix::sys::prctl::set_name(c"init");
         let _ = nix::sys::prctl::set_dumpable(false);
         Ok(())
