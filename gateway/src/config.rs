@@ -168,6 +168,8 @@ impl Config {
                     self.server.listen
                 )
             })?;
+        gatehouse_runtime::limits::parse_duration(&self.runtime.idle_stop)
+            .map_err(|e| anyhow::anyhow!("[runtime] idle_stop: {e}"))?;
         gatehouse_runtime::names::validate_image_name(&self.runtime.default_image)
             .map_err(|e| anyhow::anyhow!("[runtime] default_image: {e}"))?;
         Ok(())
@@ -202,5 +204,6 @@ mod tests {
         assert!(e.contains("nope"), "{e}");
         assert!(Config::parse("[directory]\nkind = \"nis\"\n").is_err());
         assert!(Config::parse("[runtime]\ndefault_image = \"../x\"\n").is_err());
+        assert!(Config::parse("[runtime]\nidle_stop = \"soon\"\n").is_err());
     }
 }

@@ -16,8 +16,20 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The supervisor must stay single-threaded: dispatch it before any runtime starts.
-    if let Command::Supervise { state, name } = &cli.command {
-        let code = gatehouse_runtime::native::supervise_main(state, name);
+    if let Command::Supervise {
+        state,
+        idle_stop,
+        name,
+    } = &cli.command
+    {
+        let idle_stop = match gatehouse_runtime::limits::parse_duration(idle_stop) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("gatehouse: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let code = gatehouse_runtime::native::supervise_main(state, name, idle_stop);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let default_level = if matches!(cli.command, Command::Serve | Command::Demo(_)) {

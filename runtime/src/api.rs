@@ -111,6 +111,17 @@ impl ContainerState {
     }
 }
 
+/// A running container's resource use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Memory in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Number of processes.
+    pub processes: Option<u64>,
+    /// CPU time used, in microseconds.
+    pub cpu_usec: Option<u64>,
+}
+
 /// What [`Runtime::start`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
@@ -165,6 +176,11 @@ pub trait Runtime: Send + Sync {
     async fn update(&self, record: &ContainerRecord) -> Result<()>;
     /// Whether it runs.
     async fn state(&self, name: &str) -> Result<ContainerState>;
+    /// Resource use of a running container (`None` when stopped).
+    async fn usage(&self, name: &str) -> Result<Option<Usage>>;
+    /// Applies the record's limits to the running container; false when it is stopped
+    /// (they apply at its next start).
+    async fn apply_limits(&self, name: &str) -> Result<bool>;
     /// Starts it if it is stopped; returns as soon as it can run processes.
     async fn start(&self, name: &str) -> Result<StartOutcome>;
     /// Stops it gracefully (then forcibly after a timeout).
@@ -173,6 +189,9 @@ pub trait Runtime: Send + Sync {
     async fn delete(&self, name: &str) -> Result<()>;
     /// Creates the account inside the running container unless it exists.
     async fn ensure_account(&self, name: &str, account: &Account) -> Result<()>;
+    /// Brings the runtime's state in line with reality after a crash or reboot: leftovers
+    /// of containers whose supervisor died are removed. Returns what it did, one line each.
+    async fn reconcile(&self) -> Result<Vec<String>>;
     /// Runs a process inside the running container.
     async fn exec(&self, name: &str, spec: ExecSpec) -> Result<Process>;
 }

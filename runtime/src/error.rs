@@ -62,6 +62,9 @@ pub enum RuntimeError {
         /// What went wrong.
         reason: String,
     },
+    /// The container is stopping and takes no new sessions; start it again afterwards.
+    #[error("container '{0}' is stopping")]
+    Stopping(String),
     /// A tool such as debootstrap failed or is missing.
     #[error("{0}")]
     Tool(String),

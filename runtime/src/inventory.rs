@@ -34,6 +34,10 @@ pub struct ContainerRecord {
     /// When someone last logged in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login: Option<DateTime<Utc>>,
+    /// This container's own idle stop (`never`, or a duration like `2h`), overriding
+    /// the runtime's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_stop: Option<String>,
 }
 
 /// The inventory directory (`state_dir/containers`).
@@ -141,13 +145,18 @@ impl Inventory {
 /// the old or the new content, never a torn write.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A name of our own, so concurrent writers never rename each other's file.
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     let mut f =
         std::fs::File::create(&tmp).map_err(|e| RuntimeError::io("cannot create", &tmp, e))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| RuntimeError::io("cannot write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io("cannot rename", path, e))
+    let written = f.write_all(data).and_then(|()| f.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(RuntimeError::io("cannot write", path, e));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -164,6 +173,7 @@ mod tests {
             limits: Limits::default(),
             created: Utc::now(),
             last_login: None,
+            idle_stop: None,
         }
     }
 
@@ -185,6 +195,28 @@ mod tests {
             inv.get("web01"),
             Err(RuntimeError::NoSuchContainer(_))
         ));
+    }
+
+    #[test]
+    fn concurrent_saves_never_fail_or_tear() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(tmp.path()).unwrap();
+        inv.create(&record("web01")).unwrap();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let inv = &inv;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        let mut r = record("web01");
+                        r.purpose = format!("writer {i}");
+                        inv.save(&r).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(inv.get("web01").unwrap().purpose.starts_with("writer "));
+        let leftovers = std::fs::read_dir(tmp.path().join("web01")).unwrap().count();
+        assert_eq!(leftovers, 1, "temporary files left behind");
     }
 
     #[test]

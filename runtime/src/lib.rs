@@ -11,7 +11,7 @@ pub mod native;
 
 pub use api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,
-    StartOutcome, WindowSize,
+    StartOutcome, Usage, WindowSize,
 };
 pub use error::{Result, RuntimeError};
 pub use inventory::{ContainerRecord, Inventory};

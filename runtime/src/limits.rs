@@ -70,6 +70,34 @@ pub fn parse_pids(text: &str) -> Result<u64> {
     }
 }
 
+/// Parses a duration such as `90s`, `30m`, `2h` or `1d`; `never` gives `None`.
+pub fn parse_duration(text: &str) -> Result<Option<std::time::Duration>> {
+    let t = text.trim();
+    if t == "never" {
+        return Ok(None);
+    }
+    let bad = || {
+        RuntimeError::Invalid(format!(
+            "invalid duration '{text}': use a number with s, m, h or d (e.g. 30m), or never"
+        ))
+    };
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        "d" => n.checked_mul(86400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if secs == 0 || secs > 366 * 86400 {
+        return Err(RuntimeError::Invalid(format!(
+            "duration '{text}' must be between 1s and 366d"
+        )));
+    }
+    Ok(Some(std::time::Duration::from_secs(secs)))
+}
+
 /// Formats a byte count the way [`parse_memory`] reads it.
 pub fn format_memory(bytes: u64) -> String {
     for (suffix, unit) in [
@@ -99,6 +127,31 @@ mod tests {
         }
         assert_eq!(format_memory(1 << 30), "1G");
         assert_eq!(format_memory(1536 << 20), "1536M");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("30m").unwrap(),
+            Some(std::time::Duration::from_secs(1800))
+        );
+        assert_eq!(
+            parse_duration("2s").unwrap(),
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(parse_duration("never").unwrap(), None);
+        for bad in [
+            "",
+            "30",
+            "m",
+            "0s",
+            "1y",
+            "-1m",
+            "99999999999999999999d",
+            "400d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

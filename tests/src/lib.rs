@@ -122,6 +122,11 @@ pub struct Gateway {
 impl Gateway {
     /// Sets up state and users, then starts `gatehouse serve`.
     pub fn start() -> Gateway {
+        Self::start_with("")
+    }
+
+    /// Like [`Gateway::start`], with extra TOML appended to the configuration.
+    pub fn start_with(extra_config: &str) -> Gateway {
         assert!(
             can_run(),
             "the end-to-end tests need root (namespaces, mounts, cgroups)"
@@ -162,7 +167,7 @@ impl Gateway {
         fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[directory]\nkind = \"file\"\nfile = \"{}\"\n",
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[directory]\nkind = \"file\"\nfile = \"{}\"\n{extra_config}\n",
                 state.display(),
                 dir.path().join("users.toml").display()
             ),
@@ -354,6 +359,46 @@ impl Gateway {
         ]);
     }
 
+    /// Host pids of the supervisor of container `name` and of its init.
+    pub fn supervisor_and_init(&self, name: &str) -> (Option<i32>, Option<i32>) {
+        let state = self.dir.path().join("state");
+        let want = format!("__supervise\0--state\0{}\0", state.display());
+        let (mut sup, mut init) = (None, None);
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if !cmdline.contains(&want)
+                || !cmdline
+                    .trim_end_matches('\0')
+                    .ends_with(&format!("\0{name}"))
+            {
+                continue;
+            }
+            let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "init" {
+                init = Some(pid);
+            } else {
+                sup = Some(pid);
+            }
+        }
+        (sup, init)
+    }
+
+    /// Waits up to `secs` for container `name` to reach `state`.
+    pub fn wait_for_state(&self, name: &str, state: &str, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.state_of(name) == state {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// The state of a container as `container list --json` reports it.
     pub fn state_of(&self, name: &str) -> String {
         let json = self.cli_ok(&["container", "list", "--json"]);
@@ -370,6 +415,11 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
+        if std::env::var_os("GATEHOUSE_E2E_KEEP").is_some() {
+            eprintln!("keeping {}", self.dir.path().display());
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            let _ = dir.keep();
+        }
         // Stop every container of this state directory so nothing is left running.
         if let Ok(out) = Command::new(gatehouse_bin())
             .arg("--config")

@@ -92,11 +92,15 @@ fn files_persist_across_sessions_stops_and_gateway_restarts() {
     );
 
     // SIGKILL the gateway: the container keeps running, with the same init.
-    let boot_id = stdout(&gw.ssh("alice", "alice@web01", "stat -c %Y /proc/1"));
+    let boot_id = stdout(&gw.ssh("alice", "alice@web01", "cut -d' ' -f22 /proc/1/stat"));
     gw.kill();
     assert_eq!(gw.state_of("web01"), "running");
     gw.spawn();
-    let out = gw.ssh("alice", "alice@web01", "stat -c %Y /proc/1; cat ~/note");
+    let out = gw.ssh(
+        "alice",
+        "alice@web01",
+        "cut -d' ' -f22 /proc/1/stat; cat ~/note",
+    );
     assert_eq!(
         stdout(&out),
         format!("{boot_id}persistent\n"),

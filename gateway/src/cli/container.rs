@@ -90,6 +90,10 @@ pub struct MetaArgs {
     /// Process-count limit.
     #[arg(long)]
     pids: Option<String>,
+    /// Stop this long after the last session (`never`, `30m`, …; `default` for the
+    /// runtime's setting).
+    #[arg(long)]
+    idle_stop: Option<String>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -140,6 +144,14 @@ impl MetaArgs {
                 None
             } else {
                 Some(parse_cpus(c)?)
+            };
+        }
+        if let Some(i) = &self.idle_stop {
+            record.idle_stop = if i == "default" {
+                None
+            } else {
+                gatehouse_runtime::limits::parse_duration(i)?;
+                Some(i.clone())
             };
         }
         if let Some(p) = &self.pids {
@@ -210,6 +222,7 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                 limits: Limits::default(),
                 created: chrono::Utc::now(),
                 last_login: None,
+                idle_stop: None,
             };
             meta.apply(&mut record)?;
             rt.create(record).await?;
@@ -282,6 +295,22 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
             println!("purpose:    {}", r.purpose);
             println!("labels:     {}", labels_text(&r.labels));
             println!("limits:     {}", limits_text(&r.limits));
+            println!(
+                "idle stop:  {}",
+                r.idle_stop.as_deref().unwrap_or(&config.runtime.idle_stop)
+            );
+            if let Some(u) = rt.usage(&name).await? {
+                let mem = u
+                    .memory_bytes
+                    .map(|m| format!("{:.1} MiB", m as f64 / 1048576.0));
+                println!(
+                    "usage:      memory={} processes={} cpu={}",
+                    mem.unwrap_or_else(|| "?".into()),
+                    u.processes.map_or("?".into(), |p| p.to_string()),
+                    u.cpu_usec
+                        .map_or("?".into(), |c| format!("{:.2}s", c as f64 / 1e6)),
+                );
+            }
             println!("created:    {}", r.created.to_rfc3339());
             println!(
                 "last login: {}",
@@ -316,9 +345,14 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
         }
         ContainerCommand::Set { name, meta } => {
             let mut r = rt.get(&name).await?;
+            let before = r.limits;
             meta.apply(&mut r)?;
             rt.update(&r).await?;
-            eprintln!("container {name} updated; limits take effect at its next start");
+            if r.limits != before && rt.apply_limits(&name).await? {
+                eprintln!("container {name} updated; new limits apply now");
+            } else {
+                eprintln!("container {name} updated");
+            }
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use gatehouse_runtime::Runtime;
 
 use crate::app::App;
 use crate::config::Config;
@@ -44,6 +45,9 @@ pub enum Command {
         /// State directory.
         #[arg(long)]
         state: PathBuf,
+        /// Default idle stop (`never` or a duration).
+        #[arg(long, default_value = "never")]
+        idle_stop: String,
         /// Container name.
         name: String,
     },
@@ -58,14 +62,20 @@ pub fn open_runtime(
         .map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state.display()))?;
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find own binary: {e}"))?;
+    let options = gatehouse_runtime::native::NativeOptions {
+        idle_stop: gatehouse_runtime::limits::parse_duration(&config.runtime.idle_stop)?,
+    };
     Ok(Arc::new(gatehouse_runtime::native::NativeRuntime::open(
-        state, exe,
+        state, exe, options,
     )?))
 }
 
 /// Builds the gateway from a configuration and serves until the process ends.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = open_runtime(&config)?;
+    for note in runtime.reconcile().await? {
+        tracing::warn!("reconciled: {note}");
+    }
     let directory = Arc::new(UsersFile::open(&config.directory.file)?);
     let app = Arc::new(App {
         config,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gatehouse_policies::Action;
 use gatehouse_runtime::{
-    Account, ExecSpec, ExitStatus, Process, PtySpec, StartOutcome, WindowSize,
+    Account, ExecSpec, ExitStatus, Process, PtySpec, RuntimeError, StartOutcome, WindowSize,
 };
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf};
@@ -138,31 +138,6 @@ async fn start(
 ) -> Result<Process, String> {
     let name = resolved.container.name.clone();
     let runtime = &ctx.app.runtime;
-    let t0 = Instant::now();
-    match runtime.start(&name).await {
-        Ok(StartOutcome::Started) => {
-            tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand")
-        }
-        Ok(StartOutcome::AlreadyRunning) => {}
-        Err(e) => {
-            tracing::error!(container = %name, "start failed: {e}");
-            return Err(format!(
-                "container '{name}' could not be started; the administrators have the details"
-            ));
-        }
-    }
-    if resolved.login == ctx.user.name {
-        let account = Account {
-            name: ctx.user.name.clone(),
-            uid: ctx.user.uid,
-            gid: ctx.user.gid,
-            shell: ctx.user.shell.clone(),
-        };
-        if let Err(e) = runtime.ensure_account(&name, &account).await {
-            tracing::error!(container = %name, "account: {e}");
-            return Err(format!("your account in '{name}' could not be set up"));
-        }
-    }
     let mut record = resolved.container.clone();
     record.last_login = Some(chrono::Utc::now());
     if let Err(e) = runtime.update(&record).await {
@@ -175,10 +150,50 @@ async fn start(
         pty,
         env,
     };
-    runtime.exec(&name, spec).await.map_err(|e| {
-        tracing::error!(container = %name, "exec failed: {e}");
-        format!("cannot start a session in '{name}': {e}")
-    })
+    // A container that is stopping right now (idle stop) is started again once.
+    for attempt in 0..2 {
+        match launch(ctx, &name, &resolved.login, spec.clone()).await {
+            Err(RuntimeError::Stopping(_)) if attempt == 0 => {
+                tracing::info!(container = %name, "container was stopping; starting it again");
+                let _ = runtime.stop(&name).await;
+            }
+            Err(e) => {
+                tracing::error!(container = %name, "session start failed: {e}");
+                return Err(match e {
+                    RuntimeError::StartFailed { .. } => format!(
+                        "container '{name}' could not be started; the administrators have the details"
+                    ),
+                    other => format!("cannot start a session in '{name}': {other}"),
+                });
+            }
+            Ok(p) => return Ok(p),
+        }
+    }
+    Err(format!("container '{name}' keeps stopping; try again"))
+}
+
+/// Starts the container if needed, creates the person's account in it, starts the process.
+async fn launch(
+    ctx: &SessionContext,
+    name: &str,
+    login: &str,
+    spec: ExecSpec,
+) -> Result<Process, RuntimeError> {
+    let runtime = &ctx.app.runtime;
+    let t0 = Instant::now();
+    if runtime.start(name).await? == StartOutcome::Started {
+        tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand");
+    }
+    if login == ctx.user.name {
+        let account = Account {
+            name: ctx.user.name.clone(),
+            uid: ctx.user.uid,
+            gid: ctx.user.gid,
+            shell: ctx.user.shell.clone(),
+        };
+        runtime.ensure_account(name, &account).await?;
+    }
+    runtime.exec(name, spec).await
 }
 
 async fn relay(

@@ -122,6 +122,59 @@ impl Cgroup {
     }
 }
 
+/// What a container's cgroup reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// Memory in use, bytes.
+    pub memory: Option<u64>,
+    /// Processes.
+    pub pids: Option<u64>,
+    /// CPU time used, microseconds.
+    pub cpu_usec: Option<u64>,
+}
+
+impl Cgroup {
+    fn dir_of(&self, controller: &str) -> Option<&PathBuf> {
+        self.dirs
+            .iter()
+            .find(|(c, _)| self.v2 || c == controller)
+            .map(|(_, d)| d)
+    }
+
+    fn read_number(&self, controller: &str, file: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(self.dir_of(controller)?.join(file)).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Current usage, as far as the hierarchy reports it.
+    pub fn usage(&self) -> CgroupUsage {
+        if self.v2 {
+            let cpu = self
+                .dir_of("cpu")
+                .and_then(|d| std::fs::read_to_string(d.join("cpu.stat")).ok())
+                .and_then(|t| {
+                    t.lines().find_map(|l| {
+                        l.strip_prefix("usage_usec ")
+                            .and_then(|v| v.trim().parse().ok())
+                    })
+                });
+            CgroupUsage {
+                memory: self.read_number("memory", "memory.current"),
+                pids: self.read_number("pids", "pids.current"),
+                cpu_usec: cpu,
+            }
+        } else {
+            CgroupUsage {
+                memory: self.read_number("memory", "memory.usage_in_bytes"),
+                pids: self.read_number("pids", "pids.current"),
+                cpu_usec: self
+                    .read_number("cpuacct", "cpuacct.usage")
+                    .map(|ns| ns / 1000),
+            }
+        }
+    }
+}
+
 fn opt(v: Option<u64>) -> String {
     v.map_or("max".into(), |v| v.to_string())
 }

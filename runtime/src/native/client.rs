@@ -102,6 +102,9 @@ pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> 
         .map_err(|e| sup_err(name, e))?;
     match reply {
         Reply::Started { .. } => {}
+        Reply::Error { message } if message == protocol::STOPPING => {
+            return Err(RuntimeError::Stopping(name.to_string()))
+        }
         Reply::Error { message } => return Err(sup_err(name, message)),
         other => return Err(sup_err(name, format!("unexpected reply {other:?}"))),
     }

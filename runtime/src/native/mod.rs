@@ -31,16 +31,28 @@ pub use self::client::{signal_name, signal_number};
 use self::layout::ContainerLayout;
 use self::supervisor::SupervisorConfig;
 pub use self::supervisor::EXIT_BUSY;
-use crate::api::{Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome};
+use crate::api::{
+    Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome, Usage,
+};
 use crate::error::{Result, RuntimeError};
 use crate::images::{Images, ID_BASE};
 use crate::inventory::{ContainerRecord, Inventory};
 use crate::names::{is_user_name, validate_container_name};
 
+/// Where the host's cgroup hierarchy is mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// How long a stop waits for processes to exit before killing them.
 const STOP_GRACE_MS: u64 = 10_000;
 /// How long a start may take before it is reported as failed.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings of the native runtime.
+#[derive(Debug, Clone, Default)]
+pub struct NativeOptions {
+    /// Stop containers this long after their last session (`None`: never), unless a
+    /// container says otherwise.
+    pub idle_stop: Option<Duration>,
+}
 
 /// The native runtime over a state directory.
 pub struct NativeRuntime {
@@ -48,18 +60,24 @@ pub struct NativeRuntime {
     inventory: Inventory,
     images: Images,
     exe: PathBuf,
+    options: NativeOptions,
 }
 
 impl NativeRuntime {
     /// Opens the runtime state under `state_dir`; `exe` is the gatehouse binary that
     /// serves `__supervise`.
-    pub fn open(state_dir: &Path, exe: PathBuf) -> Result<Self> {
+    pub fn open(state_dir: &Path, exe: PathBuf, options: NativeOptions) -> Result<Self> {
         Ok(NativeRuntime {
             state_dir: state_dir.to_path_buf(),
             inventory: Inventory::open(state_dir.join("containers"))?,
             images: Images::open(state_dir.join("images"))?,
             exe,
+            options,
         })
+    }
+
+    fn cgroup(&self, name: &str) -> cgroups::Cgroup {
+        cgroups::Cgroup::for_container(Path::new(CGROUP_ROOT), &cgroup_name(&self.state_dir, name))
     }
 
     fn layout(&self, name: &str) -> Result<ContainerLayout> {
@@ -110,13 +128,17 @@ impl NativeRuntime {
     }
 }
 
-/// Entry point of the hidden `gatehouse __supervise --state DIR NAME` command. Must run
-/// in a single-threaded process (no async runtime).
-pub fn supervise_main(state_dir: &Path, name: &str) -> i32 {
+/// Entry point of the hidden `gatehouse __supervise --state DIR [--idle-stop D] NAME`
+/// command. Must run in a single-threaded process (no async runtime).
+pub fn supervise_main(state_dir: &Path, name: &str, idle_stop: Option<Duration>) -> i32 {
     let prepare = || -> Result<SupervisorConfig> {
         validate_container_name(name)?;
         let inventory = Inventory::open(state_dir.join("containers"))?;
         let record = inventory.get(name)?;
+        let idle_stop = match &record.idle_stop {
+            Some(own) => crate::limits::parse_duration(own)?,
+            None => idle_stop,
+        };
         let images = Images::open(state_dir.join("images"))?;
         images.ensure_shifted(&record.image, ID_BASE)?;
         Ok(SupervisorConfig {
@@ -124,9 +146,10 @@ pub fn supervise_main(state_dir: &Path, name: &str) -> i32 {
             layout: ContainerLayout::new(inventory.container_dir(name)?),
             image_rootfs: images.rootfs(&record.image)?,
             limits: record.limits,
-            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_root: PathBuf::from(CGROUP_ROOT),
             cgroup_name: cgroup_name(state_dir, name),
             id_base: ID_BASE,
+            idle_stop,
         })
     };
     match prepare() {
@@ -181,6 +204,31 @@ impl Runtime for NativeRuntime {
         })
     }
 
+    async fn usage(&self, name: &str) -> Result<Option<Usage>> {
+        if self.state(name).await? == ContainerState::Stopped {
+            return Ok(None);
+        }
+        let u = self.cgroup(name).usage();
+        Ok(Some(Usage {
+            memory_bytes: u.memory,
+            processes: u.pids,
+            cpu_usec: u.cpu_usec,
+        }))
+    }
+
+    async fn apply_limits(&self, name: &str) -> Result<bool> {
+        let record = self.inventory.get(name)?;
+        if self.state(name).await? == ContainerState::Stopped {
+            return Ok(false);
+        }
+        self.cgroup(name).apply(&record.limits).map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "cannot change the limits of running container '{name}': {e}"
+            ))
+        })?;
+        Ok(true)
+    }
+
     async fn start(&self, name: &str) -> Result<StartOutcome> {
         let record = self.inventory.get(name)?;
         self.images.rootfs(&record.image)?;
@@ -190,10 +238,15 @@ impl Runtime for NativeRuntime {
         }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
+            let idle = self
+                .options
+                .idle_stop
+                .map_or("never".to_string(), |d| format!("{}s", d.as_secs()));
             let out = tokio::process::Command::new(&self.exe)
                 .arg("__supervise")
                 .arg("--state")
                 .arg(&self.state_dir)
+                .args(["--idle-stop", &idle])
                 .arg(name)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
@@ -269,11 +322,15 @@ impl Runtime for NativeRuntime {
             )));
         }
         let (n, uid, gid) = (&account.name, account.uid, account.gid);
+        // Serialised inside the container (two first logins at once), and judged by the
+        // result: the account exists afterwards.
         let script = format!(
-            "grep -q '^{n}:' /etc/passwd && exit 0; \
-             [ -x {shell} ] || shell=/bin/sh; \
-             getent group {gid} >/dev/null || groupadd -g {gid} {n} || exit 1; \
-             useradd -m -u {uid} -g {gid} -s ${{shell:-{shell}}} {n}"
+            "exec 9>/run/gatehouse-accounts.lock; command -v flock >/dev/null && flock 9; \
+             if ! grep -q '^{n}:' /etc/passwd; then \
+               sh={shell}; [ -x \"$sh\" ] || sh=/bin/sh; \
+               getent group {gid} >/dev/null || groupadd -g {gid} {n}; \
+               useradd -m -u {uid} -g {gid} -s \"$sh\" {n}; \
+             fi; grep -q '^{n}:' /etc/passwd"
         );
         let (status, output) = self.run(name, "root", script).await?;
         if status != ExitStatus::Code(0) {
@@ -283,6 +340,29 @@ impl Runtime for NativeRuntime {
             )));
         }
         Ok(())
+    }
+
+    async fn reconcile(&self) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        for record in self.inventory.list()? {
+            let layout = self.layout(&record.name)?;
+            if !self.lock_is_free(&layout).await {
+                continue; // a live supervisor owns it
+            }
+            if layout.socket().exists() {
+                let _ = std::fs::remove_file(layout.socket());
+                notes.push(format!(
+                    "{}: its supervisor had died; marked stopped",
+                    record.name
+                ));
+            }
+            let cgroup = self.cgroup(&record.name);
+            if cgroup.exists() {
+                cgroup.remove();
+                notes.push(format!("{}: removed its leftover cgroup", record.name));
+            }
+        }
+        Ok(notes)
     }
 
     async fn exec(&self, name: &str, spec: ExecSpec) -> Result<Process> {

@@ -9,6 +9,9 @@ use chrono::{DateTime, Utc};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use serde::{Deserialize, Serialize};
 
+/// The error message of an exec refused because the container is stopping.
+pub const STOPPING: &str = "the container is stopping";
+
 /// The longest line either side accepts.
 pub const MAX_LINE: usize = 64 * 1024;
 /// The most file descriptors a reply carries.

@@ -3,7 +3,7 @@
 //! new namespaces, owns it, serves the gateway on a unix socket (ping, exec, stop), reaps
 //! session processes and reports their exit status, and outlives gateway restarts.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -36,6 +36,8 @@ use crate::names::is_user_name;
 pub const EXIT_BUSY: i32 = 3;
 const CLONE_STACK: usize = 8 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Grace period for processes when the container stops on its own (signal, idle).
+const STOP_GRACE_MS: u64 = 10_000;
 
 /// What a supervisor needs to start its container.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct SupervisorConfig {
     pub cgroup_name: String,
     /// Host uid/gid of root inside; 65,536 ids from here are mapped.
     pub id_base: u32,
+    /// Stop after this long without sessions (`None`: never).
+    pub idle_stop: Option<Duration>,
 }
 
 /// Entry point of `gatehouse __supervise`: starts a detached supervisor and returns once
@@ -103,7 +107,9 @@ pub fn launch(cfg: SupervisorConfig) -> i32 {
         }
         Ok(ForkResult::Parent { .. }) => {
             drop(ready_w);
-            drop(lock);
+            // Not `drop`: unlocking would release the supervisor's lock too (flock
+            // belongs to the open file, which both processes share). Exiting closes ours.
+            std::mem::forget(lock);
             let mut msg = String::new();
             let _ = File::from(ready_r).read_to_string(&mut msg);
             if msg == "ok" {
@@ -157,9 +163,14 @@ struct Supervisor {
     init_pid: i32,
     since: DateTime<Utc>,
     conns: Vec<Conn>,
-    /// Session processes and the connection that waits for each (by stream fd).
-    sessions: HashMap<i32, Option<i32>>,
+    /// Session processes (host pids) still running.
+    sessions: HashSet<i32>,
+    /// Set once a stop has begun; exec is refused from then on.
+    stopping: bool,
+    /// When init gets SIGKILL if it has not exited.
     kill_at: Option<Instant>,
+    /// Since when no session has run (for idle stop).
+    idle_since: Option<Instant>,
 }
 
 impl Supervisor {
@@ -221,8 +232,10 @@ impl Supervisor {
             init_pid,
             since: Utc::now(),
             conns: Vec::new(),
-            sessions: HashMap::new(),
+            sessions: HashSet::new(),
+            stopping: false,
             kill_at: None,
+            idle_since: Some(Instant::now()),
         };
         sup.serve(&sfd, &listener);
         sup.finish();
@@ -233,7 +246,11 @@ impl Supervisor {
     /// The event loop; returns when the container's init has exited.
     fn serve(&mut self, sfd: &SignalFd, listener: &UnixListener) {
         loop {
-            let timeout = match self.kill_at {
+            let timeout = match [self.kill_at, self.idle_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+            {
                 Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
                     .unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
@@ -269,6 +286,10 @@ impl Supervisor {
                     self.kill_at = None;
                 }
             }
+            if self.idle_deadline().is_some_and(|t| Instant::now() >= t) {
+                log("no sessions for the idle time; stopping");
+                self.begin_stop(STOP_GRACE_MS);
+            }
             if ready[0] {
                 while let Ok(Some(info)) = sfd.read_signal() {
                     if info.ssi_signo == libc::SIGCHLD as u32 {
@@ -276,7 +297,7 @@ impl Supervisor {
                             return;
                         }
                     } else {
-                        self.begin_stop(10_000);
+                        self.begin_stop(STOP_GRACE_MS);
                     }
                 }
             }
@@ -293,7 +314,7 @@ impl Supervisor {
                     // The gateway went away: hang up the session like sshd would.
                     let _ = kill(Pid::from_raw(-pid), Signal::SIGHUP);
                     let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
-                    self.sessions.insert(pid, None);
+                    // Still running until reaped.
                 }
             }
             if ready[1] {
@@ -332,7 +353,9 @@ impl Supervisor {
                         },
                         _ => continue,
                     };
-                    self.sessions.remove(&pid);
+                    if self.sessions.remove(&pid) && self.sessions.is_empty() {
+                        self.idle_since = Some(Instant::now());
+                    }
                     if let Some(i) = self.conns.iter().position(|c| c.pid == Some(pid)) {
                         let mut conn = self.conns.remove(i);
                         let _ = conn.stream.write_all(&protocol::encode(&reply));
@@ -343,8 +366,17 @@ impl Supervisor {
         init_gone
     }
 
+    /// When the container is due to stop for want of sessions.
+    fn idle_deadline(&self) -> Option<Instant> {
+        match (self.cfg.idle_stop, self.idle_since, self.stopping) {
+            (Some(after), Some(since), false) => Some(since + after),
+            _ => None,
+        }
+    }
+
     fn begin_stop(&mut self, grace_ms: u64) {
-        if self.kill_at.is_none() {
+        if !self.stopping {
+            self.stopping = true;
             log("stopping container");
             let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGTERM);
             self.kill_at =
@@ -415,7 +447,8 @@ impl Supervisor {
                     }
                     drop(fds);
                     let _ = stream.set_nonblocking(true);
-                    self.sessions.insert(pid, Some(stream.as_raw_fd()));
+                    self.sessions.insert(pid);
+                    self.idle_since = None;
                     self.conns.push(Conn {
                         stream,
                         pid: Some(pid),
@@ -433,8 +466,8 @@ impl Supervisor {
 
     /// Starts a session process; returns its pid and the gateway's ends of its stdio.
     fn spawn(&mut self, req: &ExecRequest) -> Result<(i32, Vec<OwnedFd>), String> {
-        if self.kill_at.is_some() {
-            return Err("the container is stopping".into());
+        if self.stopping {
+            return Err(protocol::STOPPING.into());
         }
         if !is_user_name(&req.login) {
             return Err(format!(
@@ -520,7 +553,7 @@ impl Supervisor {
             let _ = self.reap();
             std::thread::sleep(Duration::from_millis(10));
             self.sessions
-                .retain(|pid, _| Path::new(&format!("/proc/{pid}")).exists());
+                .retain(|pid| Path::new(&format!("/proc/{pid}")).exists());
         }
         let _ = std::fs::remove_file(self.cfg.layout.socket());
         for conn in &mut self.conns {
