@@ -78,6 +78,18 @@ pub struct RuntimeConfig {
     pub default_image: String,
     /// Stop a container this long after its last session (`30m`, or `never`).
     pub idle_stop: String,
+    /// `[runtime.network]`: give containers addresses on a host bridge.
+    pub network: Option<NetworkSection>,
+}
+
+/// `[runtime.network]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Bridge name on the host (created if missing).
+    pub bridge: String,
+    /// IPv4 subnet; the bridge takes its first address.
+    pub subnet: String,
 }
 
 impl Default for RuntimeConfig {
@@ -86,6 +98,7 @@ impl Default for RuntimeConfig {
             kind: "native".into(),
             default_image: "debian-12".into(),
             idle_stop: "30m".into(),
+            network: None,
         }
     }
 }
@@ -142,6 +155,16 @@ impl Config {
         }
     }
 
+    /// The container network, if configured.
+    pub fn network(&self) -> anyhow::Result<Option<gatehouse_runtime::network::NetworkConfig>> {
+        self.runtime
+            .network
+            .as_ref()
+            .map(|n| gatehouse_runtime::network::NetworkConfig::parse(&n.bridge, &n.subnet))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("[runtime.network] {e}"))
+    }
+
     fn check(&self) -> anyhow::Result<()> {
         match self.directory.kind.as_str() {
             "file" => {}
@@ -170,6 +193,7 @@ impl Config {
             })?;
         gatehouse_runtime::limits::parse_duration(&self.runtime.idle_stop)
             .map_err(|e| anyhow::anyhow!("[runtime] idle_stop: {e}"))?;
+        self.network()?;
         gatehouse_runtime::names::validate_image_name(&self.runtime.default_image)
             .map_err(|e| anyhow::anyhow!("[runtime] default_image: {e}"))?;
         Ok(())
@@ -205,5 +229,12 @@ mod tests {
         assert!(Config::parse("[directory]\nkind = \"nis\"\n").is_err());
         assert!(Config::parse("[runtime]\ndefault_image = \"../x\"\n").is_err());
         assert!(Config::parse("[runtime]\nidle_stop = \"soon\"\n").is_err());
+        assert!(
+            Config::parse("[runtime.network]\nbridge = \"gh0\"\nsubnet = \"10.0.0.1/24\"\n")
+                .is_err()
+        );
+        let c = Config::parse("[runtime.network]\nbridge = \"gh0\"\nsubnet = \"10.88.0.0/24\"\n")
+            .unwrap();
+        assert!(c.network().unwrap().is_some());
     }
 }

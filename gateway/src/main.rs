@@ -19,18 +19,22 @@ fn main() -> ExitCode {
     if let Command::Supervise {
         state,
         idle_stop,
+        bridge,
+        subnet,
         name,
     } = &cli.command
     {
-        let idle_stop = match gatehouse_runtime::limits::parse_duration(idle_stop) {
-            Ok(d) => d,
+        return match supervise_args(idle_stop, bridge.as_deref(), subnet.as_deref()) {
+            Ok((idle_stop, network)) => {
+                let code =
+                    gatehouse_runtime::native::supervise_main(state, name, idle_stop, network);
+                ExitCode::from(code.clamp(0, 255) as u8)
+            }
             Err(e) => {
                 eprintln!("gatehouse: {e}");
-                return ExitCode::from(2);
+                ExitCode::from(2)
             }
         };
-        let code = gatehouse_runtime::native::supervise_main(state, name, idle_stop);
-        return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let default_level = if matches!(cli.command, Command::Serve | Command::Demo(_)) {
         "info"
@@ -62,6 +66,26 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The idle stop and network a supervisor was started with.
+fn supervise_args(
+    idle_stop: &str,
+    bridge: Option<&str>,
+    subnet: Option<&str>,
+) -> Result<
+    (
+        Option<std::time::Duration>,
+        Option<gatehouse_runtime::network::NetworkConfig>,
+    ),
+    gatehouse_runtime::RuntimeError,
+> {
+    let idle = gatehouse_runtime::limits::parse_duration(idle_stop)?;
+    let network = match (bridge, subnet) {
+        (Some(b), Some(s)) => Some(gatehouse_runtime::network::NetworkConfig::parse(b, s)?),
+        _ => None,
+    };
+    Ok((idle, network))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

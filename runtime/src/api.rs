@@ -187,8 +187,9 @@ pub trait Runtime: Send + Sync {
     async fn stop(&self, name: &str) -> Result<()>;
     /// Stops it and removes it with all its files.
     async fn delete(&self, name: &str) -> Result<()>;
-    /// Creates the account inside the running container unless it exists.
-    async fn ensure_account(&self, name: &str, account: &Account) -> Result<()>;
+    /// Gets a running container ready for a session: creates `account` unless it exists,
+    /// and refreshes what the container knows about its peers (names and addresses).
+    async fn prepare_session(&self, name: &str, account: Option<&Account>) -> Result<()>;
     /// Brings the runtime's state in line with reality after a crash or reboot: leftovers
     /// of containers whose supervisor died are removed. Returns what it did, one line each.
     async fn reconcile(&self) -> Result<Vec<String>>;

@@ -34,6 +34,9 @@ pub struct ContainerRecord {
     /// When someone last logged in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login: Option<DateTime<Utc>>,
+    /// Its address on the container network, once allocated (kept for good).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
     /// This container's own idle stop (`never`, or a duration like `2h`), overriding
     /// the runtime's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +134,36 @@ impl Inventory {
         Ok(out)
     }
 
+    /// The container's network address, allocated now if it has none. Allocation holds
+    /// an inventory-wide lock and is saved before the lock is released, so no address is
+    /// ever handed out twice, also across restarts and concurrent gateways.
+    pub fn assign_address(
+        &self,
+        name: &str,
+        net: &crate::network::NetworkConfig,
+    ) -> Result<std::net::Ipv4Addr> {
+        let lock_path = self.dir.join(".addresses.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| RuntimeError::io("cannot open", &lock_path, e))?;
+        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| RuntimeError::io("cannot lock", &lock_path, e.into()))?;
+        let mut record = self.get(name)?;
+        if let Some(a) = record.address.filter(|a| net.subnet.contains(a)) {
+            return Ok(a);
+        }
+        let taken: Vec<_> = self.list()?.iter().filter_map(|r| r.address).collect();
+        let address = crate::network::allocate(net, &taken).ok_or_else(|| {
+            RuntimeError::Invalid(format!("no free address left in {}", net.subnet))
+        })?;
+        record.address = Some(address);
+        self.save(&record)?;
+        Ok(address)
+    }
+
     /// Removes a container's whole directory.
     pub fn remove(&self, name: &str) -> Result<()> {
         let dir = self.container_dir(name)?;
@@ -173,6 +206,7 @@ mod tests {
             limits: Limits::default(),
             created: Utc::now(),
             last_login: None,
+            address: None,
             idle_stop: None,
         }
     }
@@ -217,6 +251,35 @@ mod tests {
         assert!(inv.get("web01").unwrap().purpose.starts_with("writer "));
         let leftovers = std::fs::read_dir(tmp.path().join("web01")).unwrap().count();
         assert_eq!(leftovers, 1, "temporary files left behind");
+    }
+
+    #[test]
+    fn addresses_are_never_handed_out_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(tmp.path()).unwrap();
+        let net = crate::network::NetworkConfig::parse("gh0", "10.88.0.0/24").unwrap();
+        let names: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
+        for n in &names {
+            inv.create(&record(n)).unwrap();
+        }
+        std::thread::scope(|s| {
+            for n in &names {
+                let (inv, net) = (&inv, &net);
+                s.spawn(move || inv.assign_address(n, net).unwrap());
+            }
+        });
+        let mut addrs: Vec<_> = inv
+            .list()
+            .unwrap()
+            .iter()
+            .map(|r| r.address.unwrap())
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!(addrs.len(), names.len());
+        // Stable: asking again gives the same address.
+        let a = inv.get("c3").unwrap().address.unwrap();
+        assert_eq!(inv.assign_address("c3", &net).unwrap(), a);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod limits;
 pub mod names;
 pub mod native;
+pub mod network;
 
 pub use api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,

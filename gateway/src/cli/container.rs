@@ -222,6 +222,7 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                 limits: Limits::default(),
                 created: chrono::Utc::now(),
                 last_login: None,
+                address: None,
                 idle_stop: None,
             };
             meta.apply(&mut record)?;
@@ -256,8 +257,8 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<20} {:<12} {:<8} {:<10} {:<14} {:<20} PURPOSE",
-                    "NAME", "OWNER", "STATE", "IMAGE", "UPTIME", "LAST LOGIN"
+                    "{:<20} {:<12} {:<8} {:<15} {:<10} {:<14} {:<20} PURPOSE",
+                    "NAME", "OWNER", "STATE", "ADDRESS", "IMAGE", "UPTIME", "LAST LOGIN"
                 );
                 for r in rows {
                     let uptime = r
@@ -269,11 +270,13 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                         .last_login
                         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                         .unwrap_or_else(|| "never".into());
+                    let address = r.record.address.map_or("-".to_string(), |a| a.to_string());
                     println!(
-                        "{:<20} {:<12} {:<8} {:<10} {:<14} {:<20} {}",
+                        "{:<20} {:<12} {:<8} {:<15} {:<10} {:<14} {:<20} {}",
                         r.record.name,
                         r.record.owner,
                         r.state,
+                        address,
                         r.record.image,
                         uptime,
                         last,
@@ -294,6 +297,10 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
             println!("image:      {}", r.image);
             println!("purpose:    {}", r.purpose);
             println!("labels:     {}", labels_text(&r.labels));
+            println!(
+                "address:    {}",
+                r.address.map_or("-".to_string(), |a| a.to_string())
+            );
             println!("limits:     {}", limits_text(&r.limits));
             println!(
                 "idle stop:  {}",

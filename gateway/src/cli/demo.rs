@@ -115,6 +115,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             limits: Limits::default(),
             created: chrono::Utc::now(),
             last_login: None,
+            address: None,
             idle_stop: None,
         })
         .await?;

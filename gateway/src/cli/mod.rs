@@ -48,6 +48,12 @@ pub enum Command {
         /// Default idle stop (`never` or a duration).
         #[arg(long, default_value = "never")]
         idle_stop: String,
+        /// Container network bridge.
+        #[arg(long, requires = "subnet")]
+        bridge: Option<String>,
+        /// Container network subnet.
+        #[arg(long, requires = "bridge")]
+        subnet: Option<String>,
         /// Container name.
         name: String,
     },
@@ -64,6 +70,7 @@ pub fn open_runtime(
         std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find own binary: {e}"))?;
     let options = gatehouse_runtime::native::NativeOptions {
         idle_stop: gatehouse_runtime::limits::parse_duration(&config.runtime.idle_stop)?,
+        network: config.network()?,
     };
     Ok(Arc::new(gatehouse_runtime::native::NativeRuntime::open(
         state, exe, options,

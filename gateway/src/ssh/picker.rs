@@ -130,6 +130,7 @@ mod tests {
             limits: Default::default(),
             created: chrono::Utc::now(),
             last_login: None,
+            address: None,
             idle_stop: None,
         }
     }

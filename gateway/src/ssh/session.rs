@@ -184,15 +184,13 @@ async fn launch(
     if runtime.start(name).await? == StartOutcome::Started {
         tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand");
     }
-    if login == ctx.user.name {
-        let account = Account {
-            name: ctx.user.name.clone(),
-            uid: ctx.user.uid,
-            gid: ctx.user.gid,
-            shell: ctx.user.shell.clone(),
-        };
-        runtime.ensure_account(name, &account).await?;
-    }
+    let account = (login == ctx.user.name).then(|| Account {
+        name: ctx.user.name.clone(),
+        uid: ctx.user.uid,
+        gid: ctx.user.gid,
+        shell: ctx.user.shell.clone(),
+    });
+    runtime.prepare_session(name, account.as_ref()).await?;
     runtime.exec(name, spec).await
 }
 

@@ -14,6 +14,7 @@ mod exec_child;
 mod init;
 mod layout;
 mod net;
+mod netsetup;
 mod passwd;
 mod protocol;
 mod pty;
@@ -38,6 +39,7 @@ use crate::error::{Result, RuntimeError};
 use crate::images::{Images, ID_BASE};
 use crate::inventory::{ContainerRecord, Inventory};
 use crate::names::{is_user_name, validate_container_name};
+use crate::network::{hosts_file, NetworkConfig};
 
 /// Where the host's cgroup hierarchy is mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -52,6 +54,8 @@ pub struct NativeOptions {
     /// Stop containers this long after their last session (`None`: never), unless a
     /// container says otherwise.
     pub idle_stop: Option<Duration>,
+    /// The container network, if any (`[runtime.network]`).
+    pub network: Option<NetworkConfig>,
 }
 
 /// The native runtime over a state directory.
@@ -130,7 +134,12 @@ impl NativeRuntime {
 
 /// Entry point of the hidden `gatehouse __supervise --state DIR [--idle-stop D] NAME`
 /// command. Must run in a single-threaded process (no async runtime).
-pub fn supervise_main(state_dir: &Path, name: &str, idle_stop: Option<Duration>) -> i32 {
+pub fn supervise_main(
+    state_dir: &Path,
+    name: &str,
+    idle_stop: Option<Duration>,
+    network: Option<NetworkConfig>,
+) -> i32 {
     let prepare = || -> Result<SupervisorConfig> {
         validate_container_name(name)?;
         let inventory = Inventory::open(state_dir.join("containers"))?;
@@ -141,6 +150,14 @@ pub fn supervise_main(state_dir: &Path, name: &str, idle_stop: Option<Duration>)
         };
         let images = Images::open(state_dir.join("images"))?;
         images.ensure_shifted(&record.image, ID_BASE)?;
+        let network = match network {
+            Some(net) => {
+                let addr = inventory.assign_address(name, &net)?;
+                Some((net, addr))
+            }
+            None => None,
+        };
+        let hosts = hosts_file(name, &peers(&inventory)?);
         Ok(SupervisorConfig {
             name: name.to_string(),
             layout: ContainerLayout::new(inventory.container_dir(name)?),
@@ -150,6 +167,8 @@ pub fn supervise_main(state_dir: &Path, name: &str, idle_stop: Option<Duration>)
             cgroup_name: cgroup_name(state_dir, name),
             id_base: ID_BASE,
             idle_stop,
+            network,
+            hosts,
         })
     };
     match prepare() {
@@ -159,6 +178,45 @@ pub fn supervise_main(state_dir: &Path, name: &str, idle_stop: Option<Duration>)
             1
         }
     }
+}
+
+/// A shell script that creates `account` unless it exists; serialised inside the
+/// container (two first logins at once) and judged by the result.
+fn account_script(account: &Account) -> Result<String> {
+    if !is_user_name(&account.name) {
+        return Err(RuntimeError::Invalid(format!(
+            "invalid account name '{}'",
+            account.name
+        )));
+    }
+    let shell = account.shell.as_deref().unwrap_or("/bin/bash");
+    if !shell.starts_with('/')
+        || !shell
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+    {
+        return Err(RuntimeError::Invalid(format!(
+            "invalid login shell '{shell}'"
+        )));
+    }
+    let (n, uid, gid) = (&account.name, account.uid, account.gid);
+    Ok(format!(
+        "exec 9>/run/gatehouse-accounts.lock; command -v flock >/dev/null && flock 9; \
+         if ! grep -q '^{n}:' /etc/passwd; then \
+           sh={shell}; [ -x \"$sh\" ] || sh=/bin/sh; \
+           getent group {gid} >/dev/null || groupadd -g {gid} {n}; \
+           useradd -m -u {uid} -g {gid} -s \"$sh\" {n}; \
+         fi; grep -q '^{n}:' /etc/passwd || exit 1\n"
+    ))
+}
+
+/// Every container with an address, for `/etc/hosts`.
+fn peers(inventory: &Inventory) -> Result<Vec<(String, std::net::Ipv4Addr)>> {
+    Ok(inventory
+        .list()?
+        .into_iter()
+        .filter_map(|r| r.address.map(|a| (r.name, a)))
+        .collect())
 }
 
 /// The cgroup of a container: its name prefixed with a digest of the state directory,
@@ -180,7 +238,11 @@ impl Runtime for NativeRuntime {
     async fn create(&self, record: ContainerRecord) -> Result<()> {
         validate_container_name(&record.name)?;
         self.images.rootfs(&record.image)?;
-        self.inventory.create(&record)
+        self.inventory.create(&record)?;
+        if let Some(net) = &self.options.network {
+            self.inventory.assign_address(&record.name, net)?;
+        }
+        Ok(())
     }
 
     async fn get(&self, name: &str) -> Result<ContainerRecord> {
@@ -247,6 +309,15 @@ impl Runtime for NativeRuntime {
                 .arg("--state")
                 .arg(&self.state_dir)
                 .args(["--idle-stop", &idle])
+                .args(match &self.options.network {
+                    Some(n) => vec![
+                        "--bridge".to_string(),
+                        n.bridge.clone(),
+                        "--subnet".into(),
+                        n.subnet.to_string(),
+                    ],
+                    None => vec![],
+                })
                 .arg(name)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
@@ -304,38 +375,25 @@ impl Runtime for NativeRuntime {
         self.inventory.remove(name)
     }
 
-    async fn ensure_account(&self, name: &str, account: &Account) -> Result<()> {
-        if !is_user_name(&account.name) {
-            return Err(RuntimeError::Invalid(format!(
-                "invalid account name '{}'",
-                account.name
-            )));
+    async fn prepare_session(&self, name: &str, account: Option<&Account>) -> Result<()> {
+        let mut script = String::new();
+        if let Some(account) = account {
+            script.push_str(&account_script(account)?);
         }
-        let shell = account.shell.as_deref().unwrap_or("/bin/bash");
-        if !shell.starts_with('/')
-            || !shell
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
-        {
-            return Err(RuntimeError::Invalid(format!(
-                "invalid login shell '{shell}'"
-            )));
+        if self.options.network.is_some() {
+            // Containers started since this one learn of each other here.
+            let hosts = hosts_file(name, &peers(&self.inventory)?);
+            script.push_str(&format!(
+                "cat > /etc/hosts.gatehouse <<'GATEHOUSE_HOSTS'\n{hosts}GATEHOUSE_HOSTS\nmv /etc/hosts.gatehouse /etc/hosts\n"
+            ));
         }
-        let (n, uid, gid) = (&account.name, account.uid, account.gid);
-        // Serialised inside the container (two first logins at once), and judged by the
-        // result: the account exists afterwards.
-        let script = format!(
-            "exec 9>/run/gatehouse-accounts.lock; command -v flock >/dev/null && flock 9; \
-             if ! grep -q '^{n}:' /etc/passwd; then \
-               sh={shell}; [ -x \"$sh\" ] || sh=/bin/sh; \
-               getent group {gid} >/dev/null || groupadd -g {gid} {n}; \
-               useradd -m -u {uid} -g {gid} -s \"$sh\" {n}; \
-             fi; grep -q '^{n}:' /etc/passwd"
-        );
+        if script.is_empty() {
+            return Ok(());
+        }
         let (status, output) = self.run(name, "root", script).await?;
         if status != ExitStatus::Code(0) {
             return Err(RuntimeError::Invalid(format!(
-                "cannot create account '{n}' in container '{name}': {}",
+                "cannot prepare a session in container '{name}': {}",
                 output.trim()
             )));
         }

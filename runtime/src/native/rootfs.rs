@@ -72,8 +72,8 @@ pub fn mount_overlay(sys: &dyn Syscall, layers: &Layers) -> Result<(), String> {
 }
 
 /// Inside the container's namespaces: sets up `/proc`, `/sys`, `/dev`, `/run` on the
-/// mounted overlay at `root`, sets the hostname (also in `/etc/hostname`) and pivots
-/// into it.
+/// mounted overlay at `root`, sets the hostname and pivots into it. Files inside are
+/// written only after the pivot, so no symlink in the container can point them at the host.
 pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), String> {
     let none: Option<&Path> = None;
     sys.mount(
@@ -206,15 +206,6 @@ pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Strin
 
     sys.sethostname(hostname)
         .map_err(|e| format!("cannot set hostname: {e}"))?;
-    let etc = at("etc");
-    if sys.mkdir_all(&etc, 0o755).is_ok() {
-        let _ = sys.write_file(&etc.join("hostname"), format!("{hostname}\n").as_bytes());
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        );
-        let _ = sys.write_file(&etc.join("hosts"), hosts.as_bytes());
-    }
-
     sys.pivot_root(root)
         .map_err(|e| err("cannot pivot_root into", root, e))
 }

@@ -28,9 +28,11 @@ use super::layout::ContainerLayout;
 use super::protocol::{self, Control, ExecRequest, Reply, Request};
 use super::rootfs::{self, Layers};
 use super::syscall::LinuxSyscall;
-use super::{init, net};
+use super::{init, net, netsetup};
 use crate::limits::Limits;
 use crate::names::is_user_name;
+use crate::network::NetworkConfig;
+use std::net::Ipv4Addr;
 
 /// Exit code of `__supervise` when another supervisor holds the container.
 pub const EXIT_BUSY: i32 = 3;
@@ -58,6 +60,10 @@ pub struct SupervisorConfig {
     pub id_base: u32,
     /// Stop after this long without sessions (`None`: never).
     pub idle_stop: Option<Duration>,
+    /// The container network and this container's address on it.
+    pub network: Option<(NetworkConfig, Ipv4Addr)>,
+    /// The container's `/etc/hosts`.
+    pub hosts: String,
 }
 
 /// Entry point of `gatehouse __supervise`: starts a detached supervisor and returns once
@@ -622,6 +628,7 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
     let (done_r, done_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let name = cfg.name.clone();
+    let hosts = cfg.hosts.clone();
     let close: Vec<i32> = close.to_vec();
     let (go_raw, go_w_raw, done_r_raw, done_w_raw) = (
         go_r.as_raw_fd(),
@@ -636,7 +643,7 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
                 libc::close(*fd);
             }
         }
-        container_init(go_raw, done_w_raw, &layers.merged, &name)
+        container_init(go_raw, done_w_raw, &layers.merged, &name, &hosts)
     });
     let mut stack = vec![0u8; CLONE_STACK];
     let flags = CloneFlags::CLONE_NEWUSER
@@ -650,7 +657,17 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
         .map_err(|e| format!("cannot create namespaces: {e}"))?;
     drop(go_r);
     drop(done_w);
-    let placed = map_ids(pid.as_raw(), cfg.id_base).and_then(|()| cgroup.add(pid.as_raw()));
+    let placed = map_ids(pid.as_raw(), cfg.id_base)
+        .and_then(|()| cgroup.add(pid.as_raw()))
+        .and_then(|()| match &cfg.network {
+            Some((net, addr)) => netsetup::connect(
+                net,
+                pid.as_raw(),
+                &netsetup::host_veth(&cfg.cgroup_name),
+                *addr,
+            ),
+            None => Ok(()),
+        });
     let mut go = File::from(go_w);
     if let Err(e) = placed {
         let _ = kill(pid, Signal::SIGKILL);
@@ -686,7 +703,7 @@ fn map_ids(pid: i32, base: u32) -> Result<(), String> {
 }
 
 /// The body of the container's first process.
-fn container_init(go: i32, done: i32, root: &Path, name: &str) -> isize {
+fn container_init(go: i32, done: i32, root: &Path, name: &str, hosts: &str) -> isize {
     // SAFETY: these descriptors were handed to us by the parent and are ours to own.
     let (mut go, mut done) = unsafe {
         use std::os::fd::FromRawFd;
@@ -706,6 +723,9 @@ fn container_init(go: i32, done: i32, root: &Path, name: &str) -> isize {
         // Unprivileged ICMP sockets, so ping works without file capabilities.
         let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 65535");
         rootfs::build(&LinuxSyscall, root, name)?;
+        // Inside now: these paths resolve within the container.
+        let _ = std::fs::write("/etc/hostname", format!("{name}\n"));
+        let _ = std::fs::write("/etc/hosts", hosts);
         net::loopback_up()?;
         let null = File::options()
             .read(true)

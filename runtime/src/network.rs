@@ -1,0 +1,115 @@
+//! Container networking settings and the pure parts of it: address allocation and the
+//! `/etc/hosts` that lets containers reach each other by name.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::error::{Result, RuntimeError};
+
+/// `[runtime.network]`: a bridge on the host and the subnet containers get addresses in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// The bridge's name (created if missing).
+    pub bridge: String,
+    /// The subnet; its first address belongs to the bridge.
+    pub subnet: Ipv4Net,
+}
+
+impl NetworkConfig {
+    /// Checks a bridge name and a subnet such as `10.88.0.0/24`.
+    pub fn parse(bridge: &str, subnet: &str) -> Result<Self> {
+        let ok_name = !bridge.is_empty()
+            && bridge.len() <= 15
+            && bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok_name {
+            return Err(RuntimeError::Invalid(format!(
+                "invalid bridge name '{bridge}': 1-15 letters, digits, '-' or '_'"
+            )));
+        }
+        let net: Ipv4Net = subnet.parse().map_err(|_| {
+            RuntimeError::Invalid(format!(
+                "invalid subnet '{subnet}': use an IPv4 network like 10.88.0.0/24"
+            ))
+        })?;
+        if !(8..=29).contains(&net.prefix_len()) || net.trunc() != net {
+            return Err(RuntimeError::Invalid(format!(
+                "invalid subnet '{subnet}': use a network address with a prefix from /8 to /29"
+            )));
+        }
+        Ok(NetworkConfig {
+            bridge: bridge.to_string(),
+            subnet: net,
+        })
+    }
+
+    /// The bridge's own address (the subnet's first host).
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.subnet.hosts().next().unwrap_or(self.subnet.network())
+    }
+}
+
+/// The lowest free container address: not the bridge's, not one in `taken`.
+pub fn allocate(net: &NetworkConfig, taken: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    let gateway = net.gateway();
+    net.subnet
+        .hosts()
+        .find(|a| *a != gateway && !taken.contains(a))
+}
+
+/// The `/etc/hosts` of container `own`: loopback names, then every container with an
+/// address (its own included), so they reach each other by name.
+pub fn hosts_file(own: &str, peers: &[(String, Ipv4Addr)]) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if !peers.iter().any(|(n, _)| n == own) {
+        s.push_str(&format!("127.0.1.1\t{own}\n"));
+    }
+    s.push_str("# containers (written by gatehouse)\n");
+    for (name, addr) in peers {
+        s.push_str(&format!("{addr}\t{name}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_allocate() {
+        let net = NetworkConfig::parse("gh0", "10.88.0.0/29").unwrap();
+        assert_eq!(net.gateway(), Ipv4Addr::new(10, 88, 0, 1));
+        let mut taken = Vec::new();
+        while let Some(a) = allocate(&net, &taken) {
+            assert!(!taken.contains(&a));
+            taken.push(a);
+        }
+        // .2 to .6: five addresses in a /29 besides the bridge.
+        assert_eq!(taken.len(), 5);
+        assert_eq!(taken[0], Ipv4Addr::new(10, 88, 0, 2));
+        for (b, s) in [
+            ("", "10.0.0.0/24"),
+            ("a-very-long-bridge", "10.0.0.0/24"),
+            ("gh0", "10.0.0.1/24"),
+            ("gh0", "10.0.0.0/30"),
+            ("gh0", "nope"),
+            ("g h", "10.0.0.0/24"),
+        ] {
+            assert!(NetworkConfig::parse(b, s).is_err(), "{b} {s}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let peers = vec![
+            ("web01".to_string(), Ipv4Addr::new(10, 88, 0, 2)),
+            ("db01".to_string(), Ipv4Addr::new(10, 88, 0, 3)),
+        ];
+        let h = hosts_file("web01", &peers);
+        assert!(h.contains("10.88.0.3\tdb01\n") && h.contains("10.88.0.2\tweb01\n"));
+        assert!(!h.contains("127.0.1.1"));
+        assert!(hosts_file("solo", &[]).contains("127.0.1.1\tsolo\n"));
+    }
+}

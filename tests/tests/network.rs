@@ -1,0 +1,104 @@
+//! Network identity: containers on a bridge, with stable addresses, reaching each other
+//! by name. All traffic stays between this test's own containers.
+
+use std::process::Command;
+
+use gatehouse_e2e::{stderr, stdout, Gateway};
+
+struct Bridge(&'static str);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).output();
+    }
+}
+
+fn address_of(gw: &Gateway, name: &str) -> String {
+    let show = gw.cli_ok(&["container", "show", name]);
+    show.lines()
+        .find_map(|l| l.strip_prefix("address:"))
+        .map(|a| a.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn containers_reach_each_other_by_name_with_stable_unique_addresses() {
+    let bridge = Bridge("ghtest0");
+    let gw = Gateway::start_with(&format!(
+        "[runtime.network]\nbridge = \"{}\"\nsubnet = \"10.231.7.0/24\"\n",
+        bridge.0
+    ));
+    // Concurrent creation never hands out an address twice.
+    std::thread::scope(|s| {
+        for name in ["net1", "net2", "net3", "net4", "net5"] {
+            let gw = &gw;
+            s.spawn(move || gw.create_container(name, "alice"));
+        }
+    });
+    let mut addrs: Vec<String> = ["net1", "net2", "net3", "net4", "net5"]
+        .iter()
+        .map(|n| address_of(&gw, n))
+        .collect();
+    assert!(
+        addrs.iter().all(|a| a.starts_with("10.231.7.")),
+        "{addrs:?}"
+    );
+    let net1 = addrs[0].clone();
+    let net2 = addrs[1].clone();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 5, "duplicate addresses");
+
+    assert_eq!(stdout(&gw.ssh("alice", "alice@net2", "echo up")), "up\n");
+    let out = gw.ssh("alice", "alice@net1", "ip -4 -o addr show eth0 | awk '{print $4}'; getent hosts net2; ping -c1 -W3 net2 >/dev/null && echo ping-ok");
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("{net1}/24\n")),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(net2.as_str()) && l.ends_with(" net2")),
+        "{text}"
+    );
+    assert!(text.contains("ping-ok"), "{text}{}", stderr(&out));
+
+    // Addresses survive a restart; the other container still reaches it.
+    gw.cli_ok(&["container", "restart", "net2"]);
+    assert_eq!(address_of(&gw, "net2"), net2);
+    let out = gw.ssh(
+        "alice",
+        "alice@net2",
+        "ip -4 -o addr show eth0 | awk '{print $4}'; ping -c1 -W3 net1 >/dev/null && echo ping-ok",
+    );
+    assert_eq!(
+        stdout(&out),
+        format!("{net2}/24\nping-ok\n"),
+        "{}",
+        stderr(&out)
+    );
+    // Stopping a container leaves no veth behind.
+    gw.cli_ok(&["container", "stop", "net1"]);
+    gw.cli_ok(&["container", "stop", "net2"]);
+    // (The kernel removes a dead namespace's veths asynchronously.)
+    let links = || {
+        String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["-o", "link", "show", "master", bridge.0])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !links().trim().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        links().trim().is_empty(),
+        "veths left on the bridge: {}",
+        links()
+    );
+}
