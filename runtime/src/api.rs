@@ -190,6 +190,13 @@ pub trait Runtime: Send + Sync {
     /// Gets a running container ready for a session: creates `account` unless it exists,
     /// and refreshes what the container knows about its peers (names and addresses).
     async fn prepare_session(&self, name: &str, account: Option<&Account>) -> Result<()>;
+    /// Copies the container's own files as snapshot `snap` (kept with the container).
+    async fn snapshot(&self, name: &str, snap: &str) -> Result<()>;
+    /// Writes a compressed backup of the container (its files and record) to `file`.
+    async fn backup(&self, name: &str, file: &std::path::Path) -> Result<()>;
+    /// Restores a backup as a new, stopped container (named as in the backup, or
+    /// `as_name`); returns its name.
+    async fn restore(&self, file: &std::path::Path, as_name: Option<&str>) -> Result<String>;
     /// Brings the runtime's state in line with reality after a crash or reboot: leftovers
     /// of containers whose supervisor died are removed. Returns what it did, one line each.
     async fn reconcile(&self) -> Result<Vec<String>>;

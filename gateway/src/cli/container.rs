@@ -63,6 +63,29 @@ pub enum ContainerCommand {
         /// Container name.
         name: String,
     },
+    /// Copy a container's files as a snapshot kept with it.
+    Snapshot {
+        /// Container name.
+        name: String,
+        /// Snapshot name (default: snap-<date>-<time>).
+        #[arg(long = "name")]
+        snap: Option<String>,
+    },
+    /// Write a compressed backup (files and record) of a container.
+    Backup {
+        /// Container name.
+        name: String,
+        /// Backup file to write.
+        file: std::path::PathBuf,
+    },
+    /// Restore a backup as a new (stopped) container.
+    Restore {
+        /// Backup file.
+        file: std::path::PathBuf,
+        /// Name for the restored container (default: the original name).
+        #[arg(long = "as")]
+        as_name: Option<String>,
+    },
     /// Change limits, purpose or labels.
     Set {
         /// Container name.
@@ -349,6 +372,23 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
         ContainerCommand::Delete { name } => {
             rt.delete(&name).await?;
             eprintln!("container {name} deleted");
+        }
+        ContainerCommand::Snapshot { name, snap } => {
+            let snap =
+                snap.unwrap_or_else(|| chrono::Utc::now().format("snap-%Y%m%d-%H%M%S").to_string());
+            rt.snapshot(&name, &snap).await?;
+            eprintln!("container {name}: snapshot {snap} taken");
+        }
+        ContainerCommand::Backup { name, file } => {
+            rt.backup(&name, &file).await?;
+            eprintln!("container {name} backed up to {}", file.display());
+        }
+        ContainerCommand::Restore { file, as_name } => {
+            let name = rt.restore(&file, as_name.as_deref()).await?;
+            eprintln!(
+                "container {name} restored from {} (stopped; it starts on first use)",
+                file.display()
+            );
         }
         ContainerCommand::Set { name, meta } => {
             let mut r = rt.get(&name).await?;

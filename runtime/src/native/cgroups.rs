@@ -146,6 +146,32 @@ impl Cgroup {
         text.trim().parse().ok()
     }
 
+    /// Freezes (`true`) or thaws every process of the container, and waits until the
+    /// kernel reports the new state.
+    pub fn freeze(&self, frozen: bool) -> Result<(), String> {
+        let (file, value, done) = if self.v2 {
+            ("cgroup.freeze", if frozen { "1" } else { "0" }, None)
+        } else {
+            (
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+                Some(if frozen { "FROZEN" } else { "THAWED" }),
+            )
+        };
+        let dir = self.dir_of("freezer").ok_or("no freezer controller")?;
+        write(&dir.join(file), value)?;
+        if let Some(done) = done {
+            for _ in 0..200 {
+                if std::fs::read_to_string(dir.join(file)).is_ok_and(|s| s.trim() == done) {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            return Err(format!("the container did not reach {done}"));
+        }
+        Ok(())
+    }
+
     /// Current usage, as far as the hierarchy reports it.
     pub fn usage(&self) -> CgroupUsage {
         if self.v2 {

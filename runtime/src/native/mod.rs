@@ -7,6 +7,7 @@
 //!                                     └─ fork ─▶ setns ─▶ fork ─▶ session process
 //! ```
 
+mod backup;
 mod cgroups;
 mod client;
 mod confine;
@@ -82,6 +83,14 @@ impl NativeRuntime {
 
     fn cgroup(&self, name: &str) -> cgroups::Cgroup {
         cgroups::Cgroup::for_container(Path::new(CGROUP_ROOT), &cgroup_name(&self.state_dir, name))
+    }
+
+    /// The container's cgroup when it runs (to freeze it for a consistent copy).
+    async fn running_cgroup(&self, name: &str) -> Result<Option<cgroups::Cgroup>> {
+        Ok(match self.state(name).await? {
+            ContainerState::Running { .. } => Some(self.cgroup(name)),
+            ContainerState::Stopped => None,
+        })
     }
 
     fn layout(&self, name: &str) -> Result<ContainerLayout> {
@@ -398,6 +407,43 @@ impl Runtime for NativeRuntime {
             )));
         }
         Ok(())
+    }
+
+    async fn snapshot(&self, name: &str, snap: &str) -> Result<()> {
+        let dir = self.layout(name)?.dir;
+        self.inventory.get(name)?;
+        let cgroup = self.running_cgroup(name).await?;
+        let snap = snap.to_string();
+        tokio::task::spawn_blocking(move || {
+            backup::snapshot(&dir, &snap, cgroup.as_ref()).map(drop)
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))?
+    }
+
+    async fn backup(&self, name: &str, file: &Path) -> Result<()> {
+        let dir = self.layout(name)?.dir;
+        self.inventory.get(name)?;
+        let cgroup = self.running_cgroup(name).await?;
+        let file = file.to_path_buf();
+        tokio::task::spawn_blocking(move || backup::backup(&dir, &file, cgroup.as_ref()))
+            .await
+            .map_err(|e| RuntimeError::Tool(e.to_string()))?
+    }
+
+    async fn restore(&self, file: &Path, as_name: Option<&str>) -> Result<String> {
+        let inventory = self.inventory.clone();
+        let root = self.state_dir.join("containers");
+        let (file, as_name) = (file.to_path_buf(), as_name.map(str::to_owned));
+        let name = tokio::task::spawn_blocking(move || {
+            backup::restore(&inventory, &root, &file, as_name.as_deref())
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))??;
+        if let Some(net) = &self.options.network {
+            self.inventory.assign_address(&name, net)?;
+        }
+        Ok(name)
     }
 
     async fn reconcile(&self) -> Result<Vec<String>> {

@@ -1,0 +1,193 @@
+//! Snapshots and backups of a native container: its own layer (`upper/`) and its
+//! inventory record. Snapshots are copies under `containers/<name>/snapshots/<snap>/`;
+//! backups are zstd-compressed tarballs (`container.json` + `upper/`) made and unpacked
+//! with GNU tar, which keeps ownership, xattrs and overlayfs whiteouts. A running
+//! container is frozen while its layer is read, so the copy is consistent.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::cgroups::Cgroup;
+use crate::error::{Result, RuntimeError};
+use crate::inventory::{ContainerRecord, Inventory};
+use crate::names::validate_container_name;
+
+const TAR_FLAGS: &[&str] = &[
+    "--xattrs",
+    "--xattrs-include=*",
+    "--acls",
+    "--numeric-owner",
+    "--sparse",
+];
+
+fn tool(what: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Tool(format!("{what}: {e}"))
+}
+
+/// Runs `f` with the container frozen when it runs (`cgroup` given), thawing after.
+fn frozen<T>(cgroup: Option<&Cgroup>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if let Some(cg) = cgroup {
+        cg.freeze(true)
+            .map_err(|e| tool("cannot freeze the container", e))?;
+    }
+    let result = f();
+    if let Some(cg) = cgroup {
+        let _ = cg.freeze(false);
+    }
+    result
+}
+
+/// Copies the container's layer to `snapshots/<snap>`.
+pub fn snapshot(dir: &Path, snap: &str, cgroup: Option<&Cgroup>) -> Result<PathBuf> {
+    validate_container_name(snap)
+        .map_err(|_| RuntimeError::Invalid(format!("invalid snapshot name '{snap}'")))?;
+    let target = dir.join("snapshots").join(snap);
+    if target.exists() {
+        return Err(RuntimeError::Invalid(format!(
+            "snapshot '{snap}' exists already"
+        )));
+    }
+    std::fs::create_dir_all(&target).map_err(|e| RuntimeError::io("cannot create", &target, e))?;
+    let result = frozen(cgroup, || {
+        let status = Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(dir.join("upper"))
+            .arg(target.join("upper"))
+            .status()
+            .map_err(|e| tool("cp", e))?;
+        if !status.success() {
+            return Err(tool("cp", status));
+        }
+        let record = dir.join("container.json");
+        std::fs::copy(&record, target.join("container.json"))
+            .map(drop)
+            .map_err(|e| RuntimeError::io("cannot copy", &record, e))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&target);
+    }
+    result.map(|()| target)
+}
+
+/// Writes `container.json` and `upper/` of the container in `dir` to `file` (tar + zstd).
+pub fn backup(dir: &Path, file: &Path, cgroup: Option<&Cgroup>) -> Result<()> {
+    let out =
+        std::fs::File::create(file).map_err(|e| RuntimeError::io("cannot create", file, e))?;
+    let result = frozen(cgroup, || {
+        let mut tar = Command::new("tar")
+            .args(TAR_FLAGS)
+            .arg("-C")
+            .arg(dir)
+            .args(["-cf", "-", "container.json", "upper"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| tool("cannot run tar", e))?;
+        let mut encoder = zstd::stream::write::Encoder::new(out, 3).map_err(|e| tool("zstd", e))?;
+        if let Some(mut stdout) = tar.stdout.take() {
+            std::io::copy(&mut stdout, &mut encoder).map_err(|e| tool("writing the backup", e))?;
+        }
+        encoder
+            .finish()
+            .and_then(|f| f.sync_all())
+            .map_err(|e| tool("writing the backup", e))?;
+        let out = tar.wait_with_output().map_err(|e| tool("tar", e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(tool("tar", String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(file);
+    }
+    result
+}
+
+/// Unpacks a backup into a new container directory under `inventory`, named as in the
+/// backup or `as_name`. The restored container is stopped; its address is kept unless
+/// another container holds it, in which case it gets a new one on start.
+pub fn restore(
+    inventory: &Inventory,
+    root: &Path,
+    file: &Path,
+    as_name: Option<&str>,
+) -> Result<String> {
+    let input = std::fs::File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
+    let staging = root.join(format!(".restore-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| RuntimeError::io("cannot create", &staging, e))?;
+    let result = (|| {
+        unpack(input, &staging, file)?;
+        let record_path = staging.join("container.json");
+        let text = std::fs::read_to_string(&record_path).map_err(|_| {
+            RuntimeError::Invalid(format!(
+                "{} is not a gatehouse backup (no container.json)",
+                file.display()
+            ))
+        })?;
+        let mut record: ContainerRecord = serde_json::from_str(&text).map_err(|e| {
+            RuntimeError::Invalid(format!("{}: corrupt container.json: {e}", file.display()))
+        })?;
+        if !staging.join("upper").is_dir() {
+            return Err(RuntimeError::Invalid(format!(
+                "{} has no upper/ layer",
+                file.display()
+            )));
+        }
+        if let Some(n) = as_name {
+            record.name = n.to_string();
+        }
+        validate_container_name(&record.name)?;
+        let taken = inventory.list()?;
+        if taken.iter().any(|r| r.name == record.name) {
+            return Err(RuntimeError::ContainerExists(record.name.clone()));
+        }
+        if record.address.is_some() && taken.iter().any(|r| r.address == record.address) {
+            record.address = None;
+        }
+        let target = inventory.container_dir(&record.name)?;
+        std::fs::rename(&staging, &target)
+            .map_err(|e| RuntimeError::io("cannot install", &target, e))?;
+        inventory.save(&record)?;
+        Ok(record.name)
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+fn unpack(input: std::fs::File, dest: &Path, file: &Path) -> Result<()> {
+    let mut decoder = zstd::stream::read::Decoder::new(input).map_err(|e| tool("zstd", e))?;
+    let mut tar = Command::new("tar")
+        .args(TAR_FLAGS)
+        .args(["--same-permissions", "--no-overwrite-dir", "-C"])
+        .arg(dest)
+        .args(["-xf", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| tool("cannot run tar", e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    if let Some(mut stdin) = tar.stdin.take() {
+        loop {
+            let n = decoder.read(&mut buf).map_err(|e| {
+                RuntimeError::Invalid(format!("{} is not a zstd backup: {e}", file.display()))
+            })?;
+            if n == 0 || stdin.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    }
+    let out = tar.wait_with_output().map_err(|e| tool("tar", e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(RuntimeError::Invalid(format!(
+            "cannot unpack {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
