@@ -63,8 +63,11 @@ fn backup_delete_restore_gives_back_the_same_files() {
     );
 }
 
+/// One archive member: name, type, link target.
+type Member<'a> = (&'a str, tar::EntryType, &'a str);
+
 /// A tarball whose member names are written raw, so they can be malicious.
-fn raw_tarball(path: &std::path::Path, entries: &[(&str, tar::EntryType, &str)]) {
+fn raw_tarball(path: &std::path::Path, entries: &[Member]) {
     let mut b = tar::Builder::new(File::create(path).unwrap());
     for (name, kind, link) in entries {
         let mut h = tar::Header::new_gnu();
@@ -96,7 +99,7 @@ fn raw_tarball(path: &std::path::Path, entries: &[(&str, tar::EntryType, &str)])
 fn malicious_image_archives_are_refused_with_a_clear_error() {
     let gw = Gateway::start();
     let reg = tar::EntryType::Regular;
-    let cases: Vec<(&str, Vec<(&str, tar::EntryType, &str)>, &str)> = vec![
+    let cases: Vec<(&str, Vec<Member>, &str)> = vec![
         (
             "abs",
             vec![("bin/sh", reg, ""), ("/etc/evil", reg, "")],
