@@ -148,15 +148,7 @@ impl Images {
     pub fn ensure_shifted(&self, name: &str, base: u32) -> Result<()> {
         let rootfs = self.rootfs(name)?;
         let dir = self.dir.join(name);
-        let lock_path = dir.join(".shift.lock");
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| RuntimeError::io("cannot open", &lock_path, e))?;
-        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| RuntimeError::io("cannot lock", &lock_path, e.into()))?;
+        let _lock = crate::lockfile::lock(&dir.join(".shift.lock"))?;
         let meta_path = dir.join("image.json");
         let mut info: ImageInfo = std::fs::read(&meta_path)
             .ok()

@@ -142,15 +142,7 @@ impl Inventory {
         name: &str,
         net: &crate::network::NetworkConfig,
     ) -> Result<std::net::Ipv4Addr> {
-        let lock_path = self.dir.join(".addresses.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| RuntimeError::io("cannot open", &lock_path, e))?;
-        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| RuntimeError::io("cannot lock", &lock_path, e.into()))?;
+        let _lock = crate::lockfile::lock(&self.dir.join(".addresses.lock"))?;
         let mut record = self.get(name)?;
         if let Some(a) = record.address.filter(|a| net.subnet.contains(a)) {
             return Ok(a);

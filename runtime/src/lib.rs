@@ -6,6 +6,7 @@ pub mod error;
 pub mod images;
 pub mod inventory;
 pub mod limits;
+pub mod lockfile;
 pub mod names;
 pub mod native;
 pub mod network;

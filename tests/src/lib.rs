@@ -98,6 +98,18 @@ pub fn link_image(state: &Path) {
     std::os::unix::fs::symlink(debian_image(), state.join("images/debian-12")).unwrap();
 }
 
+/// OpenSSH client options every test connection uses: no host key bookkeeping, quiet.
+const CLIENT_OPTIONS: &[&str] = &[
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=20",
+];
+
 /// A user of the test directory, with a key pair on disk.
 pub struct TestUser {
     /// User name.
@@ -268,20 +280,8 @@ impl Gateway {
         let mut c = Command::new("ssh");
         c.args(["-p", &self.port.to_string(), "-i"])
             .arg(self.key(key_of))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "ConnectTimeout=20",
-            ])
+            .args(CLIENT_OPTIONS)
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
             .arg(format!("{ssh_user}@127.0.0.1"));
         c
     }
@@ -290,20 +290,14 @@ impl Gateway {
     pub fn ssh_password(&self, ssh_user: &str, password: &str, command: &str) -> Output {
         Command::new("sshpass")
             .args(["-p", password, "ssh", "-p", &self.port.to_string()])
+            .args(CLIENT_OPTIONS)
             .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
                 "-o",
                 "PreferredAuthentications=password",
                 "-o",
                 "PubkeyAuthentication=no",
-                "-o",
-                "NumberOfPasswordPrompts=1",
             ])
+            .args(["-o", "NumberOfPasswordPrompts=1"])
             .arg(format!("{ssh_user}@127.0.0.1"))
             .arg(command)
             .stdin(Stdio::null())

@@ -130,14 +130,9 @@ impl NativeRuntime {
 
     async fn lock_is_free(&self, layout: &ContainerLayout) -> bool {
         let path = layout.lock();
-        tokio::task::spawn_blocking(move || {
-            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
-                return true;
-            };
-            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
-        })
-        .await
-        .unwrap_or(false)
+        tokio::task::spawn_blocking(move || matches!(crate::lockfile::try_lock(&path), Ok(Some(_))))
+            .await
+            .unwrap_or(false)
     }
 }
 

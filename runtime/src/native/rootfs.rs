@@ -44,16 +44,7 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
 /// private mount namespace, as real root, before the container's user namespace exists;
 /// the container's mount namespace starts as a copy holding it.
 pub fn mount_overlay(sys: &dyn Syscall, layers: &Layers) -> Result<(), String> {
-    let none: Option<&Path> = None;
-    // Keep host mount events from propagating in, and ours from propagating out.
-    sys.mount(
-        none,
-        Path::new("/"),
-        None,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None,
-    )
-    .map_err(|e| err("cannot make private", Path::new("/"), e))?;
+    make_rslave(sys)?;
 
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -76,14 +67,7 @@ pub fn mount_overlay(sys: &dyn Syscall, layers: &Layers) -> Result<(), String> {
 /// written only after the pivot, so no symlink in the container can point them at the host.
 pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), String> {
     let none: Option<&Path> = None;
-    sys.mount(
-        none,
-        Path::new("/"),
-        None,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None,
-    )
-    .map_err(|e| err("cannot make private", Path::new("/"), e))?;
+    make_rslave(sys)?;
     // The overlay came from the supervisor's namespace and is locked here; a bind of it
     // onto itself is our own mount, which pivot_root accepts.
     sys.mount(
@@ -208,6 +192,18 @@ pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Strin
         .map_err(|e| format!("cannot set hostname: {e}"))?;
     sys.pivot_root(root)
         .map_err(|e| err("cannot pivot_root into", root, e))
+}
+
+/// Keeps host mount events from propagating into this mount namespace, and ours out.
+fn make_rslave(sys: &dyn Syscall) -> Result<(), String> {
+    sys.mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+    )
+    .map_err(|e| err("cannot make private", Path::new("/"), e))
 }
 
 fn mkdir(sys: &dyn Syscall, path: &Path, mode: u32) -> Result<(), String> {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::fcntl::{Flock, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
@@ -70,24 +70,11 @@ pub struct SupervisorConfig {
 /// the container can run processes (0), another supervisor holds it ([`EXIT_BUSY`]), or
 /// it failed (1, with the reason on stderr). Must be called in a single-threaded process.
 pub fn launch(cfg: SupervisorConfig) -> i32 {
-    let lock_path = cfg.layout.lock();
-    let file = match OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-    {
-        Ok(f) => f,
+    let lock = match crate::lockfile::try_lock(&cfg.layout.lock()) {
+        Ok(Some(l)) => l,
+        Ok(None) => return EXIT_BUSY,
         Err(e) => {
-            eprintln!("cannot open {}: {e}", lock_path.display());
-            return 1;
-        }
-    };
-    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return EXIT_BUSY,
-        Err((_, e)) => {
-            eprintln!("cannot lock {}: {e}", lock_path.display());
+            eprintln!("{e}");
             return 1;
         }
     };
