@@ -11,6 +11,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
+
+pub mod ldap;
 use std::time::{Duration, Instant};
 
 /// The gatehouse binary under test (built by `cargo build` before the tests run).
