@@ -54,8 +54,72 @@ pub struct DirectoryConfig {
     pub kind: String,
     /// The users file for `kind = "file"`.
     pub file: PathBuf,
-    /// `[directory.ldap]` (used from the LDAP issue on).
-    pub ldap: Option<toml::Table>,
+    /// `[directory.ldap]`, for `kind = "ldap"`.
+    pub ldap: Option<LdapSection>,
+}
+
+/// `[directory.ldap]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSection {
+    /// `ldap://host[:port]` or `ldaps://host[:port]`.
+    pub url: String,
+    /// The service account to search with (anonymous when absent).
+    pub bind_dn: Option<String>,
+    /// A file holding the service account's password.
+    pub bind_password_file: Option<PathBuf>,
+    /// Where people are.
+    pub user_base: String,
+    /// How to find one person; `{user}` is replaced by the escaped name.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Where groups are (for the group search; `memberOf` needs none).
+    pub group_base: Option<String>,
+    /// How to find a person's groups; `{dn}` and `{user}` are replaced, escaped.
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    /// The attribute with OpenSSH public keys.
+    #[serde(default = "default_key_attribute")]
+    pub ssh_key_attribute: String,
+    /// The attribute listing a person's groups on their own entry.
+    #[serde(default = "default_member_of")]
+    pub member_of_attribute: String,
+    /// The attribute naming a group.
+    #[serde(default = "default_group_name")]
+    pub group_name_attribute: String,
+    /// Upgrade `ldap://` with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// CA certificates (PEM) to verify the server with, instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Limit for connecting and for each operation.
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout: String,
+    /// How long user and group look-ups are cached (`off` to disable); never passwords.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: String,
+}
+
+fn default_user_filter() -> String {
+    "(&(objectClass=posixAccount)(uid={user}))".into()
+}
+fn default_group_filter() -> String {
+    "(|(member={dn})(uniqueMember={dn})(memberUid={user}))".into()
+}
+fn default_key_attribute() -> String {
+    "sshPublicKey".into()
+}
+fn default_member_of() -> String {
+    "memberOf".into()
+}
+fn default_group_name() -> String {
+    "cn".into()
+}
+fn default_ldap_timeout() -> String {
+    "5s".into()
+}
+fn default_cache_ttl() -> String {
+    "30s".into()
 }
 
 impl Default for DirectoryConfig {
@@ -168,10 +232,13 @@ impl Config {
     fn check(&self) -> anyhow::Result<()> {
         match self.directory.kind.as_str() {
             "file" => {}
-            "ldap" => anyhow::bail!(
-                "[directory] kind = \"ldap\" is not available in this build yet; use kind = \"file\""
-            ),
-            other => anyhow::bail!("[directory] kind = \"{other}\" is unknown; use \"file\" or \"ldap\""),
+            "ldap" if self.directory.ldap.is_none() => {
+                anyhow::bail!("[directory] kind = \"ldap\" needs a [directory.ldap] section")
+            }
+            "ldap" => {}
+            other => {
+                anyhow::bail!("[directory] kind = \"{other}\" is unknown; use \"file\" or \"ldap\"")
+            }
         }
         match self.runtime.kind.as_str() {
             "native" => {}

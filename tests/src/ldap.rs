@@ -33,13 +33,20 @@ pub struct Slapd {
 
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn make_ca(dir: &Path, name: &str) {
     run(
         Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            ])
             .arg(format!("/CN={name}"))
             .arg("-keyout")
             .arg(dir.join(format!("{name}.key")))
@@ -52,7 +59,10 @@ fn make_ca(dir: &Path, name: &str) {
 impl Slapd {
     /// Configures and starts slapd, then loads the test entries.
     pub fn start() -> Slapd {
-        let dir = tempfile::Builder::new().prefix("gh-slapd-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("gh-slapd-")
+            .tempdir()
+            .unwrap();
         let d = dir.path();
         fs::create_dir_all(d.join("slapd.d")).unwrap();
         fs::create_dir_all(d.join("data")).unwrap();
@@ -60,13 +70,25 @@ impl Slapd {
         make_ca(d, "other-ca");
         run(
             Command::new("openssl")
-                .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout"])
+                .args([
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                ])
                 .arg(d.join("server.key"))
                 .arg("-out")
                 .arg(d.join("server.csr")),
             "openssl server key",
         );
-        fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
         run(
             Command::new("openssl")
                 .args(["x509", "-req", "-days", "2", "-in"])
@@ -89,19 +111,36 @@ impl Slapd {
             .replace("@SERVICE_DN@", SERVICE_DN);
         fs::write(d.join("config.ldif"), config).unwrap();
         run(
-            Command::new("slapadd").args(["-n0", "-F"]).arg(d.join("slapd.d")).arg("-l").arg(d.join("config.ldif")),
+            Command::new("slapadd")
+                .args(["-n0", "-F"])
+                .arg(d.join("slapd.d"))
+                .arg("-l")
+                .arg(d.join("config.ldif")),
             "slapadd config",
         );
-        let mut s = Slapd { dir, port: free_port(), tls_port: free_port(), child: None };
+        let mut s = Slapd {
+            dir,
+            port: free_port(),
+            tls_port: free_port(),
+            child: None,
+        };
         s.spawn();
-        s.add(&ENTRIES.replace("@SUFFIX@", SUFFIX).replace("@SERVICE_DN@", SERVICE_DN).replace("@SERVICE_PW@", SERVICE_PW));
+        s.add(
+            &ENTRIES
+                .replace("@SUFFIX@", SUFFIX)
+                .replace("@SERVICE_DN@", SERVICE_DN)
+                .replace("@SERVICE_PW@", SERVICE_PW),
+        );
         s
     }
 
     /// Starts (or restarts) the slapd process on the same ports and data.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none());
-        let urls = format!("ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/", self.port, self.tls_port);
+        let urls = format!(
+            "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
+            self.port, self.tls_port
+        );
         let log = fs::File::create(self.dir.path().join("slapd.log")).unwrap();
         let child = Command::new("slapd")
             .args(["-d", "0", "-F"])
@@ -115,7 +154,11 @@ impl Slapd {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "slapd did not start: {}", fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not start: {}",
+                fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -163,9 +206,18 @@ impl Slapd {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{tool}: {e}"));
-        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{tool} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Adds entries (LDIF).

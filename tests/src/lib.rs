@@ -141,6 +141,12 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra TOML appended to the configuration.
     pub fn start_with(extra_config: &str) -> Gateway {
+        Self::start_custom(None, extra_config)
+    }
+
+    /// A gateway whose `[directory]` section is `directory` (default: the users file
+    /// with alice and bob), with `extra_config` appended.
+    pub fn start_custom(directory: Option<&str>, extra_config: &str) -> Gateway {
         assert!(
             can_run(),
             "the end-to-end tests need root (namespaces, mounts, cgroups)"
@@ -181,9 +187,12 @@ impl Gateway {
         fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[directory]\nkind = \"file\"\nfile = \"{}\"\n{extra_config}\n",
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n{}\n{extra_config}\n",
                 state.display(),
-                dir.path().join("users.toml").display()
+                directory.map(str::to_owned).unwrap_or_else(|| format!(
+                    "[directory]\nkind = \"file\"\nfile = \"{}\"\n",
+                    dir.path().join("users.toml").display()
+                )),
             ),
         )
         .unwrap();
@@ -244,6 +253,14 @@ impl Gateway {
     /// The gateway's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// The public key of a test user, as one OpenSSH line.
+    pub fn public_key(&self, user: &str) -> String {
+        fs::read_to_string(self.key(user).with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// The key of a test user.

@@ -1,15 +1,211 @@
-//! LDAP identity end to end, against a real slapd.
+//! LDAP identity end to end: the real OpenSSH client, the real gateway, a real slapd.
 
-use std::process::Command;
+use std::time::{Duration, Instant};
 
-use gatehouse_e2e::ldap::{Slapd, SERVICE_DN, SERVICE_PW};
+use gatehouse_e2e::ldap::{Slapd, SERVICE_DN};
+use gatehouse_e2e::{stderr, stdout, Gateway};
+
+const PEOPLE: &str = "ou=people,dc=example,dc=org";
+
+/// A gateway on `slapd` reached at `url`, with `extra` lines in `[directory.ldap]`.
+fn ldap_gateway(slapd: &Slapd, url: &str, extra: &str) -> Gateway {
+    let directory = format!(
+        "[directory]\nkind = \"ldap\"\n[directory.ldap]\nurl = \"{url}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{PEOPLE}\"\ntimeout = \"2s\"\ncache_ttl = \"off\"\n{extra}\n",
+        slapd.service_password_file().display()
+    );
+    Gateway::start_custom(Some(&directory), "")
+}
+
+fn person(uid: &str, number: u32, password: &str, key: Option<&str>, extra: &str) -> String {
+    let key = key
+        .map(|k| format!("sshPublicKey: {k}\n"))
+        .unwrap_or_default();
+    format!(
+        "dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nobjectClass: shadowAccount\nobjectClass: ldapPublicKey\n\
+         uid: {uid}\ncn: {uid}\nsn: {uid}\nuidNumber: {number}\ngidNumber: {number}\nhomeDirectory: /home/{uid}\nloginShell: /bin/bash\n\
+         userPassword: {password}\n{key}{extra}\n"
+    )
+}
+
+/// alice (key, password, groups ops via member/memberOf and devs via memberUid), bob
+/// (password, no key), carol (locked).
+fn populate(slapd: &Slapd, gw: &Gateway) {
+    let mut ldif = person(
+        "alice",
+        20001,
+        "alice-ldap-pw",
+        Some(&gw.public_key("alice")),
+        "",
+    );
+    ldif += &person("bob", 20002, "bob-ldap-pw", None, "");
+    ldif += &person(
+        "carol",
+        20003,
+        "carol-ldap-pw",
+        Some(&gw.public_key("bob")),
+        "shadowExpire: 1\n",
+    );
+    ldif += "dn: cn=ops,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: ops\nmember: uid=alice,ou=people,dc=example,dc=org\n\n";
+    ldif += "dn: cn=devs,ou=groups,dc=example,dc=org\nobjectClass: posixGroup\ncn: devs\ngidNumber: 3000\nmemberUid: alice\n\n";
+    slapd.add(&ldif);
+}
 
 #[test]
-fn slapd_harness_serves_the_service_account() {
+fn passwords_keys_and_groups_come_from_the_directory() {
     let slapd = Slapd::start();
-    let out = Command::new("ldapsearch")
-        .args(["-x", "-H", &slapd.url(), "-D", SERVICE_DN, "-w", SERVICE_PW, "-b", "dc=example,dc=org", "(ou=people)", "dn"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("dn: ou=people,dc=example,dc=org"), "{}", String::from_utf8_lossy(&out.stderr));
+    let gw = ldap_gateway(
+        &slapd,
+        &slapd.url(),
+        "group_base = \"ou=groups,dc=example,dc=org\"",
+    );
+    populate(&slapd, &gw);
+    gw.create_container("l1", "alice");
+    gw.create_container("b1", "bob");
+
+    let out = gw.ssh("alice", "alice@l1", "id -un; id -u");
+    assert_eq!(
+        stdout(&out),
+        "alice\n20001\n",
+        "{}\n{}",
+        stderr(&out),
+        gw.log()
+    );
+    assert_eq!(
+        stdout(&gw.ssh_password("alice@l1", "alice-ldap-pw", "id -un")),
+        "alice\n"
+    );
+    // Wrong password, a locked user, an absent user, a user without that key: refused.
+    for (user, pw) in [
+        ("alice@l1", "wrong"),
+        ("carol", "carol-ldap-pw"),
+        ("dave", "x"),
+        ("alice@l1", ""),
+    ] {
+        let out = gw.ssh_password(user, pw, "true");
+        assert_eq!(out.status.code(), Some(255), "{user}/{pw} got in");
+    }
+    assert_eq!(
+        gw.ssh("bob", "bob@b1", "true").status.code(),
+        Some(255),
+        "bob's key is not in LDAP"
+    );
+    assert_eq!(
+        gw.ssh("bob", "carol", "true").status.code(),
+        Some(255),
+        "carol is locked"
+    );
+    assert_eq!(
+        stdout(&gw.ssh_password("bob@b1", "bob-ldap-pw", "id -un")),
+        "bob\n"
+    );
+
+    // Groups from memberOf and from the member/memberUid search.
+    let log = gw.log();
+    assert!(
+        log.contains("user=alice") && log.contains(r#"groups=["devs", "ops"]"#),
+        "{log}"
+    );
+
+    // A key added to or removed from LDAP takes effect without a restart.
+    slapd.modify(&format!(
+        "dn: uid=bob,{PEOPLE}\nchangetype: modify\nadd: sshPublicKey\nsshPublicKey: {}\n",
+        gw.public_key("bob")
+    ));
+    assert_eq!(
+        stdout(&gw.ssh("bob", "bob@b1", "echo key-works")),
+        "key-works\n"
+    );
+    slapd.modify(&format!(
+        "dn: uid=alice,{PEOPLE}\nchangetype: modify\ndelete: sshPublicKey\n"
+    ));
+    assert_eq!(
+        gw.ssh("alice", "alice@l1", "true").status.code(),
+        Some(255),
+        "removed key still works"
+    );
+}
+
+#[test]
+fn member_of_alone_gives_the_groups_too() {
+    let slapd = Slapd::start();
+    let gw = ldap_gateway(&slapd, &slapd.url(), "");
+    populate(&slapd, &gw);
+    gw.create_container("m1", "alice");
+    assert_eq!(stdout(&gw.ssh("alice", "alice@m1", "echo in")), "in\n");
+    assert!(gw.log().contains(r#"groups=["ops"]"#), "{}", gw.log());
+}
+
+#[test]
+fn directory_down_fails_closed_and_recovers_without_a_restart() {
+    let mut slapd = Slapd::start();
+    let gw = ldap_gateway(&slapd, &slapd.url(), "");
+    populate(&slapd, &gw);
+    gw.create_container("d1", "alice");
+    assert_eq!(stdout(&gw.ssh("alice", "alice@d1", "echo up")), "up\n");
+    slapd.stop();
+    let t0 = Instant::now();
+    let out = gw.ssh("alice", "alice@d1", "echo should-not-run");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(gw.log().contains("directory unavailable"), "{}", gw.log());
+    slapd.spawn();
+    assert_eq!(
+        stdout(&gw.ssh("alice", "alice@d1", "echo back")),
+        "back\n",
+        "{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn ldaps_and_starttls_verify_the_server() {
+    let slapd = Slapd::start();
+    let ca = slapd.ca_file();
+    let good = ldap_gateway(
+        &slapd,
+        &slapd.ldaps_url(),
+        &format!("ca_file = \"{}\"", ca.display()),
+    );
+    populate(&slapd, &good);
+    good.create_container("t1", "alice");
+    assert_eq!(
+        stdout(&good.ssh("alice", "alice@t1", "echo ldaps")),
+        "ldaps\n",
+        "{}",
+        good.log()
+    );
+
+    let starttls = ldap_gateway(
+        &slapd,
+        &slapd.url(),
+        &format!("starttls = true\nca_file = \"{}\"", ca.display()),
+    );
+    starttls.create_container("t2", "alice");
+    // alice's key in LDAP is the first gateway's; use a password here.
+    assert_eq!(
+        stdout(&starttls.ssh_password("alice@t2", "alice-ldap-pw", "echo starttls")),
+        "starttls\n",
+        "{}",
+        starttls.log()
+    );
+
+    let untrusted = ldap_gateway(
+        &slapd,
+        &slapd.ldaps_url(),
+        &format!("ca_file = \"{}\"", slapd.other_ca_file().display()),
+    );
+    untrusted.create_container("t3", "alice");
+    let out = untrusted.ssh_password("alice@t3", "alice-ldap-pw", "echo no");
+    assert_eq!(out.status.code(), Some(255));
+    let log = untrusted.log();
+    assert!(
+        log.contains("directory unavailable")
+            && (log.contains("certificate") || log.contains("Certificate")),
+        "{log}"
+    );
 }

@@ -83,7 +83,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for note in runtime.reconcile().await? {
         tracing::warn!("reconciled: {note}");
     }
-    let directory = Arc::new(UsersFile::open(&config.directory.file)?);
+    let directory: Arc<dyn crate::directory::Directory> =
+        match (&config.directory.kind[..], &config.directory.ldap) {
+            ("ldap", Some(ldap)) => Arc::new(crate::directory::LdapDirectory::new(ldap)?),
+            _ => Arc::new(UsersFile::open(&config.directory.file)?),
+        };
     let app = Arc::new(App {
         config,
         directory,

@@ -1,11 +1,13 @@
 //! Who people are: the directory the gateway authenticates against. The users file is
 //! the embedded default (and the break-glass directory); LDAP implements the same trait.
 
+mod ldap;
 mod users_file;
 
 use async_trait::async_trait;
 use russh::keys::PublicKey;
 
+pub use ldap::LdapDirectory;
 pub use users_file::UsersFile;
 
 /// A person as the directory knows them.

@@ -76,7 +76,7 @@ impl Connection {
     }
 
     fn accept(&mut self, user: User, target: Target, method: &str) -> Auth {
-        tracing::info!(parent: &self.span, user = %user.name, method, target = ?target.container, "authenticated");
+        tracing::info!(parent: &self.span, user = %user.name, method, groups = ?user.groups, target = ?target.container, "authenticated");
         self.authed = Some((user, target));
         Auth::Accept
     }
