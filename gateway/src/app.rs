@@ -7,6 +7,7 @@ use gatehouse_runtime::Runtime;
 
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::guard::Guard;
 
 /// Everything a connection needs, shared by all of them.
 pub struct App {
@@ -18,4 +19,6 @@ pub struct App {
     pub runtime: Arc<dyn Runtime>,
     /// Who may do what.
     pub policy: Arc<dyn Policy>,
+    /// Failed-login counters and connection limits.
+    pub guard: Guard,
 }

@@ -34,6 +34,16 @@ pub struct ServerConfig {
     pub state_dir: PathBuf,
     /// Members may run admin commands over SSH.
     pub admin_group: String,
+    /// Unauthenticated connections at once (like OpenSSH's MaxStartups).
+    pub max_startups: usize,
+    /// Time to authenticate (like OpenSSH's LoginGraceTime).
+    pub login_grace_time: String,
+    /// Failed logins from one address, within `failure_window`, before it is refused.
+    pub max_failures_per_address: u32,
+    /// Failed logins for one user, within `failure_window`, before it is refused.
+    pub max_failures_per_user: u32,
+    /// The window failures are counted in.
+    pub failure_window: String,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +52,11 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:2222".into(),
             state_dir: "/var/lib/gatehouse".into(),
             admin_group: "gatehouse-admins".into(),
+            max_startups: 64,
+            login_grace_time: "60s".into(),
+            max_failures_per_address: 10,
+            max_failures_per_user: 30,
+            failure_window: "10m".into(),
         }
     }
 }
@@ -194,6 +209,30 @@ pub struct PolicyConfig {
     pub paths: Vec<PathBuf>,
 }
 
+impl ServerConfig {
+    /// The brute-force and connection limits.
+    pub fn limits(&self) -> anyhow::Result<crate::guard::Limits> {
+        let d = |key: &str, v: &str| -> anyhow::Result<std::time::Duration> {
+            gatehouse_runtime::limits::parse_duration(v)?
+                .ok_or_else(|| anyhow::anyhow!("[server] {key} cannot be never"))
+        };
+        if self.max_startups == 0
+            || self.max_failures_per_address == 0
+            || self.max_failures_per_user == 0
+        {
+            anyhow::bail!("[server] max_startups and max_failures_* must be at least 1");
+        }
+        Ok(crate::guard::Limits {
+            window: d("failure_window", &self.failure_window)?,
+            per_address: self.max_failures_per_address,
+            per_user: self.max_failures_per_user,
+            max_unauthenticated: self.max_startups,
+            grace: d("login_grace_time", &self.login_grace_time)?,
+            ..crate::guard::Limits::default()
+        })
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -261,6 +300,7 @@ impl Config {
         gatehouse_runtime::limits::parse_duration(&self.runtime.idle_stop)
             .map_err(|e| anyhow::anyhow!("[runtime] idle_stop: {e}"))?;
         self.network()?;
+        self.server.limits()?;
         gatehouse_runtime::names::validate_image_name(&self.runtime.default_image)
             .map_err(|e| anyhow::anyhow!("[runtime] default_image: {e}"))?;
         Ok(())

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod directory;
 mod grammar;
+mod guard;
 mod ssh;
 
 use std::process::ExitCode;

@@ -72,6 +72,8 @@ pub struct Account {
     pub gid: u32,
     /// Login shell (default `/bin/bash`).
     pub shell: Option<String>,
+    /// Home directory (default `/home/NAME`).
+    pub home: Option<String>,
 }
 
 /// How a process ended.

@@ -141,12 +141,17 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra TOML appended to the configuration.
     pub fn start_with(extra_config: &str) -> Gateway {
-        Self::start_custom(None, extra_config)
+        Self::start_custom(None, "", extra_config)
     }
 
     /// A gateway whose `[directory]` section is `directory` (default: the users file
-    /// with alice and bob), with `extra_config` appended.
-    pub fn start_custom(directory: Option<&str>, extra_config: &str) -> Gateway {
+    /// with alice and bob), with `server_extra` lines in `[server]` and `extra_config`
+    /// appended.
+    pub fn start_custom(
+        directory: Option<&str>,
+        server_extra: &str,
+        extra_config: &str,
+    ) -> Gateway {
         assert!(
             can_run(),
             "the end-to-end tests need root (namespaces, mounts, cgroups)"
@@ -187,7 +192,7 @@ impl Gateway {
         fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n{}\n{extra_config}\n",
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n{server_extra}\n{}\n{extra_config}\n",
                 state.display(),
                 directory.map(str::to_owned).unwrap_or_else(|| format!(
                     "[directory]\nkind = \"file\"\nfile = \"{}\"\n",

@@ -13,7 +13,7 @@ fn ldap_gateway(slapd: &Slapd, url: &str, extra: &str) -> Gateway {
         "[directory]\nkind = \"ldap\"\n[directory.ldap]\nurl = \"{url}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{PEOPLE}\"\ntimeout = \"2s\"\ncache_ttl = \"off\"\n{extra}\n",
         slapd.service_password_file().display()
     );
-    Gateway::start_custom(Some(&directory), "")
+    Gateway::start_custom(Some(&directory), "", "")
 }
 
 fn person(uid: &str, number: u32, password: &str, key: Option<&str>, extra: &str) -> String {
@@ -94,9 +94,14 @@ fn passwords_keys_and_groups_come_from_the_directory() {
         Some(255),
         "carol is locked"
     );
+    // posixAccount fields shape the account inside the container.
+    slapd.modify(&format!("dn: uid=bob,{PEOPLE}\nchangetype: modify\nreplace: homeDirectory\nhomeDirectory: /srv/home/bob\n"));
+    let out = gw.ssh_password("bob@b1", "bob-ldap-pw", "id -un; id -u; echo $HOME; pwd");
     assert_eq!(
-        stdout(&gw.ssh_password("bob@b1", "bob-ldap-pw", "id -un")),
-        "bob\n"
+        stdout(&out),
+        "bob\n20002\n/srv/home/bob\n/srv/home/bob\n",
+        "{}",
+        stderr(&out)
     );
 
     // Groups from memberOf and from the member/memberUid search.
@@ -153,6 +158,27 @@ fn directory_down_fails_closed_and_recovers_without_a_restart() {
         t0.elapsed()
     );
     assert!(gw.log().contains("directory unavailable"), "{}", gw.log());
+    // The person is told why (OpenSSH shows the banner at its default log level).
+    let out = std::process::Command::new("ssh")
+        .args(["-p", &gw.port.to_string(), "-i"])
+        .arg(gw.key("alice"))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .args(["alice@d1@127.0.0.1", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        stderr(&out).contains("user directory is unavailable"),
+        "{}",
+        stderr(&out)
+    );
     slapd.spawn();
     assert_eq!(
         stdout(&gw.ssh("alice", "alice@d1", "echo back")),

@@ -88,11 +88,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             ("ldap", Some(ldap)) => Arc::new(crate::directory::LdapDirectory::new(ldap)?),
             _ => Arc::new(UsersFile::open(&config.directory.file)?),
         };
+    let limits = config.server.limits()?;
     let app = Arc::new(App {
         config,
         directory,
         runtime,
         policy: Arc::new(gatehouse_policies::OwnerPolicy),
+        guard: crate::guard::Guard::new(limits),
     });
     crate::ssh::serve(app).await
 }

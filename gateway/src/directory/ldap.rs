@@ -201,6 +201,17 @@ impl LdapDirectory {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, DirectoryError> {
+        self.search_scoped(base, Scope::Subtree, filter, attrs)
+            .await
+    }
+
+    async fn search_scoped(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, DirectoryError> {
         let mut last = None;
         for _ in 0..2 {
             let mut guard = self.service.lock().await;
@@ -210,7 +221,7 @@ impl LdapDirectory {
             let Some(ldap) = guard.as_mut() else { continue };
             match tokio::time::timeout(
                 self.s.timeout,
-                ldap.search(base, Scope::Subtree, filter, attrs.to_vec()),
+                ldap.search(base, scope, filter, attrs.to_vec()),
             )
             .await
             {
@@ -261,6 +272,7 @@ impl LdapDirectory {
             "uidNumber",
             "gidNumber",
             "loginShell",
+            "homeDirectory",
             self.s.key_attr.as_str(),
             self.s.member_of_attr.as_str(),
             "pwdAccountLockedTime",
@@ -325,6 +337,7 @@ impl LdapDirectory {
             groups,
             keys,
             shell: first(&entry, "loginShell").map(str::to_owned),
+            home: first(&entry, "homeDirectory").map(str::to_owned),
         };
         Ok(Some(Found { dn: entry.dn, user }))
     }
@@ -407,6 +420,12 @@ impl Directory for LdapDirectory {
             return Ok(false);
         };
         self.bind_as(&found.dn, password).await
+    }
+
+    async fn health(&self) -> Result<(), DirectoryError> {
+        self.search_scoped(&self.s.user_base, Scope::Base, "(objectClass=*)", &["1.1"])
+            .await
+            .map(drop)
     }
 }
 

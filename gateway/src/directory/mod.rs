@@ -25,6 +25,8 @@ pub struct User {
     pub keys: Vec<PublicKey>,
     /// Their login shell inside containers.
     pub shell: Option<String>,
+    /// Their home directory inside containers (default `/home/NAME`).
+    pub home: Option<String>,
 }
 
 impl User {
@@ -49,4 +51,8 @@ pub trait Directory: Send + Sync {
     async fn lookup(&self, name: &str) -> Result<Option<User>, DirectoryError>;
     /// Checks a password; false for unknown users and wrong passwords.
     async fn verify_password(&self, name: &str, password: &str) -> Result<bool, DirectoryError>;
+    /// Whether the directory answers now (a cheap round trip).
+    async fn health(&self) -> Result<(), DirectoryError> {
+        Ok(())
+    }
 }

@@ -32,6 +32,7 @@ struct FileUser {
     keys: Vec<String>,
     password_hash: Option<String>,
     shell: Option<String>,
+    home: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +128,7 @@ fn parse(text: &str) -> anyhow::Result<Vec<Entry>> {
                 groups: u.groups,
                 keys,
                 shell: u.shell,
+                home: u.home,
             },
             password_hash: u.password_hash,
         });

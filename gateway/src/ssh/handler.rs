@@ -1,7 +1,9 @@
-//! The russh handler: authentication, and handing each session channel to its own task.
+//! The russh handler: authentication (with the brute-force guard), and handing each
+//! session channel to its own task.
 //! It stays thin: channel requests are acknowledged here and acted on in [`super::session`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -12,31 +14,22 @@ use super::session::{self, SessionContext};
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::{self, Target};
+use crate::guard::Verdict;
 
-/// Creates one [`Connection`] per client.
-pub struct Server {
-    /// Shared gateway state.
-    pub app: Arc<App>,
+/// Counts a connection as unauthenticated for as long as it lives (MaxStartups).
+pub struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    /// Counts one more unauthenticated connection.
+    pub fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Pending(counter)
+    }
 }
 
-impl russh::server::Server for Server {
-    type Handler = Connection;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        let peer_text = peer
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "unknown".into());
-        tracing::info!(peer = %peer_text, "connection");
-        Connection {
-            app: self.app.clone(),
-            span: tracing::info_span!("conn", peer = %peer_text),
-            peer: peer_text,
-            authed: None,
-        }
-    }
-
-    fn handle_session_error(&mut self, error: anyhow::Error) {
-        tracing::debug!("connection ended with error: {error:#}");
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -45,10 +38,34 @@ pub struct Connection {
     app: Arc<App>,
     span: tracing::Span,
     peer: String,
+    peer_ip: Option<IpAddr>,
     authed: Option<(User, Target)>,
+    pending: Option<Pending>,
+    /// Set on successful authentication (read by the login grace timer).
+    pub authenticated: Arc<AtomicBool>,
+}
+
+/// A user name short and printable enough for counters and logs.
+fn attempt_key(ssh_user: &str) -> String {
+    let user = ssh_user.split('@').next().unwrap_or(ssh_user);
+    gatehouse_runtime::names::shorten(user)
 }
 
 impl Connection {
+    /// A new connection from `peer`.
+    pub fn new(app: Arc<App>, peer: SocketAddr, pending: Pending) -> Self {
+        tracing::info!(peer = %peer, "connection");
+        Connection {
+            app,
+            span: tracing::info_span!("conn", peer = %peer),
+            peer: peer.to_string(),
+            peer_ip: Some(peer.ip()),
+            authed: None,
+            pending: Some(pending),
+            authenticated: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Parses the SSH user name and looks the person up. `None` refuses; the reason is logged.
     async fn identify(&self, ssh_user: &str, method: &str, log: bool) -> Option<(User, Target)> {
         let target = match grammar::parse(ssh_user) {
@@ -75,8 +92,33 @@ impl Connection {
         }
     }
 
+    /// Whether the guard lets this attempt be checked at all.
+    fn allowed(&self, ssh_user: &str, method: &str) -> bool {
+        match self.app.guard.check(self.peer_ip, &attempt_key(ssh_user)) {
+            Verdict::Proceed => true,
+            Verdict::Refuse(why) => {
+                tracing::warn!(parent: &self.span, user = %attempt_key(ssh_user), method, "auth refused: {why}");
+                false
+            }
+        }
+    }
+
+    /// A failed attempt: counted, logged, and answered after the back-off delay.
+    async fn reject(&self, ssh_user: &str, method: &str, reason: &str) -> Auth {
+        let user = attempt_key(ssh_user);
+        let delay = self.app.guard.failed(self.peer_ip, &user);
+        if !reason.is_empty() {
+            tracing::warn!(parent: &self.span, user = %user, method, "auth refused: {reason}");
+        }
+        tokio::time::sleep(delay).await;
+        Auth::reject()
+    }
+
     fn accept(&mut self, user: User, target: Target, method: &str) -> Auth {
         tracing::info!(parent: &self.span, user = %user.name, method, groups = ?user.groups, target = ?target.container, "authenticated");
+        self.app.guard.succeeded(self.peer_ip, &user.name);
+        self.authenticated.store(true, Ordering::SeqCst);
+        self.pending = None;
         self.authed = Some((user, target));
         Auth::Accept
     }
@@ -85,11 +127,25 @@ impl Connection {
 impl russh::server::Handler for Connection {
     type Error = anyhow::Error;
 
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        // Fail closed, but say why: the person sees this before being refused.
+        Ok(match self.app.directory.health().await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(parent: &self.span, "{e}");
+                Some("gatehouse: the user directory is unavailable, so logins are refused; try again later.\r\n".into())
+            }
+        })
+    }
+
     async fn auth_publickey_offered(
         &mut self,
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        if !self.allowed(user, "publickey") {
+            return Ok(Auth::reject());
+        }
         Ok(match self.identify(user, "publickey", false).await {
             Some((u, _)) if u.has_key(offer.public_key) => Auth::Accept,
             _ => Auth::reject(),
@@ -101,26 +157,26 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        if !self.allowed(user, "publickey") {
+            return Ok(Auth::reject());
+        }
         match self.identify(user, "publickey", true).await {
             Some((u, t)) if u.has_key(key.public_key) => Ok(self.accept(u, t, "publickey")),
-            Some((u, _)) => {
-                tracing::warn!(parent: &self.span, user = %u.name, "auth refused: key not accepted");
-                Ok(Auth::reject())
-            }
-            None => Ok(Auth::reject()),
+            Some(_) => Ok(self.reject(user, "publickey", "key not accepted").await),
+            None => Ok(self.reject(user, "publickey", "").await),
         }
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let Some((u, t)) = self.identify(user, "password", true).await else {
+        if !self.allowed(user, "password") {
             return Ok(Auth::reject());
+        }
+        let Some((u, t)) = self.identify(user, "password", true).await else {
+            return Ok(self.reject(user, "password", "").await);
         };
         match self.app.directory.verify_password(&u.name, password).await {
             Ok(true) => Ok(self.accept(u, t, "password")),
-            Ok(false) => {
-                tracing::warn!(parent: &self.span, user = %u.name, "auth refused: wrong password");
-                Ok(Auth::reject())
-            }
+            Ok(false) => Ok(self.reject(user, "password", "wrong password").await),
             Err(e) => {
                 tracing::error!(parent: &self.span, user = %u.name, "auth refused: {e}");
                 Ok(Auth::reject())

@@ -7,10 +7,10 @@ mod picker;
 mod session;
 mod signals;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::server::Server as _;
 use russh::{MethodKind, MethodSet};
 
 use crate::app::App;
@@ -35,18 +35,81 @@ fn russh_config(app: &App) -> anyhow::Result<russh::server::Config> {
     })
 }
 
-/// Serves SSH on the configured address until the process ends.
+/// Serves SSH on the configured address until the process ends. Connections beyond
+/// the cap on unauthenticated ones are closed at once (MaxStartups); a connection that
+/// has not authenticated within the grace time is disconnected (LoginGraceTime).
 pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     let config = Arc::new(russh_config(&app)?);
     let listen = app.config.server.listen.clone();
-    let socket = tokio::net::TcpListener::bind(&listen)
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(
         "listening on {}",
-        socket.local_addr().map(|a| a.to_string()).unwrap_or(listen)
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(listen)
     );
-    let mut server = handler::Server { app };
-    server.run_on_socket(config, &socket).await?;
-    Ok(())
+    let unauthenticated = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let limits = app.guard.limits().clone();
+        if unauthenticated.load(Ordering::SeqCst) >= limits.max_unauthenticated {
+            tracing::warn!(peer = %peer, "connection refused: {} unauthenticated connections already", limits.max_unauthenticated);
+            drop(socket);
+            continue;
+        }
+        let _ = socket.set_nodelay(true);
+        let handler = handler::Connection::new(
+            app.clone(),
+            peer,
+            handler::Pending::new(unauthenticated.clone()),
+        );
+        let authenticated = handler.authenticated.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::timeout(
+                limits.grace,
+                russh::server::run_stream(config, socket, handler),
+            )
+            .await;
+            let session = match started {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, "connection set-up failed: {e:#}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(peer = %peer, "connection closed: login grace time exceeded");
+                    return;
+                }
+            };
+            let handle = session.handle();
+            let grace = tokio::spawn(async move {
+                tokio::time::sleep(limits.grace).await;
+                if !authenticated.load(Ordering::SeqCst) {
+                    tracing::info!(peer = %peer, "connection closed: login grace time exceeded");
+                    let _ = handle
+                        .disconnect(
+                            russh::Disconnect::ByApplication,
+                            "login grace time exceeded".into(),
+                            String::new(),
+                        )
+                        .await;
+                }
+            });
+            if let Err(e) = session.await {
+                tracing::debug!(peer = %peer, "connection ended: {e:#}");
+            }
+            grace.abort();
+        });
+    }
 }

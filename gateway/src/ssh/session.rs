@@ -189,6 +189,7 @@ async fn launch(
         uid: ctx.user.uid,
         gid: ctx.user.gid,
         shell: ctx.user.shell.clone(),
+        home: ctx.user.home.clone(),
     });
     runtime.prepare_session(name, account.as_ref()).await?;
     runtime.exec(name, spec).await

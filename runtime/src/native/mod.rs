@@ -203,13 +203,28 @@ fn account_script(account: &Account) -> Result<String> {
             "invalid login shell '{shell}'"
         )));
     }
+    let safe_path = |p: &str| {
+        p.starts_with('/')
+            && !p.contains("..")
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+    };
+    let home = account
+        .home
+        .clone()
+        .unwrap_or_else(|| format!("/home/{}", account.name));
+    if !safe_path(&home) {
+        return Err(RuntimeError::Invalid(format!(
+            "invalid home directory '{home}'"
+        )));
+    }
     let (n, uid, gid) = (&account.name, account.uid, account.gid);
     Ok(format!(
         "exec 9>/run/gatehouse-accounts.lock; command -v flock >/dev/null && flock 9; \
          if ! grep -q '^{n}:' /etc/passwd; then \
            sh={shell}; [ -x \"$sh\" ] || sh=/bin/sh; \
            getent group {gid} >/dev/null || groupadd -g {gid} {n}; \
-           useradd -m -u {uid} -g {gid} -s \"$sh\" {n}; \
+           mkdir -p \"$(dirname {home})\"; useradd -m -d {home} -u {uid} -g {gid} -s \"$sh\" {n}; \
          fi; grep -q '^{n}:' /etc/passwd || exit 1\n"
     ))
 }

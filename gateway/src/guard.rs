@@ -1,0 +1,186 @@
+//! Brute-force protection, like OpenSSH's MaxStartups and LoginGraceTime plus
+//! fail2ban-style limits: failed authentications are counted per source address and per
+//! user in a sliding window; each failure slows the next answer (doubling, capped), and
+//! past a limit further attempts are refused outright until the window has passed.
+//! A success clears the counters of that address and user.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Failures counted within this window.
+    pub window: Duration,
+    /// Failures from one address before it is refused.
+    pub per_address: u32,
+    /// Failures for one user (from anywhere) before the user is refused.
+    pub per_user: u32,
+    /// Delay after the first failure; doubles with each further one.
+    pub base_delay: Duration,
+    /// Longest delay.
+    pub max_delay: Duration,
+    /// Unauthenticated connections at once (MaxStartups).
+    pub max_unauthenticated: usize,
+    /// Time to authenticate before the connection is closed (LoginGraceTime).
+    pub grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            window: Duration::from_secs(600),
+            per_address: 10,
+            per_user: 30,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(4),
+            max_unauthenticated: 64,
+            grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What to do with an authentication attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Check the credentials.
+    Proceed,
+    /// Refuse without checking; the reason is for the log.
+    Refuse(String),
+}
+
+#[derive(Default)]
+struct State {
+    by_address: HashMap<IpAddr, Vec<Instant>>,
+    by_user: HashMap<String, Vec<Instant>>,
+}
+
+/// The shared counters.
+pub struct Guard {
+    limits: Limits,
+    state: Mutex<State>,
+}
+
+fn recent(list: &mut Vec<Instant>, window: Duration) -> u32 {
+    list.retain(|t| t.elapsed() < window);
+    list.len() as u32
+}
+
+impl Guard {
+    /// A guard with these limits.
+    pub fn new(limits: Limits) -> Self {
+        Guard {
+            limits,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Decides whether an attempt by `user` from `addr` may be checked at all.
+    pub fn check(&self, addr: Option<IpAddr>, user: &str) -> Verdict {
+        let Ok(mut s) = self.state.lock() else {
+            return Verdict::Proceed;
+        };
+        let window = self.limits.window;
+        if let Some(a) = addr {
+            if let Some(list) = s.by_address.get_mut(&a) {
+                if recent(list, window) >= self.limits.per_address {
+                    return Verdict::Refuse(format!("too many failed logins from {a}"));
+                }
+            }
+        }
+        if let Some(list) = s.by_user.get_mut(user) {
+            if recent(list, window) >= self.limits.per_user {
+                return Verdict::Refuse(format!("too many failed logins for {user}"));
+            }
+        }
+        Verdict::Proceed
+    }
+
+    /// Records a failure; returns how long to wait before answering.
+    pub fn failed(&self, addr: Option<IpAddr>, user: &str) -> Duration {
+        let Ok(mut s) = self.state.lock() else {
+            return self.limits.base_delay;
+        };
+        let window = self.limits.window;
+        let mut worst = 0;
+        if let Some(a) = addr {
+            let list = s.by_address.entry(a).or_default();
+            list.push(Instant::now());
+            worst = worst.max(recent(list, window));
+        }
+        let list = s.by_user.entry(user.to_string()).or_default();
+        list.push(Instant::now());
+        worst = worst.max(recent(list, window));
+        // Bound memory: forget the oldest picture if it grows without limit.
+        if s.by_address.len() > 100_000 || s.by_user.len() > 100_000 {
+            *s = State::default();
+        }
+        let factor = 1u32 << worst.saturating_sub(1).min(16);
+        (self.limits.base_delay * factor).min(self.limits.max_delay)
+    }
+
+    /// Records a success: the address and the user start afresh.
+    pub fn succeeded(&self, addr: Option<IpAddr>, user: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(a) = addr {
+                s.by_address.remove(&a);
+            }
+            s.by_user.remove(user);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> Guard {
+        Guard::new(Limits {
+            per_address: 3,
+            per_user: 5,
+            ..Limits::default()
+        })
+    }
+
+    #[test]
+    fn slows_then_refuses_an_address_but_not_others() {
+        let g = guard();
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let d1 = g.failed(Some(a), "x");
+        let d2 = g.failed(Some(a), "y");
+        assert!(d2 > d1, "no back-off: {d1:?} {d2:?}");
+        assert_eq!(g.check(Some(a), "z"), Verdict::Proceed);
+        g.failed(Some(a), "z");
+        assert!(matches!(g.check(Some(a), "alice"), Verdict::Refuse(_)));
+        assert_eq!(g.check(Some(b), "alice"), Verdict::Proceed);
+        // Delays are capped.
+        for _ in 0..40 {
+            assert!(g.failed(Some(b), "q") <= Limits::default().max_delay);
+        }
+    }
+
+    #[test]
+    fn per_user_limit_and_success_resets() {
+        let g = guard();
+        for i in 0..5 {
+            g.failed(Some(IpAddr::from([10, 0, 0, i])), "alice");
+        }
+        assert!(matches!(
+            g.check(Some("10.9.9.9".parse().unwrap()), "alice"),
+            Verdict::Refuse(_)
+        ));
+        g.succeeded(None, "alice");
+        assert_eq!(
+            g.check(Some("10.9.9.9".parse().unwrap()), "alice"),
+            Verdict::Proceed
+        );
+    }
+}
