@@ -111,10 +111,19 @@ pub async fn resolve(
             }
         }
     };
-    match app
-        .policy
-        .decide(&request(user, &container, &login, action))
-    {
+    let req = request(user, &container, &login, action);
+    let decision = app.policy.decide(&req);
+    tracing::info!(
+        user = %req.subject.user,
+        groups = ?req.subject.groups,
+        container = %req.target.container,
+        login = %req.login,
+        action = %req.action,
+        allowed = decision.is_allowed(),
+        rule = ?match &decision { Decision::Allow { rule } => Some(rule.as_str()), Decision::Deny { rule, .. } => rule.as_deref() },
+        "policy decision"
+    );
+    match decision {
         Decision::Allow { rule } => Ok(Resolved {
             container,
             login,

@@ -110,6 +110,12 @@ fn passwords_keys_and_groups_come_from_the_directory() {
         log.contains("user=alice") && log.contains(r#"groups=["devs", "ops"]"#),
         "{log}"
     );
+    // …and they are part of what the policy decides on.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("policy decision") && l.contains(r#"groups=["devs", "ops"]"#)),
+        "{log}"
+    );
 
     // A key added to or removed from LDAP takes effect without a restart.
     slapd.modify(&format!(
@@ -233,5 +239,46 @@ fn ldaps_and_starttls_verify_the_server() {
         log.contains("directory unavailable")
             && (log.contains("certificate") || log.contains("Certificate")),
         "{log}"
+    );
+}
+
+/// Not a check: prints login times (key and password) with LDAP and with the users file.
+/// `GATEHOUSE_BIN=target/release/gatehouse cargo test -p gatehouse-e2e --test ldap -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn login_time_report() {
+    let slapd = Slapd::start();
+    let ldap = ldap_gateway(
+        &slapd,
+        &slapd.url(),
+        "group_base = \"ou=groups,dc=example,dc=org\"",
+    );
+    populate(&slapd, &ldap);
+    let file = Gateway::start();
+    for gw in [&ldap, &file] {
+        gw.create_container("lt", "alice");
+        gw.ssh("alice", "alice@lt", "true");
+    }
+    let median = |f: &dyn Fn() -> bool| {
+        let mut t: Vec<Duration> = (0..21)
+            .map(|_| {
+                let t0 = Instant::now();
+                assert!(f());
+                t0.elapsed()
+            })
+            .collect();
+        t.sort();
+        t[10]
+    };
+    let pw = |gw: &Gateway, p: &str| gw.ssh_password("alice@lt", p, "true").status.success();
+    println!(
+        "key login   ldap {:?}  users-file {:?}",
+        median(&|| ldap.ssh("alice", "alice@lt", "true").status.success()),
+        median(&|| file.ssh("alice", "alice@lt", "true").status.success())
+    );
+    println!(
+        "password    ldap {:?}  users-file {:?}",
+        median(&|| pw(&ldap, "alice-ldap-pw")),
+        median(&|| pw(&file, &gatehouse_e2e::password_of("alice")))
     );
 }
