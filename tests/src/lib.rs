@@ -100,14 +100,12 @@ pub fn link_image(state: &Path) {
     std::os::unix::fs::symlink(debian_image(), state.join("images/debian-12")).unwrap();
 }
 
-/// OpenSSH client options every test connection uses: no host key bookkeeping, quiet.
+/// OpenSSH client options every test connection uses: no host key bookkeeping.
 const CLIENT_OPTIONS: &[&str] = &[
     "-o",
     "StrictHostKeyChecking=no",
     "-o",
     "UserKnownHostsFile=/dev/null",
-    "-o",
-    "LogLevel=ERROR",
     "-o",
     "ConnectTimeout=20",
 ];
@@ -299,12 +297,45 @@ impl Gateway {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Common OpenSSH client options for this gateway, authenticating with `key_of`'s key.
-    pub fn ssh_command(&self, key_of: &str, ssh_user: &str) -> Command {
+    /// `ssh -p PORT` with the common test options and this log level (`ERROR` keeps
+    /// stderr to what the gateway says; `INFO` shows banners).
+    pub fn client(&self, log_level: &str) -> Command {
         let mut c = Command::new("ssh");
-        c.args(["-p", &self.port.to_string(), "-i"])
-            .arg(self.key(key_of))
+        c.args(["-p", &self.port.to_string()])
             .args(CLIENT_OPTIONS)
+            .args(["-o", &format!("LogLevel={log_level}")]);
+        c
+    }
+
+    /// `sshpass -p PASSWORD ssh …` offering only that password, optionally from a
+    /// given local source address.
+    pub fn password_client(&self, password: &str, source: Option<&str>) -> Command {
+        let mut c = Command::new("sshpass");
+        c.args(["-p", password, "ssh", "-p", &self.port.to_string()]);
+        if let Some(s) = source {
+            c.args(["-b", s]);
+        }
+        c.args(CLIENT_OPTIONS)
+            .args([
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "PreferredAuthentications=password",
+            ])
+            .args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ]);
+        c
+    }
+
+    /// Key login as `ssh_user` with `key_of`'s key, batch mode.
+    pub fn ssh_command(&self, key_of: &str, ssh_user: &str) -> Command {
+        let mut c = self.client("ERROR");
+        c.arg("-i")
+            .arg(self.key(key_of))
             .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
             .arg(format!("{ssh_user}@127.0.0.1"));
         c
@@ -312,16 +343,7 @@ impl Gateway {
 
     /// Password login with the real client (through sshpass): `ssh ssh_user@gw command`.
     pub fn ssh_password(&self, ssh_user: &str, password: &str, command: &str) -> Output {
-        Command::new("sshpass")
-            .args(["-p", password, "ssh", "-p", &self.port.to_string()])
-            .args(CLIENT_OPTIONS)
-            .args([
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-            ])
-            .args(["-o", "NumberOfPasswordPrompts=1"])
+        self.password_client(password, None)
             .arg(format!("{ssh_user}@127.0.0.1"))
             .arg(command)
             .stdin(Stdio::null())

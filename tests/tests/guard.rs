@@ -3,39 +3,15 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use gatehouse_e2e::{password_of, stdout, Gateway};
 
 fn password_from(gw: &Gateway, source: &str, user: &str, password: &str) -> (Output, Duration) {
     let t0 = Instant::now();
-    let out = Command::new("sshpass")
-        .args([
-            "-p",
-            password,
-            "ssh",
-            "-b",
-            source,
-            "-p",
-            &gw.port.to_string(),
-        ])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args([
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-        ])
+    let out = gw
+        .password_client(password, Some(source))
         .arg(format!("{user}@127.0.0.1"))
         .arg("echo in")
         .stdin(Stdio::null())

@@ -165,18 +165,11 @@ fn directory_down_fails_closed_and_recovers_without_a_restart() {
     );
     assert!(gw.log().contains("directory unavailable"), "{}", gw.log());
     // The person is told why (OpenSSH shows the banner at its default log level).
-    let out = std::process::Command::new("ssh")
-        .args(["-p", &gw.port.to_string(), "-i"])
+    let out = gw
+        .client("INFO")
+        .arg("-i")
         .arg(gw.key("alice"))
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-        ])
-        .args(["alice@d1@127.0.0.1", "true"])
+        .args(["-o", "BatchMode=yes", "alice@d1@127.0.0.1", "true"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(255));
