@@ -1,0 +1,280 @@
+//! Asciicast v2: the header line, event lines, an incremental writer that keeps every
+//! event a complete line (so a crash loses at most the event being written), and a
+//! reader that tolerates a torn last line.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RecordingError, Result};
+
+/// The first line of an asciicast v2 file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    /// Always 2.
+    pub version: u8,
+    /// Terminal width.
+    pub width: u16,
+    /// Terminal height.
+    pub height: u16,
+    /// Unix time of the start.
+    pub timestamp: i64,
+    /// The command of an exec session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Title (e.g. `alice@web01`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// The kind of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Output shown to the user.
+    Output,
+    /// Input typed by the user.
+    Input,
+    /// A terminal resize (`COLSxROWS`).
+    Resize,
+}
+
+impl EventKind {
+    /// The one-letter code in the file.
+    pub fn code(self) -> &'static str {
+        match self {
+            EventKind::Output => "o",
+            EventKind::Input => "i",
+            EventKind::Resize => "r",
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "o" => Some(EventKind::Output),
+            "i" => Some(EventKind::Input),
+            "r" => Some(EventKind::Resize),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes the header line (with the trailing newline).
+pub fn encode_header(h: &Header) -> String {
+    let mut s = serde_json::to_string(h).unwrap_or_else(|_| "{\"version\":2}".into());
+    s.push('\n');
+    s
+}
+
+/// Encodes one event line: `[seconds, "o", "data"]`.
+pub fn encode_event(seconds: f64, kind: EventKind, text: &str) -> String {
+    let t = (seconds * 1_000_000.0).round() / 1_000_000.0;
+    let mut s = serde_json::to_string(&(t, kind.code(), text)).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Splits byte chunks into text without breaking UTF-8 sequences across events: an
+/// incomplete sequence at the end of a chunk waits for the next one.
+#[derive(Debug, Default)]
+pub struct Utf8Carry {
+    pending: Vec<u8>,
+}
+
+impl Utf8Carry {
+    /// The text of `chunk` (with what was carried), keeping a trailing partial sequence.
+    pub fn push(&mut self, chunk: &[u8]) -> String {
+        self.pending.extend_from_slice(chunk);
+        let keep = incomplete_tail(&self.pending);
+        let split = self.pending.len() - keep;
+        let text = String::from_utf8_lossy(&self.pending[..split]).into_owned();
+        self.pending.drain(..split);
+        text
+    }
+}
+
+/// How many bytes at the end of `b` start a UTF-8 sequence that is not complete yet.
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=3.min(b.len()) {
+        let byte = b[b.len() - back];
+        if byte & 0xC0 == 0x80 {
+            continue; // continuation byte: look further back
+        }
+        let needed = match byte {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return 0,
+        };
+        return if back < needed { back } else { 0 };
+    }
+    0
+}
+
+/// Writes one asciicast file incrementally.
+pub struct CastWriter {
+    file: File,
+    start: Instant,
+    carry: [Utf8Carry; 2],
+}
+
+impl CastWriter {
+    /// Creates the file (it must not exist) and writes the header.
+    pub fn create(path: &Path, header: &Header) -> Result<Self> {
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| RecordingError::io("cannot create recording", path, e))?;
+        file.write_all(encode_header(header).as_bytes())
+            .map_err(|e| RecordingError::io("cannot write recording", path, e))?;
+        Ok(CastWriter {
+            file,
+            start: Instant::now(),
+            carry: Default::default(),
+        })
+    }
+
+    /// Appends an event; output and input bytes are decoded as UTF-8 across calls.
+    pub fn event(&mut self, kind: EventKind, data: &[u8]) -> std::io::Result<()> {
+        let text = match kind {
+            EventKind::Output => self.carry[0].push(data),
+            EventKind::Input => self.carry[1].push(data),
+            EventKind::Resize => String::from_utf8_lossy(data).into_owned(),
+        };
+        if text.is_empty() {
+            return Ok(());
+        }
+        let line = encode_event(self.start.elapsed().as_secs_f64(), kind, &text);
+        // One write per event: a crash leaves whole lines plus at most one torn line.
+        self.file.write_all(line.as_bytes())
+    }
+
+    /// Flushes to disk.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// One event read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Seconds since the start.
+    pub time: f64,
+    /// Its kind.
+    pub kind: EventKind,
+    /// Its text.
+    pub data: String,
+}
+
+/// Reads a recording: its header and every complete event (a torn last line, as a crash
+/// may leave, is ignored; anything else malformed is an error).
+pub fn read(path: &Path) -> Result<(Header, Vec<Event>)> {
+    let file =
+        File::open(path).map_err(|e| RecordingError::io("cannot open recording", path, e))?;
+    let mut lines = BufReader::new(file).lines();
+    let bad = |why: String| RecordingError::Corrupt {
+        path: path.to_path_buf(),
+        reason: why,
+    };
+    let header_line = lines
+        .next()
+        .ok_or_else(|| bad("empty file".into()))?
+        .map_err(|e| RecordingError::io("cannot read recording", path, e))?;
+    let header: Header =
+        serde_json::from_str(&header_line).map_err(|e| bad(format!("header: {e}")))?;
+    let mut events = Vec::new();
+    let mut lines = lines.peekable();
+    let mut n = 1;
+    while let Some(line) = lines.next() {
+        n += 1;
+        let line = line.map_err(|e| RecordingError::io("cannot read recording", path, e))?;
+        let last = lines.peek().is_none();
+        match serde_json::from_str::<(f64, String, String)>(&line) {
+            Ok((time, code, data)) => match EventKind::from_code(&code) {
+                Some(kind) => events.push(Event { time, kind, data }),
+                None if code == "m" => {}
+                None => return Err(bad(format!("line {n}: unknown event type '{code}'"))),
+            },
+            Err(_) if last => break,
+            Err(e) => return Err(bad(format!("line {n}: {e}"))),
+        }
+    }
+    Ok((header, events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_lines() {
+        let h = Header {
+            version: 2,
+            width: 80,
+            height: 24,
+            timestamp: 1,
+            command: None,
+            title: None,
+        };
+        assert_eq!(
+            encode_header(&h),
+            "{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":1}\n"
+        );
+        assert_eq!(
+            encode_event(1.5, EventKind::Output, "hi\n"),
+            "[1.5,\"o\",\"hi\\n\"]\n"
+        );
+    }
+
+    #[test]
+    fn utf8_is_not_split_across_events() {
+        let mut c = Utf8Carry::default();
+        let euro = "€".as_bytes();
+        assert_eq!(c.push(&[b'a', euro[0]]), "a");
+        assert_eq!(c.push(&euro[1..]), "€");
+        assert_eq!(c.push(b"\xff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn write_then_read_back_even_with_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.cast");
+        let h = Header {
+            version: 2,
+            width: 80,
+            height: 24,
+            timestamp: 0,
+            command: Some("ls".into()),
+            title: None,
+        };
+        let mut w = CastWriter::create(&p, &h).unwrap();
+        w.event(EventKind::Output, b"hello ").unwrap();
+        w.event(EventKind::Input, b"x").unwrap();
+        w.event(EventKind::Resize, b"100x30").unwrap();
+        drop(w);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"[0.5, \"o\", \"tor")
+            .unwrap();
+        let (h, ev) = read(&p).unwrap();
+        assert_eq!(h.command.as_deref(), Some("ls"));
+        assert_eq!(ev.len(), 3);
+        assert_eq!(ev[0].data, "hello ");
+        assert_eq!(ev[2].kind, EventKind::Resize);
+        assert!(
+            CastWriter::create(&p, &h).is_err(),
+            "overwrote an existing recording"
+        );
+        std::fs::write(
+            &p,
+            "{\"version\":2,\"width\":1,\"height\":1,\"timestamp\":0}\nnot json\n[1,\"o\",\"x\"]\n",
+        )
+        .unwrap();
+        assert!(read(&p).is_err());
+    }
+}
