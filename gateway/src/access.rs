@@ -123,6 +123,18 @@ pub async fn resolve(
         rule = ?match &decision { Decision::Allow { rule } => Some(rule.as_str()), Decision::Deny { rule, .. } => rule.as_deref() },
         "policy decision"
     );
+    let rule = match &decision {
+        Decision::Allow { rule } => Some(rule.clone()),
+        Decision::Deny { rule, .. } => rule.clone(),
+    };
+    app.audit
+        .note(
+            "policy.decision",
+            serde_json::json!({"user": req.subject.user, "groups": req.subject.groups,
+                "container": req.target.container, "login": req.login, "action": req.action.to_string(),
+                "allowed": decision.is_allowed(), "rule": rule}),
+        )
+        .await;
     match decision {
         Decision::Allow { rule } => Ok(Resolved {
             container,

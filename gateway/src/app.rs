@@ -7,7 +7,9 @@ use gatehouse_runtime::Runtime;
 
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::audit::Audit;
 use crate::guard::Guard;
+use gatehouse_recordings::store::Recordings;
 
 /// Everything a connection needs, shared by all of them.
 pub struct App {
@@ -21,4 +23,8 @@ pub struct App {
     pub policy: Arc<dyn Policy>,
     /// Failed-login counters and connection limits.
     pub guard: Guard,
+    /// The audit log.
+    pub audit: Audit,
+    /// Session recordings.
+    pub recordings: Recordings,
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod app;
+mod audit;
 mod cli;
 mod config;
 mod directory;
@@ -97,6 +98,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => cli::serve(load()?).await,
         Command::Image(cmd) => cli::image::run(&load()?, cmd).await,
         Command::Container(cmd) => cli::container::run(&load()?, cmd).await,
+        Command::Sessions(cmd) => cli::sessions::run(&load()?, cmd),
+        Command::Replay { session, speed, idle_limit, text } => {
+            cli::sessions::replay(&load()?, &session, speed, idle_limit, text).await
+        }
+        Command::Audit(cmd) => cli::sessions::audit(&load()?, cmd),
         Command::Supervise { .. } => {
             anyhow::bail!("__supervise must be dispatched before the async runtime starts")
         }

@@ -225,6 +225,8 @@ fn labels_text(labels: &BTreeMap<String, String>) -> String {
 /// Runs a container command.
 pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
     let rt = super::open_runtime(config)?;
+    let state = config.server.state_dir.clone();
+    let audit = |kind: &str, data: serde_json::Value| super::sessions::admin_event(&state, kind, data);
     match cmd {
         ContainerCommand::Create {
             name,
@@ -249,7 +251,9 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                 idle_stop: None,
             };
             meta.apply(&mut record)?;
+            let after = serde_json::to_value(&record)?;
             rt.create(record).await?;
+            audit("container.created", serde_json::json!({"container": name, "after": after}))?;
             eprintln!("container {name} created (it starts on first use)");
         }
         ContainerCommand::List {
@@ -351,6 +355,7 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
         }
         ContainerCommand::Start { name } => {
             let outcome = rt.start(&name).await?;
+            audit("container.started", serde_json::json!({"container": name}))?;
             eprintln!(
                 "container {name} {}",
                 if outcome == gatehouse_runtime::StartOutcome::Started {
@@ -362,6 +367,7 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
         }
         ContainerCommand::Stop { name } => {
             rt.stop(&name).await?;
+            audit("container.stopped", serde_json::json!({"container": name}))?;
             eprintln!("container {name} stopped");
         }
         ContainerCommand::Restart { name } => {
@@ -371,6 +377,7 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
         }
         ContainerCommand::Delete { name } => {
             rt.delete(&name).await?;
+            audit("container.deleted", serde_json::json!({"container": name}))?;
             eprintln!("container {name} deleted");
         }
         ContainerCommand::Snapshot { name, snap } => {
@@ -385,6 +392,7 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
         }
         ContainerCommand::Restore { file, as_name } => {
             let name = rt.restore(&file, as_name.as_deref()).await?;
+            audit("container.restored", serde_json::json!({"container": name, "from": file.display().to_string()}))?;
             eprintln!(
                 "container {name} restored from {} (stopped; it starts on first use)",
                 file.display()
@@ -393,8 +401,10 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
         ContainerCommand::Set { name, meta } => {
             let mut r = rt.get(&name).await?;
             let before = r.limits;
+            let before_json = serde_json::to_value(&r)?;
             meta.apply(&mut r)?;
             rt.update(&r).await?;
+            audit("container.changed", serde_json::json!({"container": name, "before": before_json, "after": serde_json::to_value(&r)?}))?;
             if r.limits != before && rt.apply_limits(&name).await? {
                 eprintln!("container {name} updated; new limits apply now");
             } else {

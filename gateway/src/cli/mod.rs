@@ -3,6 +3,7 @@
 pub mod container;
 pub mod demo;
 pub mod image;
+pub mod sessions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,26 @@ pub enum Command {
     /// Manage containers.
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Recorded sessions.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
+    /// Replay a recorded session in the terminal, or print it as text.
+    Replay {
+        /// The session id (see `sessions list`).
+        session: String,
+        /// Playback speed factor.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause, in seconds.
+        #[arg(long)]
+        idle_limit: Option<f64>,
+        /// Print the plain text instead of playing it.
+        #[arg(long)]
+        text: bool,
+    },
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(sessions::AuditCommand),
     /// Internal: run a container's supervisor.
     #[command(name = "__supervise", hide = true)]
     Supervise {
@@ -89,12 +110,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             _ => Arc::new(UsersFile::open(&config.directory.file)?),
         };
     let limits = config.server.limits()?;
+    let state = config.server.state_dir.clone();
     let app = Arc::new(App {
         config,
         directory,
         runtime,
         policy: Arc::new(gatehouse_policies::OwnerPolicy),
         guard: crate::guard::Guard::new(limits),
+        audit: crate::audit::Audit::open(&state)?,
+        recordings: gatehouse_recordings::store::Recordings::open(state.join("recordings"))?,
     });
     crate::ssh::serve(app).await
 }

@@ -103,19 +103,24 @@ impl Connection {
         }
     }
 
-    /// A failed attempt: counted, logged, and answered after the back-off delay.
+    /// A failed attempt: counted, logged, audited, and answered after the back-off delay.
     async fn reject(&self, ssh_user: &str, method: &str, reason: &str) -> Auth {
         let user = attempt_key(ssh_user);
         let delay = self.app.guard.failed(self.peer_ip, &user);
         if !reason.is_empty() {
             tracing::warn!(parent: &self.span, user = %user, method, "auth refused: {reason}");
         }
+        let why = if reason.is_empty() { "unknown user or invalid name" } else { reason };
+        let event = serde_json::json!({"user": user, "method": method, "peer": self.peer, "reason": why});
+        self.app.audit.note("auth.failure", event).await;
         tokio::time::sleep(delay).await;
         Auth::reject()
     }
 
-    fn accept(&mut self, user: User, target: Target, method: &str) -> Auth {
+    async fn accept(&mut self, user: User, target: Target, method: &str) -> Auth {
         tracing::info!(parent: &self.span, user = %user.name, method, groups = ?user.groups, target = ?target.container, "authenticated");
+        let event = serde_json::json!({"user": user.name, "method": method, "peer": self.peer, "groups": user.groups});
+        self.app.audit.note("auth.success", event).await;
         self.app.guard.succeeded(self.peer_ip, &user.name);
         self.authenticated.store(true, Ordering::SeqCst);
         self.pending = None;
@@ -161,7 +166,7 @@ impl russh::server::Handler for Connection {
             return Ok(Auth::reject());
         }
         match self.identify(user, "publickey", true).await {
-            Some((u, t)) if u.has_key(key.public_key) => Ok(self.accept(u, t, "publickey")),
+            Some((u, t)) if u.has_key(key.public_key) => Ok(self.accept(u, t, "publickey").await),
             Some(_) => Ok(self.reject(user, "publickey", "key not accepted").await),
             None => Ok(self.reject(user, "publickey", "").await),
         }
@@ -175,7 +180,7 @@ impl russh::server::Handler for Connection {
             return Ok(self.reject(user, "password", "").await);
         };
         match self.app.directory.verify_password(&u.name, password).await {
-            Ok(true) => Ok(self.accept(u, t, "password")),
+            Ok(true) => Ok(self.accept(u, t, "password").await),
             Ok(false) => Ok(self.reject(user, "password", "wrong password").await),
             Err(e) => {
                 tracing::error!(parent: &self.span, user = %u.name, "auth refused: {e}");

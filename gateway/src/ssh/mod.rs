@@ -4,6 +4,7 @@
 mod handler;
 pub mod hostkey;
 mod picker;
+mod record;
 mod session;
 mod signals;
 

@@ -12,10 +12,14 @@ use gatehouse_runtime::{
 };
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::record::{Stream, Tap};
 use super::{picker, signals};
+use gatehouse_recordings::cast::CastWriter;
+use gatehouse_recordings::store::{SessionMeta, SessionRecording};
+use serde_json::json;
 use crate::access::{self, Refusal};
 use crate::app::App;
 use crate::directory::User;
@@ -110,11 +114,82 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
             Err(r) => return refuse(&tx, &r.message(&ctx.user.name)).await,
         }
     };
-    let process = match start(&ctx, resolved, command, pty, env).await {
-        Ok(p) => p,
-        Err(message) => return refuse(&tx, &message).await,
+    let session_id = gatehouse_recordings::store::new_id();
+    let size = pty.as_ref().map_or((80, 24), |p| (p.size.cols, p.size.rows));
+    let (fail_tx, fail_rx) = mpsc::channel::<String>(1);
+    let mut recording = None;
+    let mut tap = None;
+    match open_recording(&ctx, &resolved, &session_id, command.as_deref(), pty.is_some(), size) {
+        Ok((rec, main, stderr)) => {
+            tap = Some(Tap::new(main, stderr, ctx.app.config.recording.input, fail_tx));
+            recording = Some(rec);
+        }
+        Err(e) if ctx.app.config.recording.fail_closed => {
+            tracing::error!(session = %session_id, "recording: {e:#}");
+            let detail = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
+                "container": resolved.container.name, "reason": format!("recording cannot be written: {e:#}")});
+            ctx.app.audit.note("session.refused", detail).await;
+            return refuse(&tx, "this session cannot be recorded, so it is refused (recording.fail_closed); the administrators have the details").await;
+        }
+        Err(e) => tracing::warn!(session = %session_id, "continuing unrecorded: {e:#}"),
+    }
+    let start_event = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
+        "container": resolved.container.name, "login": resolved.login, "command": command,
+        "pty": pty.is_some(), "rule": resolved.rule});
+    if let Err(e) = ctx.app.audit.event("session.start", start_event).await {
+        tracing::error!(session = %session_id, "audit: {e:#}");
+        if ctx.app.config.recording.fail_closed {
+            return refuse(&tx, "the audit log cannot be written, so the session is refused; the administrators have the details").await;
+        }
+    }
+    let exit = match start(&ctx, resolved, command, pty, env).await {
+        Ok(process) => relay(process, rx, tx, &ctx, tap.clone(), fail_rx).await,
+        Err(message) => {
+            refuse(&tx, &message).await;
+            "not started".to_string()
+        }
     };
-    relay(process, rx, tx, &ctx).await;
+    if let Some(t) = &tap {
+        t.sync();
+    }
+    let mut end = json!({"session": session_id, "user": ctx.user.name, "exit": exit});
+    if let Some(mut rec) = recording {
+        match rec.finish(exit) {
+            Ok(digests) => {
+                let files: serde_json::Map<String, serde_json::Value> =
+                    digests.into_iter().map(|(name, d)| (name, serde_json::Value::String(d))).collect();
+                end["recording"] = serde_json::Value::Object(files);
+            }
+            Err(e) => tracing::error!(session = %session_id, "cannot seal the recording: {e}"),
+        }
+    }
+    ctx.app.audit.note("session.end", end).await;
+}
+
+/// Creates the session's recording directory and the channel's cast files.
+fn open_recording(
+    ctx: &SessionContext,
+    resolved: &access::Resolved,
+    id: &str,
+    command: Option<&str>,
+    pty: bool,
+    size: (u16, u16),
+) -> anyhow::Result<(SessionRecording, CastWriter, Option<CastWriter>)> {
+    let meta = SessionMeta {
+        id: id.to_string(),
+        user: ctx.user.name.clone(),
+        peer: ctx.peer.clone(),
+        container: resolved.container.name.clone(),
+        login: resolved.login.clone(),
+        reason: None,
+        start: chrono::Utc::now(),
+        end: None,
+        exit: None,
+        channels: vec![],
+    };
+    let mut rec = ctx.app.recordings.start(meta)?;
+    let (main, stderr) = rec.channel(0, command, pty, size)?;
+    Ok((rec, main, stderr))
 }
 
 /// Refuses the session with one line on stderr and exit status 1.
@@ -183,6 +258,7 @@ async fn launch(
     let t0 = Instant::now();
     if runtime.start(name).await? == StartOutcome::Started {
         tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand");
+        ctx.app.audit.note("container.started", json!({"container": name, "by": ctx.user.name, "on_demand": true})).await;
     }
     let account = (login == ctx.user.name).then(|| Account {
         name: ctx.user.name.clone(),
@@ -195,12 +271,15 @@ async fn launch(
     runtime.exec(name, spec).await
 }
 
+/// Relays until the process ends or the channel closes; returns how it ended.
 async fn relay(
     process: Process,
     mut rx: russh::ChannelReadHalf,
     tx: ChannelWriteHalf<Msg>,
     ctx: &SessionContext,
-) {
+    tap: Option<Tap>,
+    mut recording_failed: mpsc::Receiver<String>,
+) -> String {
     let Process {
         stdin,
         stdout,
@@ -210,14 +289,24 @@ async fn relay(
     } = process;
     let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
     let stdin_task = tokio::spawn(pump_stdin(stdin, in_rx));
-    let out_task = tokio::spawn(pump_out(stdout, tx.make_writer()));
-    let err_task = stderr.map(|e| tokio::spawn(pump_out(e, tx.make_writer_ext(Some(1)))));
+    let out_task = tokio::spawn(pump_out(stdout, tx.make_writer(), tap.clone(), Stream::Out));
+    let err_task = stderr.map(|e| tokio::spawn(pump_out(e, tx.make_writer_ext(Some(1)), tap.clone(), Stream::Err)));
     let mut in_tx = Some(in_tx);
     let status = loop {
         tokio::select! {
             status = &mut exit => break Some(status),
+            Some(why) = recording_failed.recv() => {
+                // Fail closed: no recording, no session.
+                tracing::error!("{why}");
+                let _ = tx.extended_data(1, format!("\r\ngatehouse: {why}\r\n").as_bytes()).await;
+                let _ = control.signal("KILL").await;
+                break Some(Err(gatehouse_runtime::RuntimeError::Invalid(why)));
+            }
             msg = rx.wait() => match msg {
                 Some(ChannelMsg::Data { data }) => {
+                    if let Some(t) = &tap {
+                        t.input(&data);
+                    }
                     if let Some(q) = &in_tx {
                         if q.send(data).await.is_err() {
                             in_tx = None;
@@ -226,6 +315,9 @@ async fn relay(
                 }
                 Some(ChannelMsg::Eof) => in_tx = None,
                 Some(ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height }) => {
+                    if let Some(t) = &tap {
+                        t.resize(col_width, row_height);
+                    }
                     let _ = control.resize(WindowSize::from_ssh(col_width, row_height, pix_width, pix_height)).await;
                 }
                 Some(ChannelMsg::Signal { signal }) => {
@@ -247,7 +339,7 @@ async fn relay(
         if let Some(t) = err_task {
             t.abort();
         }
-        return;
+        return "closed".into();
     };
     // Let the output drain before reporting the exit status, as sshd does.
     let drain = async {
@@ -258,6 +350,11 @@ async fn relay(
     };
     let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await;
     stdin_task.abort();
+    let description = match &status {
+        Ok(ExitStatus::Code(code)) => format!("code {code}"),
+        Ok(ExitStatus::Signal { name, .. }) => format!("signal {name}"),
+        Err(e) => format!("lost: {e}"),
+    };
     match status {
         Ok(ExitStatus::Code(code)) => {
             tracing::info!(code, "session end");
@@ -286,6 +383,7 @@ async fn relay(
     }
     let _ = tx.eof().await;
     let _ = tx.close().await;
+    description
 }
 
 async fn pump_stdin(
@@ -300,8 +398,25 @@ async fn pump_stdin(
     let _ = stdin.shutdown().await;
 }
 
-async fn pump_out(from: std::pin::Pin<Box<dyn AsyncRead + Send>>, mut to: impl AsyncWrite + Unpin) {
-    let mut reader = BufReader::with_capacity(32 * 1024, from);
-    let _ = tokio::io::copy_buf(&mut reader, &mut to).await;
+/// Copies a process's output to the channel, and to the recording on the way.
+async fn pump_out(
+    mut from: std::pin::Pin<Box<dyn AsyncRead + Send>>,
+    mut to: impl AsyncWrite + Unpin,
+    tap: Option<Tap>,
+    stream: Stream,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(t) = &tap {
+            t.output(stream, &buf[..n]);
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
     let _ = to.flush().await;
 }

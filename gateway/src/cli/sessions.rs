@@ -1,0 +1,146 @@
+//! `gatehouse sessions list`, `gatehouse replay`, `gatehouse audit verify`.
+
+use std::io::Write;
+use std::path::Path;
+
+use clap::Subcommand;
+use gatehouse_recordings::cast::{self, EventKind};
+use gatehouse_recordings::store::{Recordings, SessionMeta};
+use gatehouse_recordings::text;
+
+use crate::config::Config;
+
+/// `sessions` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List recorded sessions.
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only those on this container.
+        #[arg(long)]
+        container: Option<String>,
+        /// Only those started since (RFC 3339 time, or a duration back such as 2h).
+        #[arg(long)]
+        since: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain and every sealed recording's digest.
+    Verify,
+}
+
+fn recordings(config: &Config) -> anyhow::Result<Recordings> {
+    Ok(Recordings::open(config.server.state_dir.join("recordings"))?)
+}
+
+fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    match gatehouse_runtime::limits::parse_duration(text)? {
+        Some(d) => Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?),
+        None => anyhow::bail!("--since {text}: use a time like 2026-11-26T10:00:00Z or a duration like 2h"),
+    }
+}
+
+/// Runs `sessions …`.
+pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
+    let SessionsCommand::List { user, container, since, json } = cmd;
+    let since = since.as_deref().map(parse_since).transpose()?;
+    let rows: Vec<SessionMeta> = recordings(config)?
+        .list()?
+        .into_iter()
+        .filter(|s| user.as_ref().is_none_or(|u| *u == s.user))
+        .filter(|s| container.as_ref().is_none_or(|c| *c == s.container))
+        .filter(|s| since.is_none_or(|t| s.start >= t))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} WHAT", "SESSION", "USER", "CONTAINER", "LOGIN", "START", "EXIT");
+    for s in rows {
+        let what = s
+            .channels
+            .first()
+            .map(|c| c.command.clone().unwrap_or_else(|| "shell".into()))
+            .unwrap_or_default();
+        println!(
+            "{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} {}",
+            s.id,
+            s.user,
+            s.container,
+            s.login,
+            s.start.format("%Y-%m-%d %H:%M:%S"),
+            s.exit.as_deref().unwrap_or("running"),
+            what.chars().take(60).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `replay SESSION`.
+pub async fn replay(config: &Config, id: &str, speed: f64, idle_limit: Option<f64>, as_text: bool) -> anyhow::Result<()> {
+    if !(speed.is_finite() && speed > 0.0) {
+        anyhow::bail!("--speed must be a positive number");
+    }
+    let (meta, dir) = recordings(config)?.get(id)?;
+    let mut out = std::io::stdout().lock();
+    for ch in &meta.channels {
+        let (header, events) = cast::read(&dir.join(&ch.file))?;
+        if as_text {
+            if let Some(c) = &ch.command {
+                writeln!(out, "$ {c}")?;
+            }
+            out.write_all(text::render(&header, &events).as_bytes())?;
+            continue;
+        }
+        let mut last = 0.0;
+        for e in events.iter().filter(|e| e.kind == EventKind::Output) {
+            let mut gap = (e.time - last).max(0.0) / speed;
+            if let Some(limit) = idle_limit {
+                gap = gap.min(limit);
+            }
+            last = e.time;
+            out.flush()?;
+            tokio::time::sleep(std::time::Duration::from_secs_f64(gap)).await;
+            out.write_all(e.data.as_bytes())?;
+        }
+        out.flush()?;
+    }
+    if as_text {
+        writeln!(out, "[{} on {} as {}: {}]", meta.user, meta.container, meta.login, meta.exit.as_deref().unwrap_or("still running"))?;
+    }
+    Ok(())
+}
+
+/// Runs `audit verify`: Ok when intact, an error naming the first broken place otherwise.
+pub fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify = cmd;
+    let state = &config.server.state_dir;
+    match gatehouse_recordings::verify::verify(&state.join("audit"), &state.join("recordings"))? {
+        Ok(r) => {
+            println!("audit log intact: {} events, {} recording files match their sealed digests", r.events, r.files);
+            Ok(())
+        }
+        Err(place) => anyhow::bail!("audit verify FAILED: {place}"),
+    }
+}
+
+/// Records an admin change made from this host in the audit log (fails the command if
+/// the log cannot be written).
+pub fn admin_event(state_dir: &Path, kind: &str, data: serde_json::Value) -> anyhow::Result<()> {
+    let log = gatehouse_recordings::audit::AuditLog::open(state_dir.join("audit"))?;
+    let mut data = data;
+    data["by"] = serde_json::Value::String(format!("{} (local admin)", std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "root".into())));
+    log.append(kind, data)?;
+    Ok(())
+}
