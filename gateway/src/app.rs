@@ -5,9 +5,9 @@ use std::sync::Arc;
 use gatehouse_policies::Policy;
 use gatehouse_runtime::Runtime;
 
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::audit::Audit;
 use crate::guard::Guard;
 use gatehouse_recordings::store::Recordings;
 

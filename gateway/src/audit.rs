@@ -13,7 +13,9 @@ pub struct Audit {
 impl Audit {
     /// The log under `state_dir/audit`.
     pub fn open(state_dir: &std::path::Path) -> anyhow::Result<Self> {
-        Ok(Audit { log: AuditLog::open(state_dir.join("audit"))? })
+        Ok(Audit {
+            log: AuditLog::open(state_dir.join("audit"))?,
+        })
     }
 
     /// Appends an event; an error says the event could not be written.

@@ -99,9 +99,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(cmd) => cli::image::run(&load()?, cmd).await,
         Command::Container(cmd) => cli::container::run(&load()?, cmd).await,
         Command::Sessions(cmd) => cli::sessions::run(&load()?, cmd),
-        Command::Replay { session, speed, idle_limit, text } => {
-            cli::sessions::replay(&load()?, &session, speed, idle_limit, text).await
-        }
+        Command::Replay {
+            session,
+            speed,
+            idle_limit,
+            text,
+        } => cli::sessions::replay(&load()?, &session, speed, idle_limit, text).await,
         Command::Audit(cmd) => cli::sessions::audit(&load()?, cmd),
         Command::Supervise { .. } => {
             anyhow::bail!("__supervise must be dispatched before the async runtime starts")

@@ -226,7 +226,8 @@ fn labels_text(labels: &BTreeMap<String, String>) -> String {
 pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
     let rt = super::open_runtime(config)?;
     let state = config.server.state_dir.clone();
-    let audit = |kind: &str, data: serde_json::Value| super::sessions::admin_event(&state, kind, data);
+    let audit =
+        |kind: &str, data: serde_json::Value| super::sessions::admin_event(&state, kind, data);
     match cmd {
         ContainerCommand::Create {
             name,
@@ -253,7 +254,10 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
             meta.apply(&mut record)?;
             let after = serde_json::to_value(&record)?;
             rt.create(record).await?;
-            audit("container.created", serde_json::json!({"container": name, "after": after}))?;
+            audit(
+                "container.created",
+                serde_json::json!({"container": name, "after": after}),
+            )?;
             eprintln!("container {name} created (it starts on first use)");
         }
         ContainerCommand::List {
@@ -392,7 +396,10 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
         }
         ContainerCommand::Restore { file, as_name } => {
             let name = rt.restore(&file, as_name.as_deref()).await?;
-            audit("container.restored", serde_json::json!({"container": name, "from": file.display().to_string()}))?;
+            audit(
+                "container.restored",
+                serde_json::json!({"container": name, "from": file.display().to_string()}),
+            )?;
             eprintln!(
                 "container {name} restored from {} (stopped; it starts on first use)",
                 file.display()
@@ -404,7 +411,10 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
             let before_json = serde_json::to_value(&r)?;
             meta.apply(&mut r)?;
             rt.update(&r).await?;
-            audit("container.changed", serde_json::json!({"container": name, "before": before_json, "after": serde_json::to_value(&r)?}))?;
+            audit(
+                "container.changed",
+                serde_json::json!({"container": name, "before": before_json, "after": serde_json::to_value(&r)?}),
+            )?;
             if r.limits != before && rt.apply_limits(&name).await? {
                 eprintln!("container {name} updated; new limits apply now");
             } else {

@@ -38,7 +38,9 @@ pub enum AuditCommand {
 }
 
 fn recordings(config: &Config) -> anyhow::Result<Recordings> {
-    Ok(Recordings::open(config.server.state_dir.join("recordings"))?)
+    Ok(Recordings::open(
+        config.server.state_dir.join("recordings"),
+    )?)
 }
 
 fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
@@ -47,13 +49,20 @@ fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     }
     match gatehouse_runtime::limits::parse_duration(text)? {
         Some(d) => Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?),
-        None => anyhow::bail!("--since {text}: use a time like 2026-11-26T10:00:00Z or a duration like 2h"),
+        None => anyhow::bail!(
+            "--since {text}: use a time like 2026-11-26T10:00:00Z or a duration like 2h"
+        ),
     }
 }
 
 /// Runs `sessions …`.
 pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
-    let SessionsCommand::List { user, container, since, json } = cmd;
+    let SessionsCommand::List {
+        user,
+        container,
+        since,
+        json,
+    } = cmd;
     let since = since.as_deref().map(parse_since).transpose()?;
     let rows: Vec<SessionMeta> = recordings(config)?
         .list()?
@@ -66,7 +75,10 @@ pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} WHAT", "SESSION", "USER", "CONTAINER", "LOGIN", "START", "EXIT");
+    println!(
+        "{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} WHAT",
+        "SESSION", "USER", "CONTAINER", "LOGIN", "START", "EXIT"
+    );
     for s in rows {
         let what = s
             .channels
@@ -88,7 +100,13 @@ pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
 }
 
 /// Runs `replay SESSION`.
-pub async fn replay(config: &Config, id: &str, speed: f64, idle_limit: Option<f64>, as_text: bool) -> anyhow::Result<()> {
+pub async fn replay(
+    config: &Config,
+    id: &str,
+    speed: f64,
+    idle_limit: Option<f64>,
+    as_text: bool,
+) -> anyhow::Result<()> {
     if !(speed.is_finite() && speed > 0.0) {
         anyhow::bail!("--speed must be a positive number");
     }
@@ -117,7 +135,14 @@ pub async fn replay(config: &Config, id: &str, speed: f64, idle_limit: Option<f6
         out.flush()?;
     }
     if as_text {
-        writeln!(out, "[{} on {} as {}: {}]", meta.user, meta.container, meta.login, meta.exit.as_deref().unwrap_or("still running"))?;
+        writeln!(
+            out,
+            "[{} on {} as {}: {}]",
+            meta.user,
+            meta.container,
+            meta.login,
+            meta.exit.as_deref().unwrap_or("still running")
+        )?;
     }
     Ok(())
 }
@@ -128,7 +153,10 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
     let state = &config.server.state_dir;
     match gatehouse_recordings::verify::verify(&state.join("audit"), &state.join("recordings"))? {
         Ok(r) => {
-            println!("audit log intact: {} events, {} recording files match their sealed digests", r.events, r.files);
+            println!(
+                "audit log intact: {} events, {} recording files match their sealed digests",
+                r.events, r.files
+            );
             Ok(())
         }
         Err(place) => anyhow::bail!("audit verify FAILED: {place}"),
@@ -140,7 +168,12 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
 pub fn admin_event(state_dir: &Path, kind: &str, data: serde_json::Value) -> anyhow::Result<()> {
     let log = gatehouse_recordings::audit::AuditLog::open(state_dir.join("audit"))?;
     let mut data = data;
-    data["by"] = serde_json::Value::String(format!("{} (local admin)", std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "root".into())));
+    data["by"] = serde_json::Value::String(format!(
+        "{} (local admin)",
+        std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "root".into())
+    ));
     log.append(kind, data)?;
     Ok(())
 }

@@ -110,8 +110,13 @@ impl Connection {
         if !reason.is_empty() {
             tracing::warn!(parent: &self.span, user = %user, method, "auth refused: {reason}");
         }
-        let why = if reason.is_empty() { "unknown user or invalid name" } else { reason };
-        let event = serde_json::json!({"user": user, "method": method, "peer": self.peer, "reason": why});
+        let why = if reason.is_empty() {
+            "unknown user or invalid name"
+        } else {
+            reason
+        };
+        let event =
+            serde_json::json!({"user": user, "method": method, "peer": self.peer, "reason": why});
         self.app.audit.note("auth.failure", event).await;
         tokio::time::sleep(delay).await;
         Auth::reject()

@@ -30,8 +30,18 @@ pub struct Tap(Arc<Mutex<Recorder>>);
 
 impl Tap {
     /// A tap over the cast files; a write failure is sent on `failed`.
-    pub fn new(main: CastWriter, stderr: Option<CastWriter>, record_input: bool, failed: mpsc::Sender<String>) -> Self {
-        Tap(Arc::new(Mutex::new(Recorder { main, stderr, record_input, failed: Some(failed) })))
+    pub fn new(
+        main: CastWriter,
+        stderr: Option<CastWriter>,
+        record_input: bool,
+        failed: mpsc::Sender<String>,
+    ) -> Self {
+        Tap(Arc::new(Mutex::new(Recorder {
+            main,
+            stderr,
+            record_input,
+            failed: Some(failed),
+        })))
     }
 
     fn with(&self, f: impl FnOnce(&mut Recorder) -> std::io::Result<()>) {
@@ -41,7 +51,9 @@ impl Tap {
         }
         if let Err(e) = f(&mut r) {
             if let Some(tx) = r.failed.take() {
-                let _ = tx.try_send(format!("the session recording cannot be written ({e}); session ended"));
+                let _ = tx.try_send(format!(
+                    "the session recording cannot be written ({e}); session ended"
+                ));
             }
         }
     }
@@ -59,12 +71,21 @@ impl Tap {
 
     /// Input from the person (if input recording is on).
     pub fn input(&self, data: &[u8]) {
-        self.with(|r| if r.record_input { r.main.event(EventKind::Input, data) } else { Ok(()) });
+        self.with(|r| {
+            if r.record_input {
+                r.main.event(EventKind::Input, data)
+            } else {
+                Ok(())
+            }
+        });
     }
 
     /// A terminal resize.
     pub fn resize(&self, cols: u32, rows: u32) {
-        self.with(|r| r.main.event(EventKind::Resize, format!("{cols}x{rows}").as_bytes()));
+        self.with(|r| {
+            r.main
+                .event(EventKind::Resize, format!("{cols}x{rows}").as_bytes())
+        });
     }
 
     /// Flushes to disk at the end.

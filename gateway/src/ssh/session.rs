@@ -17,13 +17,13 @@ use tokio::sync::mpsc;
 
 use super::record::{Stream, Tap};
 use super::{picker, signals};
-use gatehouse_recordings::cast::CastWriter;
-use gatehouse_recordings::store::{SessionMeta, SessionRecording};
-use serde_json::json;
 use crate::access::{self, Refusal};
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
+use gatehouse_recordings::cast::CastWriter;
+use gatehouse_recordings::store::{SessionMeta, SessionRecording};
+use serde_json::json;
 
 /// How long output may still drain after the process has exited.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
@@ -115,13 +115,27 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         }
     };
     let session_id = gatehouse_recordings::store::new_id();
-    let size = pty.as_ref().map_or((80, 24), |p| (p.size.cols, p.size.rows));
+    let size = pty
+        .as_ref()
+        .map_or((80, 24), |p| (p.size.cols, p.size.rows));
     let (fail_tx, fail_rx) = mpsc::channel::<String>(1);
     let mut recording = None;
     let mut tap = None;
-    match open_recording(&ctx, &resolved, &session_id, command.as_deref(), pty.is_some(), size) {
+    match open_recording(
+        &ctx,
+        &resolved,
+        &session_id,
+        command.as_deref(),
+        pty.is_some(),
+        size,
+    ) {
         Ok((rec, main, stderr)) => {
-            tap = Some(Tap::new(main, stderr, ctx.app.config.recording.input, fail_tx));
+            tap = Some(Tap::new(
+                main,
+                stderr,
+                ctx.app.config.recording.input,
+                fail_tx,
+            ));
             recording = Some(rec);
         }
         Err(e) if ctx.app.config.recording.fail_closed => {
@@ -156,8 +170,10 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     if let Some(mut rec) = recording {
         match rec.finish(exit) {
             Ok(digests) => {
-                let files: serde_json::Map<String, serde_json::Value> =
-                    digests.into_iter().map(|(name, d)| (name, serde_json::Value::String(d))).collect();
+                let files: serde_json::Map<String, serde_json::Value> = digests
+                    .into_iter()
+                    .map(|(name, d)| (name, serde_json::Value::String(d)))
+                    .collect();
                 end["recording"] = serde_json::Value::Object(files);
             }
             Err(e) => tracing::error!(session = %session_id, "cannot seal the recording: {e}"),
@@ -258,7 +274,13 @@ async fn launch(
     let t0 = Instant::now();
     if runtime.start(name).await? == StartOutcome::Started {
         tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand");
-        ctx.app.audit.note("container.started", json!({"container": name, "by": ctx.user.name, "on_demand": true})).await;
+        ctx.app
+            .audit
+            .note(
+                "container.started",
+                json!({"container": name, "by": ctx.user.name, "on_demand": true}),
+            )
+            .await;
     }
     let account = (login == ctx.user.name).then(|| Account {
         name: ctx.user.name.clone(),
@@ -290,7 +312,14 @@ async fn relay(
     let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
     let stdin_task = tokio::spawn(pump_stdin(stdin, in_rx));
     let out_task = tokio::spawn(pump_out(stdout, tx.make_writer(), tap.clone(), Stream::Out));
-    let err_task = stderr.map(|e| tokio::spawn(pump_out(e, tx.make_writer_ext(Some(1)), tap.clone(), Stream::Err)));
+    let err_task = stderr.map(|e| {
+        tokio::spawn(pump_out(
+            e,
+            tx.make_writer_ext(Some(1)),
+            tap.clone(),
+            Stream::Err,
+        ))
+    });
     let mut in_tx = Some(in_tx);
     let status = loop {
         tokio::select! {

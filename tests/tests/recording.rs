@@ -1,0 +1,220 @@
+//! Every session recorded, sealed in the audit log, replayable; fail closed.
+
+use std::process::Command;
+use std::time::Duration;
+
+use gatehouse_e2e::{stderr, stdout, Gateway, Terminal};
+
+fn sessions(gw: &Gateway) -> Vec<serde_json::Value> {
+    let json = gw.cli_ok(&["sessions", "list", "--json"]);
+    serde_json::from_str::<Vec<serde_json::Value>>(&json).unwrap()
+}
+
+fn cast_of(gw: &Gateway, session: &serde_json::Value) -> std::path::PathBuf {
+    let id = session["id"].as_str().unwrap();
+    let file = session["channels"][0]["file"].as_str().unwrap();
+    gw.dir.path().join("state/recordings").join(id).join(file)
+}
+
+/// `asciinema cat` (it wants a terminal: run it under script(1)).
+fn asciinema_cat(path: &std::path::Path) -> String {
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("asciinema cat {}", path.display()),
+            "/dev/null",
+        ])
+        .output()
+        .expect("asciinema");
+    assert!(
+        out.status.success(),
+        "asciinema cat refused {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn exec_sessions_are_recorded_with_command_output_and_exit_status() {
+    let gw = Gateway::start();
+    gw.create_container("rec1", "alice");
+    let out = gw.ssh(
+        "alice",
+        "alice@rec1",
+        "echo secret-marker; echo err-marker >&2; exit 7",
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let list = sessions(&gw);
+    let s = list
+        .iter()
+        .find(|s| s["channels"][0]["command"] == "echo secret-marker; echo err-marker >&2; exit 7")
+        .expect("recorded");
+    assert_eq!(s["exit"], "code 7");
+    assert_eq!(s["user"], "alice");
+    let id = s["id"].as_str().unwrap();
+    let text = gw.cli_ok(&["replay", id, "--text"]);
+    assert!(
+        text.contains("$ echo secret-marker")
+            && text.contains("secret-marker\n")
+            && text.contains("code 7"),
+        "{text}"
+    );
+    assert!(asciinema_cat(&cast_of(&gw, s)).contains("secret-marker"));
+    let stderr_cast = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(id)
+        .join("channel-0.stderr.cast");
+    assert!(asciinema_cat(&stderr_cast).contains("err-marker"));
+    // The audit log has the session, sealed, and verifies.
+    let verify = gw.cli_ok(&["audit", "verify"]);
+    assert!(
+        verify.contains("audit log intact") && !verify.contains(" 0 recording files"),
+        "{verify}"
+    );
+}
+
+#[test]
+fn an_interactive_session_with_typos_is_found_as_executed() {
+    let gw = Gateway::start();
+    gw.create_container("rec2", "alice");
+    let term = Terminal::start(&gw.interactive_ssh("alice", "alice@rec2"), 100, 30);
+    term.wait_for("alice@rec2");
+    term.send(&["ecoh", "BSpace", "BSpace", "ho typo-fixed-marker", "Enter"]);
+    term.wait_for("typo-fixed-marker\nalice@rec2");
+    term.send(&["exit", "Enter"]);
+    term.wait_for("ssh-exit=0");
+    std::thread::sleep(Duration::from_millis(300));
+    let list = sessions(&gw);
+    let s = list
+        .iter()
+        .find(|s| s["channels"][0]["kind"] == "shell")
+        .expect("recorded");
+    let text = gw.cli_ok(&["replay", s["id"].as_str().unwrap(), "--text"]);
+    assert!(
+        text.contains("echo typo-fixed-marker"),
+        "the command as executed is missing:\n{text}"
+    );
+    assert!(!text.contains("ecoh"), "{text}");
+    // Keystrokes are recorded too (recording.input defaults to true).
+    let raw = std::fs::read_to_string(cast_of(&gw, s)).unwrap();
+    assert!(
+        raw.contains(r#""i","e"#) || raw.contains(r#""i", "e"#),
+        "no input events:\n{raw}"
+    );
+    assert!(asciinema_cat(&cast_of(&gw, s)).contains("typo-fixed-marker"));
+}
+
+#[test]
+fn tampering_is_detected_and_named() {
+    let gw = Gateway::start();
+    gw.create_container("rec3", "alice");
+    assert_eq!(stdout(&gw.ssh("alice", "alice@rec3", "echo one")), "one\n");
+    assert_eq!(stdout(&gw.ssh("alice", "alice@rec3", "echo two")), "two\n");
+    assert!(gw.cli(&["audit", "verify"]).status.success());
+    let s = &sessions(&gw)[0];
+    let cast = cast_of(&gw, s);
+    let original = std::fs::read(&cast).unwrap();
+    let mut flipped = original.clone();
+    let last = flipped.len() - 3;
+    flipped[last] ^= 0x01;
+    std::fs::write(&cast, &flipped).unwrap();
+    let out = gw.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "recordings/{}/channel-0.cast",
+            s["id"].as_str().unwrap()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&cast, &original).unwrap();
+    assert!(gw.cli(&["audit", "verify"]).status.success());
+    // Delete one line of the audit log.
+    let log = gw.dir.path().join("state/audit/audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, l)| l)
+        .collect();
+    std::fs::write(&log, kept.join("\n") + "\n").unwrap();
+    let out = gw.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("audit.jsonl line 3"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_killed_gateway_leaves_a_readable_recording_and_a_valid_chain() {
+    let mut gw = Gateway::start();
+    gw.create_container("rec4", "alice");
+    let mut child = gw
+        .ssh_command("alice", "alice@rec4")
+        .arg("echo before-kill; sleep 30")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = sessions(&gw);
+        let ok = list.first().is_some_and(|s| {
+            std::fs::read_to_string(cast_of(&gw, s))
+                .unwrap_or_default()
+                .contains("before-kill")
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "output never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gw.kill();
+    let _ = child.kill();
+    let _ = child.wait();
+    let s = &sessions(&gw)[0];
+    assert!(s["exit"].is_null(), "{s}");
+    let text = gw.cli_ok(&["replay", s["id"].as_str().unwrap(), "--text"]);
+    assert!(text.contains("before-kill"), "{text}");
+    assert!(gw.cli(&["audit", "verify"]).status.success());
+}
+
+#[test]
+fn unwritable_recordings_refuse_new_sessions_with_a_message_and_an_audit_event() {
+    let gw = Gateway::start();
+    gw.create_container("rec5", "alice");
+    let dir = gw.dir.path().join("state/recordings");
+    struct Unfreeze(std::path::PathBuf);
+    impl Drop for Unfreeze {
+        fn drop(&mut self) {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+    }
+    assert!(Command::new("chattr")
+        .arg("+i")
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success());
+    let _guard = Unfreeze(dir.clone());
+    let out = gw.ssh("alice", "alice@rec5", "echo should-not-run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("cannot be recorded"),
+        "{}",
+        stderr(&out)
+    );
+    let audit = std::fs::read_to_string(gw.dir.path().join("state/audit/audit.jsonl")).unwrap();
+    assert!(audit.contains(r#""type":"session.refused""#), "{audit}");
+}
