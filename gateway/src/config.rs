@@ -190,6 +190,8 @@ pub struct RecordingConfig {
     pub input: bool,
     /// No recording, no session.
     pub fail_closed: bool,
+    /// Delete recordings older than this (`400d`); absent: keep them all.
+    pub keep: Option<String>,
 }
 
 impl Default for RecordingConfig {
@@ -197,6 +199,7 @@ impl Default for RecordingConfig {
         RecordingConfig {
             input: true,
             fail_closed: true,
+            keep: None,
         }
     }
 }
@@ -301,6 +304,10 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("[runtime] idle_stop: {e}"))?;
         self.network()?;
         self.server.limits()?;
+        if let Some(k) = &self.recording.keep {
+            gatehouse_runtime::limits::parse_duration(k)
+                .map_err(|e| anyhow::anyhow!("[recording] keep: {e}"))?;
+        }
         gatehouse_runtime::names::validate_image_name(&self.runtime.default_image)
             .map_err(|e| anyhow::anyhow!("[runtime] default_image: {e}"))?;
         Ok(())

@@ -8,6 +8,7 @@ mod config;
 mod directory;
 mod grammar;
 mod guard;
+mod retention;
 mod ssh;
 
 use std::process::ExitCode;

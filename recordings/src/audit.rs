@@ -37,10 +37,51 @@ pub struct AuditEvent {
     pub data: Map<String, Value>,
 }
 
+/// A checkpoint is signed after this many events.
+pub const CHECKPOINT_EVERY: u64 = 50;
+
 /// The audit log of a state directory.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     dir: PathBuf,
+    key: Option<ed25519_dalek::SigningKey>,
+}
+
+/// What a checkpoint signs: the sequence number and hash of the event before it.
+pub fn checkpoint_message(seq: u64, prev: &str) -> Vec<u8> {
+    format!("gatehouse-audit-checkpoint:{seq}:{prev}").into_bytes()
+}
+
+/// Loads the audit signing key from `path`, creating it (mode 0600) if missing.
+pub fn load_or_create_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let seed: [u8; 32] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| RecordingError::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: "an audit key is 32 bytes".into(),
+                    })?;
+            Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let seed: [u8; 32] = rand::random();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| RecordingError::io("cannot create", path, e))?;
+            f.write_all(&seed)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| RecordingError::io("cannot write", path, e))?;
+            Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+        }
+        Err(e) => Err(RecordingError::io("cannot read", path, e)),
+    }
 }
 
 /// SHA-256 of one line (without its newline), hex.
@@ -53,7 +94,19 @@ impl AuditLog {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| RecordingError::io("cannot create", &dir, e))?;
-        Ok(AuditLog { dir })
+        Ok(AuditLog { dir, key: None })
+    }
+
+    /// The same log, signing a checkpoint every [`CHECKPOINT_EVERY`] events with the key
+    /// in `audit_ed25519_key` (created on first use).
+    pub fn signing(mut self) -> Result<Self> {
+        self.key = Some(load_or_create_key(&self.key_path())?);
+        Ok(self)
+    }
+
+    /// Where the audit signing key lives.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("audit_ed25519_key")
     }
 
     /// The log file.
@@ -80,6 +133,31 @@ impl AuditLog {
             .open(&path)
             .map_err(|e| RecordingError::io("cannot open", &path, e))?;
         let (seq, prev) = last_event(&mut file, &path)?;
+        let (seq, prev) = match &self.key {
+            Some(key) if seq > 0 && seq % CHECKPOINT_EVERY == 0 => {
+                use ed25519_dalek::Signer;
+                let signature = key.sign(&checkpoint_message(seq, &prev));
+                let mut m = Map::new();
+                m.insert("covers_seq".into(), Value::from(seq));
+                m.insert(
+                    "public_key".into(),
+                    Value::String(hex(key.verifying_key().as_bytes())),
+                );
+                m.insert(
+                    "signature".into(),
+                    Value::String(hex(&signature.to_bytes())),
+                );
+                let cp = AuditEvent {
+                    seq: seq + 1,
+                    time: Utc::now(),
+                    kind: "audit.checkpoint".into(),
+                    prev,
+                    data: m,
+                };
+                write_line(&mut file, &path, &cp)?
+            }
+            _ => (seq, prev),
+        };
         let data = match data {
             Value::Object(m) => m,
             other => {
@@ -125,6 +203,18 @@ impl AuditLog {
         }
         Ok(out)
     }
+}
+
+/// Writes one event as one synced line; returns its sequence number and line hash.
+fn write_line(file: &mut File, path: &Path, event: &AuditEvent) -> Result<(u64, String)> {
+    let line = serde_json::to_string(event).map_err(|e| RecordingError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    file.write_all(format!("{line}\n").as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(|e| RecordingError::io("cannot write audit event to", path, e))?;
+    Ok((event.seq, line_hash(&line)))
 }
 
 /// The sequence number and line hash of the last complete event. A torn last line (a
@@ -195,5 +285,31 @@ mod tests {
             prev = line_hash(line);
         }
         assert_eq!(all[0].1.data["user"], "alice");
+    }
+
+    #[test]
+    fn checkpoints_are_signed_every_so_often() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap().signing().unwrap();
+        for _ in 0..(CHECKPOINT_EVERY + 5) {
+            log.append("x", json!({})).unwrap();
+        }
+        let all = log.read_all().unwrap();
+        let cp = &all[CHECKPOINT_EVERY as usize].1;
+        assert_eq!(cp.kind, "audit.checkpoint");
+        assert_eq!(cp.data["covers_seq"], CHECKPOINT_EVERY);
+        // The key persists with mode 0600.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(log.key_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = AuditLog::open(dir.path()).unwrap().signing().unwrap();
+        assert_eq!(
+            again.key.unwrap().verifying_key(),
+            log.key.unwrap().verifying_key()
+        );
     }
 }

@@ -141,6 +141,12 @@ impl Recordings {
         Ok(out)
     }
 
+    /// Deletes a session's recording (retention).
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let p = self.path(id)?;
+        std::fs::remove_dir_all(&p).map_err(|e| RecordingError::io("cannot delete", &p, e))
+    }
+
     /// One session's metadata and directory.
     pub fn get(&self, id: &str) -> Result<(SessionMeta, PathBuf)> {
         let p = self.path(id)?;

@@ -105,6 +105,19 @@ fn an_interactive_session_with_typos_is_found_as_executed() {
         "no input events:\n{raw}"
     );
     assert!(asciinema_cat(&cast_of(&gw, s)).contains("typo-fixed-marker"));
+    // Full-text search finds the command as executed, on screen and as typed.
+    let found = gw.cli_ok(&["sessions", "search", "echo typo-fixed"]);
+    assert!(
+        found.contains(s["id"].as_str().unwrap())
+            && found.contains("(typed) echo typo-fixed-marker"),
+        "{found}"
+    );
+    assert_eq!(
+        gw.cli(&["sessions", "search", "nothing-like-this"])
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -217,4 +230,62 @@ fn unwritable_recordings_refuse_new_sessions_with_a_message_and_an_audit_event()
     );
     let audit = std::fs::read_to_string(gw.dir.path().join("state/audit/audit.jsonl")).unwrap();
     assert!(audit.contains(r#""type":"session.refused""#), "{audit}");
+}
+
+#[test]
+fn a_session_whose_recording_fails_mid_way_is_ended() {
+    let gw = Gateway::start();
+    gw.create_container("rec6", "alice");
+    let dir = gw.dir.path().join("state/recordings");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success());
+    let _guard = Unmount(dir);
+    let out = gw.ssh(
+        "alice",
+        "alice@rec6",
+        "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo never-reached",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        !stdout(&out).contains("never-reached"),
+        "the session went on unrecorded"
+    );
+    assert!(
+        stderr(&out).contains("recording cannot be written"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn retention_deletes_old_recordings_and_the_chain_still_verifies() {
+    let mut gw = Gateway::start_with("[recording]\nkeep = \"1s\"\n");
+    gw.create_container("rec7", "alice");
+    assert_eq!(stdout(&gw.ssh("alice", "alice@rec7", "echo old")), "old\n");
+    assert_eq!(sessions(&gw).len(), 1);
+    std::thread::sleep(Duration::from_millis(2200));
+    gw.kill();
+    gw.spawn(); // prunes at start
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sessions(&gw).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old recording not deleted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let audit = std::fs::read_to_string(gw.dir.path().join("state/audit/audit.jsonl")).unwrap();
+    assert!(audit.contains(r#""type":"recording.deleted""#), "{audit}");
+    let verify = gw.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
 }

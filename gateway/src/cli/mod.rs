@@ -120,5 +120,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         audit: crate::audit::Audit::open(&state)?,
         recordings: gatehouse_recordings::store::Recordings::open(state.join("recordings"))?,
     });
+    if let Some(keep) = app.config.recording.keep.as_deref() {
+        if let Some(keep) = gatehouse_runtime::limits::parse_duration(keep)? {
+            tokio::spawn(crate::retention::run(app.clone(), keep));
+        }
+    }
     crate::ssh::serve(app).await
 }

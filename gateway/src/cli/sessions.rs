@@ -28,6 +28,12 @@ pub enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Full-text search over what sessions showed, what was typed, and exec commands
+    /// (exit 1 when nothing matches).
+    Search {
+        /// Text to find (case-insensitive).
+        text: String,
+    },
 }
 
 /// `audit` subcommands.
@@ -55,14 +61,64 @@ fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     }
 }
 
+/// The searchable lines of one session: commands, rendered screen text, typed lines.
+fn searchable_lines(meta: &SessionMeta, dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for ch in &meta.channels {
+        if let Some(c) = &ch.command {
+            lines.push(format!("$ {c}"));
+        }
+        if let Ok((header, events)) = cast::read(&dir.join(&ch.file)) {
+            lines.extend(text::render(&header, &events).lines().map(str::to_owned));
+            lines.extend(
+                text::typed_lines(&events)
+                    .into_iter()
+                    .map(|l| format!("(typed) {l}")),
+            );
+        }
+    }
+    lines
+}
+
+fn search(config: &Config, needle: &str) -> anyhow::Result<()> {
+    let recs = recordings(config)?;
+    let needle = needle.to_lowercase();
+    let mut found = 0;
+    for meta in recs.list()? {
+        let Ok((_, dir)) = recs.get(&meta.id) else {
+            continue;
+        };
+        for line in searchable_lines(&meta, &dir) {
+            if line.to_lowercase().contains(&needle) {
+                found += 1;
+                println!(
+                    "{} {}@{} {}: {}",
+                    meta.id,
+                    meta.user,
+                    meta.container,
+                    meta.start.format("%Y-%m-%d %H:%M:%S"),
+                    line.trim_end()
+                );
+            }
+        }
+    }
+    if found == 0 {
+        anyhow::bail!("no recorded session matches");
+    }
+    Ok(())
+}
+
 /// Runs `sessions …`.
 pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
-    let SessionsCommand::List {
-        user,
-        container,
-        since,
-        json,
-    } = cmd;
+    let (user, container, since, json) = match cmd {
+        SessionsCommand::Search { text } => return search(config, &text),
+        SessionsCommand::List {
+            user,
+            container,
+            since,
+            json,
+        } => (user, container, since, json),
+    };
     let since = since.as_deref().map(parse_since).transpose()?;
     let rows: Vec<SessionMeta> = recordings(config)?
         .list()?
@@ -166,7 +222,7 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
 /// Records an admin change made from this host in the audit log (fails the command if
 /// the log cannot be written).
 pub fn admin_event(state_dir: &Path, kind: &str, data: serde_json::Value) -> anyhow::Result<()> {
-    let log = gatehouse_recordings::audit::AuditLog::open(state_dir.join("audit"))?;
+    let log = gatehouse_recordings::audit::AuditLog::open(state_dir.join("audit"))?.signing()?;
     let mut data = data;
     data["by"] = serde_json::Value::String(format!(
         "{} (local admin)",
