@@ -34,7 +34,7 @@ fn check_checkpoint(
             .to_string()
     };
     let unhex = |s: &str| -> Option<Vec<u8>> {
-        (s.len() % 2 == 0).then(|| {
+        s.len().is_multiple_of(2).then(|| {
             (0..s.len())
                 .step_by(2)
                 .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
