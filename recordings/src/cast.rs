@@ -169,6 +169,84 @@ pub struct Event {
     pub data: String,
 }
 
+/// Reads a recording event by event, without loading it whole. At the end of the file
+/// `next_event` returns `None`; if the file grows (a session still running), later calls
+/// return the new events. A line is only returned once it is complete.
+pub struct CastReader {
+    path: std::path::PathBuf,
+    reader: BufReader<File>,
+    partial: String,
+    line_no: usize,
+}
+
+impl CastReader {
+    /// Opens a recording and reads its header.
+    pub fn open(path: &Path) -> Result<(Header, CastReader)> {
+        let file =
+            File::open(path).map_err(|e| RecordingError::io("cannot open recording", path, e))?;
+        let mut r = CastReader {
+            path: path.to_path_buf(),
+            reader: BufReader::new(file),
+            partial: String::new(),
+            line_no: 0,
+        };
+        let header = loop {
+            match r.next_line()? {
+                Some(line) => {
+                    break serde_json::from_str(&line).map_err(|e| RecordingError::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: format!("header: {e}"),
+                    })?
+                }
+                None => {
+                    return Err(RecordingError::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: "no header".into(),
+                    })
+                }
+            }
+        };
+        Ok((header, r))
+    }
+
+    fn next_line(&mut self) -> Result<Option<String>> {
+        let n = self
+            .reader
+            .read_line(&mut self.partial)
+            .map_err(|e| RecordingError::io("cannot read recording", &self.path, e))?;
+        if n == 0 || !self.partial.ends_with('\n') {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        let line = std::mem::take(&mut self.partial);
+        Ok(Some(line.trim_end_matches('\n').to_string()))
+    }
+
+    /// The next complete event, or `None` at the current end of the file.
+    pub fn next_event(&mut self) -> Result<Option<Event>> {
+        loop {
+            let Some(line) = self.next_line()? else {
+                return Ok(None);
+            };
+            let (time, code, data): (f64, String, String) =
+                serde_json::from_str(&line).map_err(|e| RecordingError::Corrupt {
+                    path: self.path.clone(),
+                    reason: format!("line {}: {e}", self.line_no),
+                })?;
+            match EventKind::from_code(&code) {
+                Some(kind) => return Ok(Some(Event { time, kind, data })),
+                None if code == "m" => continue,
+                None => {
+                    return Err(RecordingError::Corrupt {
+                        path: self.path.clone(),
+                        reason: format!("line {}: unknown event type '{code}'", self.line_no),
+                    })
+                }
+            }
+        }
+    }
+}
+
 /// Reads a recording: its header and every complete event (a torn last line, as a crash
 /// may leave, is ignored; anything else malformed is an error).
 pub fn read(path: &Path) -> Result<(Header, Vec<Event>)> {

@@ -289,3 +289,41 @@ fn retention_deletes_old_recordings_and_the_chain_still_verifies() {
     let verify = gw.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
 }
+
+#[test]
+fn replay_plays_in_real_time_and_follows_a_running_session() {
+    let gw = Gateway::start();
+    gw.create_container("rec8", "alice");
+    let mut child = gw
+        .ssh_command("alice", "alice@rec8")
+        .arg("for i in 1 2 3; do echo tick$i; sleep 0.7; done")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        if let Some(s) = sessions(&gw).first() {
+            break s["id"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no session recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Started while the session runs: it follows until the end.
+    let t0 = std::time::Instant::now();
+    let replay = gw.cli(&["replay", &id, "--idle-limit", "0.2"]);
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    let _ = child.wait();
+    let text = stdout(&replay);
+    assert!(text.contains("tick1") && text.contains("tick3"), "{text}");
+    assert!(
+        t0.elapsed() > Duration::from_millis(500),
+        "did not wait for the live tail"
+    );
+    // A finished session plays back at speed.
+    let fast = gw.cli(&["replay", &id, "--speed", "50"]);
+    assert!(stdout(&fast).contains("tick2"));
+    assert_eq!(
+        gw.cli(&["replay", "no-such-session"]).status.code(),
+        Some(1)
+    );
+}

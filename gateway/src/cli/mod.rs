@@ -3,6 +3,7 @@
 pub mod container;
 pub mod demo;
 pub mod image;
+pub mod player;
 pub mod sessions;
 
 use std::path::PathBuf;

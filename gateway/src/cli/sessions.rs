@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use clap::Subcommand;
-use gatehouse_recordings::cast::{self, EventKind};
+use gatehouse_recordings::cast;
 use gatehouse_recordings::store::{Recordings, SessionMeta};
 use gatehouse_recordings::text;
 
@@ -167,38 +167,27 @@ pub async fn replay(
         anyhow::bail!("--speed must be a positive number");
     }
     let (meta, dir) = recordings(config)?.get(id)?;
-    let mut out = std::io::stdout().lock();
-    for ch in &meta.channels {
-        let (header, events) = cast::read(&dir.join(&ch.file))?;
-        if as_text {
+    if as_text {
+        let mut out = std::io::stdout().lock();
+        for ch in &meta.channels {
+            let (header, events) = cast::read(&dir.join(&ch.file))?;
             if let Some(c) = &ch.command {
                 writeln!(out, "$ {c}")?;
             }
             out.write_all(text::render(&header, &events).as_bytes())?;
-            continue;
         }
-        let mut last = 0.0;
-        for e in events.iter().filter(|e| e.kind == EventKind::Output) {
-            let mut gap = (e.time - last).max(0.0) / speed;
-            if let Some(limit) = idle_limit {
-                gap = gap.min(limit);
-            }
-            last = e.time;
-            out.flush()?;
-            tokio::time::sleep(std::time::Duration::from_secs_f64(gap)).await;
-            out.write_all(e.data.as_bytes())?;
-        }
-        out.flush()?;
-    }
-    if as_text {
+        let how = meta.exit.as_deref().unwrap_or("still running");
         writeln!(
             out,
-            "[{} on {} as {}: {}]",
-            meta.user,
-            meta.container,
-            meta.login,
-            meta.exit.as_deref().unwrap_or("still running")
+            "[{} on {} as {}: {how}]",
+            meta.user, meta.container, meta.login
         )?;
+        return Ok(());
+    }
+    let recs = recordings(config)?;
+    let running = || recs.get(id).map(|(m, _)| m.end.is_none()).unwrap_or(false);
+    for ch in &meta.channels {
+        super::player::play(&dir.join(&ch.file), speed, idle_limit, &running).await?;
     }
     Ok(())
 }
