@@ -190,22 +190,12 @@ impl CastReader {
             partial: String::new(),
             line_no: 0,
         };
-        let header = loop {
-            match r.next_line()? {
-                Some(line) => {
-                    break serde_json::from_str(&line).map_err(|e| RecordingError::Corrupt {
-                        path: path.to_path_buf(),
-                        reason: format!("header: {e}"),
-                    })?
-                }
-                None => {
-                    return Err(RecordingError::Corrupt {
-                        path: path.to_path_buf(),
-                        reason: "no header".into(),
-                    })
-                }
-            }
+        let corrupt = |reason: String| RecordingError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
         };
+        let line = r.next_line()?.ok_or_else(|| corrupt("no header".into()))?;
+        let header = serde_json::from_str(&line).map_err(|e| corrupt(format!("header: {e}")))?;
         Ok((header, r))
     }
 
