@@ -192,6 +192,9 @@ pub struct RecordingConfig {
     pub fail_closed: bool,
     /// Delete recordings older than this (`400d`); absent: keep them all.
     pub keep: Option<String>,
+    /// Record sessions at all (beyond PRODUCT.md; `false` only for gateways that must
+    /// not record, and for measuring the cost of recording).
+    pub enabled: bool,
 }
 
 impl Default for RecordingConfig {
@@ -200,6 +203,7 @@ impl Default for RecordingConfig {
             input: true,
             fail_closed: true,
             keep: None,
+            enabled: true,
         }
     }
 }

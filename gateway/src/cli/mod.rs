@@ -111,6 +111,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             _ => Arc::new(UsersFile::open(&config.directory.file)?),
         };
     let limits = config.server.limits()?;
+    if !config.recording.enabled {
+        tracing::warn!("[recording] enabled = false: sessions are NOT recorded");
+    }
     let state = config.server.state_dir.clone();
     let app = Arc::new(App {
         config,

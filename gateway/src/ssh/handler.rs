@@ -138,6 +138,11 @@ impl russh::server::Handler for Connection {
     type Error = anyhow::Error;
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        // Called once, when authentication starts: the first moment to audit the connection.
+        self.app
+            .audit
+            .note("connection", serde_json::json!({"peer": self.peer}))
+            .await;
         // Fail closed, but say why: the person sees this before being refused.
         Ok(match self.app.directory.health().await {
             Ok(()) => None,

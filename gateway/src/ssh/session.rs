@@ -121,15 +121,21 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     let (fail_tx, fail_rx) = mpsc::channel::<String>(1);
     let mut recording = None;
     let mut tap = None;
-    match open_recording(
-        &ctx,
-        &resolved,
-        &session_id,
-        command.as_deref(),
-        pty.is_some(),
-        size,
-    ) {
-        Ok((rec, main, stderr)) => {
+    let opened = if ctx.app.config.recording.enabled {
+        Some(open_recording(
+            &ctx,
+            &resolved,
+            &session_id,
+            command.as_deref(),
+            pty.is_some(),
+            size,
+        ))
+    } else {
+        None
+    };
+    match opened {
+        None => {}
+        Some(Ok((rec, main, stderr))) => {
             tap = Some(Tap::new(
                 main,
                 stderr,
@@ -138,14 +144,14 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
             ));
             recording = Some(rec);
         }
-        Err(e) if ctx.app.config.recording.fail_closed => {
+        Some(Err(e)) if ctx.app.config.recording.fail_closed => {
             tracing::error!(session = %session_id, "recording: {e:#}");
             let detail = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
                 "container": resolved.container.name, "reason": format!("recording cannot be written: {e:#}")});
             ctx.app.audit.note("session.refused", detail).await;
             return refuse(&tx, "this session cannot be recorded, so it is refused (recording.fail_closed); the administrators have the details").await;
         }
-        Err(e) => tracing::warn!(session = %session_id, "continuing unrecorded: {e:#}"),
+        Some(Err(e)) => tracing::warn!(session = %session_id, "continuing unrecorded: {e:#}"),
     }
     let start_event = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
         "container": resolved.container.name, "login": resolved.login, "command": command,
