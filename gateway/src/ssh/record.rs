@@ -1,11 +1,14 @@
-//! The recording side of a session channel: output (and input, when configured) go to
-//! the session's asciicast files as they pass. A failed write is reported once on a
-//! channel, and the session ends (fail closed).
+//! The recording side of a session channel. The pumps hand each chunk to a writer
+//! thread over a bounded queue (so encoding and disk writes run beside the relay, and a
+//! slow disk slows the session rather than growing memory); the thread writes the
+//! asciicast files. A failed write is reported once, and the session ends (fail closed).
 
-use std::sync::{Arc, Mutex};
-
+use bytes::Bytes;
 use gatehouse_recordings::cast::{CastWriter, EventKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Chunks queued towards the writer before the session waits for it.
+const QUEUE: usize = 256;
 
 /// Which stream a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,86 +19,100 @@ pub enum Stream {
     Err,
 }
 
-/// A channel's recording.
-pub struct Recorder {
-    main: CastWriter,
-    stderr: Option<CastWriter>,
-    record_input: bool,
-    failed: Option<mpsc::Sender<String>>,
+enum Item {
+    Output(Stream, Bytes),
+    Input(Bytes),
+    Resize(u32, u32),
+    Finish(oneshot::Sender<()>),
 }
 
-/// A recorder shared by the channel's pumps.
+/// A channel's recording, shared by its pumps.
 #[derive(Clone)]
-pub struct Tap(Arc<Mutex<Recorder>>);
+pub struct Tap {
+    tx: mpsc::Sender<Item>,
+    record_input: bool,
+}
 
 impl Tap {
-    /// A tap over the cast files; a write failure is sent on `failed`.
+    /// Starts the writer thread over the cast files; a write failure is sent on `failed`.
     pub fn new(
         main: CastWriter,
         stderr: Option<CastWriter>,
         record_input: bool,
         failed: mpsc::Sender<String>,
     ) -> Self {
-        Tap(Arc::new(Mutex::new(Recorder {
-            main,
-            stderr,
-            record_input,
-            failed: Some(failed),
-        })))
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || write_loop(rx, main, stderr, failed));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the recorder thread: {e}");
+        }
+        Tap { tx, record_input }
     }
 
-    fn with(&self, f: impl FnOnce(&mut Recorder) -> std::io::Result<()>) {
-        let Ok(mut r) = self.0.lock() else { return };
-        if r.failed.is_none() {
-            return; // already failed: the session is ending
-        }
-        if let Err(e) = f(&mut r) {
-            if let Some(tx) = r.failed.take() {
-                let _ = tx.try_send(format!(
-                    "the session recording cannot be written ({e}); session ended"
-                ));
-            }
-        }
+    async fn send(&self, item: Item) {
+        // A closed queue means the writer failed; the failure was reported already.
+        let _ = self.tx.send(item).await;
     }
 
     /// Output from the process.
-    pub fn output(&self, stream: Stream, data: &[u8]) {
-        self.with(|r| {
-            r.main.event(EventKind::Output, data)?;
-            match (stream, r.stderr.as_mut()) {
-                (Stream::Err, Some(e)) => e.event(EventKind::Output, data),
-                _ => Ok(()),
-            }
-        });
+    pub async fn output(&self, stream: Stream, data: &[u8]) {
+        self.send(Item::Output(stream, Bytes::copy_from_slice(data)))
+            .await;
     }
 
     /// Input from the person (if input recording is on).
-    pub fn input(&self, data: &[u8]) {
-        self.with(|r| {
-            if r.record_input {
-                r.main.event(EventKind::Input, data)
-            } else {
-                Ok(())
-            }
-        });
+    pub async fn input(&self, data: &Bytes) {
+        if self.record_input {
+            self.send(Item::Input(data.clone())).await;
+        }
     }
 
     /// A terminal resize.
-    pub fn resize(&self, cols: u32, rows: u32) {
-        self.with(|r| {
-            r.main
-                .event(EventKind::Resize, format!("{cols}x{rows}").as_bytes())
-        });
+    pub async fn resize(&self, cols: u32, rows: u32) {
+        self.send(Item::Resize(cols, rows)).await;
     }
 
-    /// Flushes to disk at the end.
-    pub fn sync(&self) {
-        self.with(|r| {
-            r.main.sync()?;
-            if let Some(e) = r.stderr.as_mut() {
-                e.sync()?;
-            }
-            Ok(())
-        });
+    /// Waits until everything queued is written and synced to disk.
+    pub async fn finish(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Item::Finish(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+fn write_loop(
+    mut rx: mpsc::Receiver<Item>,
+    mut main: CastWriter,
+    mut stderr: Option<CastWriter>,
+    failed: mpsc::Sender<String>,
+) {
+    while let Some(item) = rx.blocking_recv() {
+        let result =
+            match item {
+                Item::Output(stream, data) => main.event(EventKind::Output, &data).and_then(|()| {
+                    match (stream, stderr.as_mut()) {
+                        (Stream::Err, Some(e)) => e.event(EventKind::Output, &data),
+                        _ => Ok(()),
+                    }
+                }),
+                Item::Input(data) => main.event(EventKind::Input, &data),
+                Item::Resize(c, r) => main.event(EventKind::Resize, format!("{c}x{r}").as_bytes()),
+                Item::Finish(done) => {
+                    let synced = main
+                        .sync()
+                        .and_then(|()| stderr.as_mut().map_or(Ok(()), CastWriter::sync));
+                    let _ = done.send(());
+                    synced
+                }
+            };
+        if let Err(e) = result {
+            let _ = failed.try_send(format!(
+                "the session recording cannot be written ({e}); session ended"
+            ));
+            return; // dropping rx closes the queue
+        }
     }
 }

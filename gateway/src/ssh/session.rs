@@ -170,7 +170,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         }
     };
     if let Some(t) = &tap {
-        t.sync();
+        t.finish().await;
     }
     let mut end = json!({"session": session_id, "user": ctx.user.name, "exit": exit});
     if let Some(mut rec) = recording {
@@ -340,7 +340,7 @@ async fn relay(
             msg = rx.wait() => match msg {
                 Some(ChannelMsg::Data { data }) => {
                     if let Some(t) = &tap {
-                        t.input(&data);
+                        t.input(&data).await;
                     }
                     if let Some(q) = &in_tx {
                         if q.send(data).await.is_err() {
@@ -351,7 +351,7 @@ async fn relay(
                 Some(ChannelMsg::Eof) => in_tx = None,
                 Some(ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height }) => {
                     if let Some(t) = &tap {
-                        t.resize(col_width, row_height);
+                        t.resize(col_width, row_height).await;
                     }
                     let _ = control.resize(WindowSize::from_ssh(col_width, row_height, pix_width, pix_height)).await;
                 }
@@ -447,7 +447,7 @@ async fn pump_out(
             Ok(n) => n,
         };
         if let Some(t) = &tap {
-            t.output(stream, &buf[..n]);
+            t.output(stream, &buf[..n]).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
