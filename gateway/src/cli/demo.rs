@@ -8,7 +8,6 @@ use clap::Args;
 use gatehouse_runtime::images::{Images, DEFAULT_MIRROR};
 use gatehouse_runtime::names::is_user_name;
 use gatehouse_runtime::{ContainerRecord, Limits, Runtime};
-use russh::keys::ssh_key::LineEnding;
 
 use crate::config::Config;
 
@@ -50,27 +49,7 @@ fn client_key(state: &Path) -> anyhow::Result<(String, Option<PathBuf>)> {
         }
     }
     let key_path = state.join("demo_key");
-    if !key_path.exists() {
-        let mut seed = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-        let key = russh::keys::PrivateKey::from(
-            russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed),
-        );
-        let text = key
-            .to_openssh(LineEnding::LF)
-            .map_err(|e| anyhow::anyhow!("cannot encode key: {e}"))?;
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&key_path)?;
-        f.write_all(text.as_bytes())?;
-    }
-    let key = russh::keys::load_secret_key(&key_path, None)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key_path.display()))?;
+    let key = crate::ssh::hostkey::load_or_create_at(&key_path)?;
     let public = key
         .public_key()
         .to_openssh()

@@ -1,4 +1,5 @@
-//! The gateway's persistent Ed25519 host key, generated on first start.
+//! Persistent Ed25519 keys in OpenSSH format: the gateway's host key (generated on
+//! first start) and the demo's client key.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,17 +15,22 @@ pub const FILE: &str = "host_ed25519_key";
 
 /// Loads the host key from `state_dir`, creating it (mode 0600) if missing.
 pub fn load_or_create(state_dir: &Path) -> anyhow::Result<PrivateKey> {
-    let path = state_dir.join(FILE);
+    load_or_create_at(&state_dir.join(FILE))
+}
+
+/// Loads an Ed25519 private key in OpenSSH format from `path`, creating it (mode 0600)
+/// if missing.
+pub fn load_or_create_at(path: &Path) -> anyhow::Result<PrivateKey> {
     if path.exists() {
-        return russh::keys::load_secret_key(&path, None)
-            .map_err(|e| anyhow::anyhow!("cannot load host key {}: {e}", path.display()));
+        return russh::keys::load_secret_key(path, None)
+            .map_err(|e| anyhow::anyhow!("cannot load key {}: {e}", path.display()));
     }
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     let text = key
         .to_openssh(LineEnding::LF)
-        .map_err(|e| anyhow::anyhow!("cannot encode host key: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot encode key: {e}"))?;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -32,11 +38,11 @@ pub fn load_or_create(state_dir: &Path) -> anyhow::Result<PrivateKey> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| anyhow::anyhow!("cannot write host key {}: {e}", tmp.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot write key {}: {e}", tmp.display()))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    tracing::info!("generated host key {}", path.display());
+    std::fs::rename(&tmp, path)?;
+    tracing::info!("generated key {}", path.display());
     Ok(key)
 }
 
