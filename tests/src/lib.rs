@@ -154,14 +154,17 @@ impl Gateway {
             can_run(),
             "the end-to-end tests need root (namespaces, mounts, cgroups)"
         );
-        let image = debian_image();
         let dir = tempfile::Builder::new()
             .prefix("gh-e2e-")
             .tempdir()
             .unwrap();
+        // Only root may enter the state directory's parent, as on a careful host.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        }
         let state = dir.path().join("state");
-        fs::create_dir_all(state.join("images")).unwrap();
-        std::os::unix::fs::symlink(&image, state.join("images/debian-12")).unwrap();
+        link_image(&state);
         let mut users = Vec::new();
         let mut users_toml = String::new();
         for (name, uid) in [("alice", 10001), ("bob", 10002)] {

@@ -62,14 +62,13 @@ pub fn mount_overlay(sys: &dyn Syscall, layers: &Layers) -> Result<(), String> {
     .map_err(|e| err("cannot mount overlay on", &layers.merged, e))
 }
 
-/// Inside the container's namespaces: sets up `/proc`, `/sys`, `/dev`, `/run` on the
-/// mounted overlay at `root`, sets the hostname and pivots into it. Files inside are
-/// written only after the pivot, so no symlink in the container can point them at the host.
-pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), String> {
-    let none: Option<&Path> = None;
+/// Inside the container's namespaces, still with the credentials it was cloned with
+/// (host uid 0, so a state directory only root may enter is reachable): stops mount
+/// propagation, binds the overlay at `root` onto itself (the overlay came from the
+/// supervisor's namespace and is locked here; the bind is our own mount, which pivot_root
+/// accepts), and moves into it. Everything after works relative to `.`.
+pub fn enter_root(sys: &dyn Syscall, root: &Path) -> Result<(), String> {
     make_rslave(sys)?;
-    // The overlay came from the supervisor's namespace and is locked here; a bind of it
-    // onto itself is our own mount, which pivot_root accepts.
     sys.mount(
         Some(root),
         root,
@@ -78,6 +77,14 @@ pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Strin
         None,
     )
     .map_err(|e| err("cannot bind", root, e))?;
+    sys.chdir(root).map_err(|e| err("cannot enter", root, e))
+}
+
+/// Inside the container's namespaces: sets up `/proc`, `/sys`, `/dev`, `/run` on the
+/// mounted overlay at `root`, sets the hostname and pivots into it. Files inside are
+/// written only after the pivot, so no symlink in the container can point them at the host.
+pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), String> {
+    let none: Option<&Path> = None;
     let at = |p: &str| root.join(p);
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
 
@@ -137,7 +144,7 @@ pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Strin
         &dev,
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=755,size=65536k"),
+        Some("mode=755,size=65536k,uid=0,gid=0"),
     )?;
     for name in DEVICES {
         let target = dev.join(name);
@@ -163,7 +170,7 @@ pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Strin
         &dev.join("shm"),
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777,size=65536k"),
+        Some("mode=1777,size=65536k,uid=0,gid=0"),
     )?;
     for (target, link) in [
         ("pts/ptmx", "ptmx"),
@@ -184,7 +191,7 @@ pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Strin
         &at("run"),
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=755"),
+        Some("mode=755,uid=0,gid=0"),
     )?;
     mkdir(sys, &at("run/lock"), 0o1777)?;
 
@@ -241,6 +248,7 @@ mod tests {
     fn builds_the_expected_view() {
         let sys = RecordingSyscall::default();
         mount_overlay(&sys, &layers()).unwrap();
+        enter_root(&sys, &layers().merged).unwrap();
         build(&sys, &layers().merged, "web01").unwrap();
         let calls = sys.calls();
         // First the propagation change, last the pivot.

@@ -702,14 +702,20 @@ fn container_init(go: i32, done: i32, root: &Path, name: &str, hosts: &str) -> i
     }
     drop(go);
     let setup = || -> Result<(), String> {
-        // Root of the new user namespace (credential changes clear pdeathsig: set it after).
-        exec_child::become_container_root()?;
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| format!("cgroup namespace: {e}"))?;
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
-        // Unprivileged ICMP sockets, so ping works without file capabilities.
+        // Reach the root with the credentials we were cloned with (host uid 0, full
+        // capabilities in the new user namespace), so a state directory whose parents
+        // only root may enter still works; then build it as the container's root.
+        rootfs::enter_root(&LinuxSyscall, root)?;
+        exec_child::become_container_root()?;
+        // Unprivileged ICMP sockets, so ping works without file capabilities (before
+        // /proc/sys becomes read-only).
         let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 65535");
-        rootfs::build(&LinuxSyscall, root, name)?;
+        rootfs::build(&LinuxSyscall, Path::new("."), name)?;
+        // Credential changes clear the parent-death signal: set it again.
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
         // Inside now: these paths resolve within the container.
         let _ = std::fs::write("/etc/hostname", format!("{name}\n"));
         let _ = std::fs::write("/etc/hosts", hosts);

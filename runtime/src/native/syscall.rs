@@ -29,6 +29,8 @@ pub trait Syscall {
     fn pivot_root(&self, new_root: &Path) -> nix::Result<()>;
     /// `sethostname(2)`.
     fn sethostname(&self, name: &str) -> nix::Result<()>;
+    /// `chdir(2)`.
+    fn chdir(&self, path: &Path) -> nix::Result<()>;
 }
 
 /// The real kernel.
@@ -47,11 +49,16 @@ impl Syscall for LinuxSyscall {
     }
 
     fn mkdir_all(&self, path: &Path, mode: u32) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if path.is_dir() {
+            return Ok(());
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(mode)
-            .create(path)
+            .create(path)?;
+        // The umask trimmed the mode (a sticky 1777 would come out 1755): set it exactly.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
     }
 
     fn touch(&self, path: &Path) -> std::io::Result<()> {
@@ -84,6 +91,10 @@ impl Syscall for LinuxSyscall {
     fn sethostname(&self, name: &str) -> nix::Result<()> {
         nix::unistd::sethostname(name)
     }
+
+    fn chdir(&self, path: &Path) -> nix::Result<()> {
+        nix::unistd::chdir(path)
+    }
 }
 
 /// One recorded call, for tests.
@@ -109,6 +120,8 @@ pub enum Call {
     PivotRoot(PathBuf),
     /// The hostname set.
     Hostname(String),
+    /// The working directory changed.
+    Chdir(PathBuf),
 }
 
 /// Records calls instead of making them.
@@ -174,6 +187,11 @@ impl Syscall for RecordingSyscall {
 
     fn sethostname(&self, name: &str) -> nix::Result<()> {
         self.push(Call::Hostname(name.to_string()));
+        Ok(())
+    }
+
+    fn chdir(&self, path: &Path) -> nix::Result<()> {
+        self.push(Call::Chdir(path.to_path_buf()));
         Ok(())
     }
 }
