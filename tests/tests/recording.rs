@@ -10,6 +10,35 @@ fn sessions(gw: &Gateway) -> Vec<serde_json::Value> {
     serde_json::from_str::<Vec<serde_json::Value>>(&json).unwrap()
 }
 
+/// The recorded sessions once `n` of them have ended and been sealed in the audit log
+/// (the gateway seals a session just after the client has seen its end).
+fn sealed_sessions(gw: &Gateway, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = sessions(gw);
+        let audit = std::fs::read_to_string(gw.dir.path().join("state/audit/audit.jsonl"))
+            .unwrap_or_default();
+        let sealed = list
+            .iter()
+            .filter(|s| !s["exit"].is_null())
+            .filter(|s| {
+                audit.lines().any(|l| {
+                    l.contains(r#""type":"session.end""#)
+                        && l.contains(s["id"].as_str().unwrap_or("-"))
+                })
+            })
+            .count();
+        if sealed >= n {
+            return list;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions never sealed: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn cast_of(gw: &Gateway, session: &serde_json::Value) -> std::path::PathBuf {
     let id = session["id"].as_str().unwrap();
     let file = session["channels"][0]["file"].as_str().unwrap();
@@ -45,7 +74,7 @@ fn exec_sessions_are_recorded_with_command_output_and_exit_status() {
         "echo secret-marker; echo err-marker >&2; exit 7",
     );
     assert_eq!(out.status.code(), Some(7));
-    let list = sessions(&gw);
+    let list = sealed_sessions(&gw, 1);
     let s = list
         .iter()
         .find(|s| s["channels"][0]["command"] == "echo secret-marker; echo err-marker >&2; exit 7")
@@ -86,8 +115,7 @@ fn an_interactive_session_with_typos_is_found_as_executed() {
     term.wait_for("typo-fixed-marker\nalice@rec2");
     term.send(&["exit", "Enter"]);
     term.wait_for("ssh-exit=0");
-    std::thread::sleep(Duration::from_millis(300));
-    let list = sessions(&gw);
+    let list = sealed_sessions(&gw, 1);
     let s = list
         .iter()
         .find(|s| s["channels"][0]["kind"] == "shell")
@@ -126,8 +154,9 @@ fn tampering_is_detected_and_named() {
     gw.create_container("rec3", "alice");
     assert_eq!(stdout(&gw.ssh("alice", "alice@rec3", "echo one")), "one\n");
     assert_eq!(stdout(&gw.ssh("alice", "alice@rec3", "echo two")), "two\n");
+    let list = sealed_sessions(&gw, 2);
     assert!(gw.cli(&["audit", "verify"]).status.success());
-    let s = &sessions(&gw)[0];
+    let s = &list[0];
     let cast = cast_of(&gw, s);
     let original = std::fs::read(&cast).unwrap();
     let mut flipped = original.clone();
@@ -272,7 +301,7 @@ fn retention_deletes_old_recordings_and_the_chain_still_verifies() {
     let mut gw = Gateway::start_with("[recording]\nkeep = \"1s\"\n");
     gw.create_container("rec7", "alice");
     assert_eq!(stdout(&gw.ssh("alice", "alice@rec7", "echo old")), "old\n");
-    assert_eq!(sessions(&gw).len(), 1);
+    assert_eq!(sealed_sessions(&gw, 1).len(), 1);
     std::thread::sleep(Duration::from_millis(2200));
     gw.kill();
     gw.spawn(); // prunes at start
