@@ -10,6 +10,15 @@ fn sessions(gw: &Gateway) -> Vec<serde_json::Value> {
     serde_json::from_str::<Vec<serde_json::Value>>(&json).unwrap()
 }
 
+/// Runs a command when dropped: undoes what a test did to the host, even if it fails.
+struct Undo<'a>([&'a str; 3]);
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(self.0[0]).args(&self.0[1..]).status();
+    }
+}
+
 /// The recorded sessions once `n` of them have ended and been sealed in the audit log
 /// (the gateway seals a session just after the client has seen its end).
 fn sealed_sessions(gw: &Gateway, n: usize) -> Vec<serde_json::Value> {
@@ -236,19 +245,13 @@ fn unwritable_recordings_refuse_new_sessions_with_a_message_and_an_audit_event()
     let gw = Gateway::start();
     gw.create_container("rec5", "alice");
     let dir = gw.dir.path().join("state/recordings");
-    struct Unfreeze(std::path::PathBuf);
-    impl Drop for Unfreeze {
-        fn drop(&mut self) {
-            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
-        }
-    }
     assert!(Command::new("chattr")
         .arg("+i")
         .arg(&dir)
         .status()
         .unwrap()
         .success());
-    let _guard = Unfreeze(dir.clone());
+    let _guard = Undo(["chattr", "-i", dir.to_str().unwrap()]);
     let out = gw.ssh("alice", "alice@rec5", "echo should-not-run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).is_empty());
@@ -266,19 +269,13 @@ fn a_session_whose_recording_fails_mid_way_is_ended() {
     let gw = Gateway::start();
     gw.create_container("rec6", "alice");
     let dir = gw.dir.path().join("state/recordings");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
     assert!(Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
         .arg(&dir)
         .status()
         .unwrap()
         .success());
-    let _guard = Unmount(dir);
+    let _guard = Undo(["umount", "-l", dir.to_str().unwrap()]);
     let out = gw.ssh(
         "alice",
         "alice@rec6",
