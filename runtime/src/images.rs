@@ -414,7 +414,16 @@ fn unpack_error(file: &Path, rel: &Path, e: &std::io::Error) -> RuntimeError {
     )
 }
 
+/// Unpacks with `unpack_in` only, which refuses paths leaving the target, also through
+/// symlinks, creating each parent with that check. An LXC/Incus image (`rootfs/` plus
+/// metadata) is unpacked beside `dest` and its `rootfs/` moved into place.
 fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
+    let into = if strip_rootfs {
+        dest.with_file_name("unpacked")
+    } else {
+        dest.to_path_buf()
+    };
+    std::fs::create_dir_all(&into).map_err(|e| RuntimeError::io("cannot create", &into, e))?;
     let mut archive = open_archive(file)?;
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
@@ -424,46 +433,27 @@ fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
         .map_err(|e| bad_archive(file, e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad_archive(file, e.to_string()))?;
-        let path = entry
+        let rel = entry
             .path()
             .map_err(|e| bad_archive(file, e.to_string()))?
             .into_owned();
-        let clean: PathBuf = path
-            .components()
-            .filter(|c| *c != Component::CurDir)
-            .collect();
-        let rel = if strip_rootfs {
-            match clean.strip_prefix("rootfs") {
-                Ok(r) => r.to_path_buf(),
-                Err(_) => continue, // metadata.yaml, templates/
-            }
-        } else {
-            clean
-        };
-        if rel.as_os_str().is_empty() {
-            continue;
+        let ok = entry
+            .unpack_in(&into)
+            .map_err(|e| unpack_error(file, &rel, &e))?;
+        if !ok {
+            return Err(bad_archive(
+                file,
+                format!("'{}' leaves the root", rel.display()),
+            ));
         }
-        // unpack_in refuses paths that would leave `dest`, also through symlinks.
-        let target = dest.join(&rel);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| RuntimeError::io("cannot create", parent, e))?;
-        }
-        if strip_rootfs {
-            entry
-                .unpack(&target)
-                .map_err(|e| unpack_error(file, &rel, &e))?;
-        } else {
-            let ok = entry
-                .unpack_in(dest)
-                .map_err(|e| unpack_error(file, &rel, &e))?;
-            if !ok {
-                return Err(bad_archive(
-                    file,
-                    format!("'{}' leaves the root", rel.display()),
-                ));
-            }
-        }
+    }
+    if strip_rootfs {
+        let rootfs = into.join("rootfs");
+        std::fs::remove_dir(dest).map_err(|e| RuntimeError::io("cannot replace", dest, e))?;
+        std::fs::rename(&rootfs, dest)
+            .map_err(|e| RuntimeError::io("cannot install", &rootfs, e))?;
+        std::fs::remove_dir_all(&into)
+            .map_err(|e| RuntimeError::io("cannot clean up", &into, e))?;
     }
     Ok(())
 }
@@ -488,6 +478,29 @@ mod tests {
             h.set_cksum();
             b.append(&h, *data).unwrap();
         }
+        b.finish().unwrap();
+        f
+    }
+
+    /// An LXC image whose `rootfs/lib` links to `outside`, then a file under `lib/sub/`.
+    fn tarball_with_symlink(outside: &Path) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut b = tar::Builder::new(File::create(f.path()).unwrap());
+        let mut meta = tar::Header::new_gnu();
+        meta.set_size(1);
+        meta.set_mode(0o644);
+        b.append_data(&mut meta, "metadata.yaml", &b"x"[..])
+            .unwrap();
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        b.append_link(&mut link, "rootfs/lib", outside).unwrap();
+        let mut evil = tar::Header::new_gnu();
+        evil.set_size(1);
+        evil.set_mode(0o644);
+        b.append_data(&mut evil, "rootfs/lib/sub/evil", &b"x"[..])
+            .unwrap();
         b.finish().unwrap();
         f
     }
@@ -564,6 +577,17 @@ mod tests {
             assert!(!images.exists("bad"));
         }
         assert!(!tmp.path().join("escape").exists());
+        // The LXC/Incus layout gets the same protection, also for parents made through a
+        // symlink that points out of the root.
+        let outside = tempfile::tempdir().unwrap();
+        let t = tarball_with_symlink(outside.path());
+        let err = images.import("lxcbad", t.path()).unwrap_err().to_string();
+        assert!(err.contains("refusing"), "{err}");
+        assert!(
+            !outside.path().join("sub").exists(),
+            "a directory was made outside the root"
+        );
+        assert!(!images.exists("lxcbad"));
         let empty = tempfile::NamedTempFile::new().unwrap();
         assert!(images.import("empty", empty.path()).is_err());
     }
