@@ -193,22 +193,19 @@ fn account_script(account: &Account) -> Result<String> {
             account.name
         )));
     }
-    let shell = account.shell.as_deref().unwrap_or("/bin/bash");
-    if !shell.starts_with('/')
-        || !shell
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
-    {
-        return Err(RuntimeError::Invalid(format!(
-            "invalid login shell '{shell}'"
-        )));
-    }
+    // Absolute, no `..`, and nothing the shell script below would interpret.
     let safe_path = |p: &str| {
         p.starts_with('/')
             && !p.contains("..")
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
     };
+    let shell = account.shell.as_deref().unwrap_or("/bin/bash");
+    if !safe_path(shell) {
+        return Err(RuntimeError::Invalid(format!(
+            "invalid login shell '{shell}'"
+        )));
+    }
     let home = account
         .home
         .clone()

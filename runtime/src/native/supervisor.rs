@@ -557,16 +557,12 @@ impl Supervisor {
         }
         for _ in 0..50 {
             self.cgroup.remove();
-            if !self.cgroup_exists() {
+            if !self.cgroup.exists() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         log(&format!("container {} stopped", self.cfg.name));
-    }
-
-    fn cgroup_exists(&self) -> bool {
-        self.cgroup.exists()
     }
 }
 
