@@ -1,7 +1,9 @@
 //! Turning an authenticated person and their SSH target into a container and a login,
 //! with the policy's decision. Every refusal is one line that is safe to show them.
 
-use gatehouse_policies::{Action, Decision, Request, Subject, Target as PolicyTarget};
+use std::net::IpAddr;
+
+use gatehouse_policies::{Action, Decision, Grants, Request, Subject, Target as PolicyTarget};
 use gatehouse_runtime::{ContainerRecord, RuntimeError};
 
 use crate::app::App;
@@ -17,9 +19,20 @@ pub struct Resolved {
     pub login: String,
     /// The rule that allowed it.
     pub rule: String,
+    /// What the rule grants beyond access.
+    pub grants: Grants,
+    /// The question that was allowed (asked again when the policy changes).
+    pub request: Request,
 }
 
-fn request(user: &User, c: &ContainerRecord, login: &str, action: Action) -> Request {
+/// The access question for `user` on container `c`.
+pub fn request(
+    user: &User,
+    c: &ContainerRecord,
+    login: &str,
+    action: Action,
+    source: Option<IpAddr>,
+) -> Request {
     Request {
         subject: Subject {
             user: user.name.clone(),
@@ -32,6 +45,9 @@ fn request(user: &User, c: &ContainerRecord, login: &str, action: Action) -> Req
         },
         login: login.to_string(),
         action,
+        port: None,
+        source,
+        time: chrono::Utc::now(),
     }
 }
 
@@ -78,8 +94,10 @@ pub async fn resolve(
     user: &User,
     target: &Target,
     action: Action,
+    source: Option<IpAddr>,
 ) -> Result<Resolved, Refusal> {
     let login = target.login().to_string();
+    let policy = app.policy.current();
     let container = match &target.container {
         Some(name) => match app.runtime.get(name).await {
             Ok(c) => c,
@@ -99,8 +117,8 @@ pub async fn resolve(
             let mine: Vec<ContainerRecord> = all
                 .into_iter()
                 .filter(|c| {
-                    app.policy
-                        .decide(&request(user, c, &login, action))
+                    policy
+                        .decide(&request(user, c, &login, action, source))
                         .is_allowed()
                 })
                 .collect();
@@ -111,8 +129,9 @@ pub async fn resolve(
             }
         }
     };
-    let req = request(user, &container, &login, action);
-    let decision = app.policy.decide(&req);
+    let req = request(user, &container, &login, action, source);
+    let explained = policy.explain(&req);
+    let decision = explained.decision.clone();
     tracing::info!(
         user = %req.subject.user,
         groups = ?req.subject.groups,
@@ -120,11 +139,11 @@ pub async fn resolve(
         login = %req.login,
         action = %req.action,
         allowed = decision.is_allowed(),
-        rule = ?match &decision { Decision::Allow { rule } => Some(rule.as_str()), Decision::Deny { rule, .. } => rule.as_deref() },
+        rule = ?match &decision { Decision::Allow { rule, .. } => Some(rule.as_str()), Decision::Deny { rule, .. } => rule.as_deref() },
         "policy decision"
     );
     let rule = match &decision {
-        Decision::Allow { rule } => Some(rule.clone()),
+        Decision::Allow { rule, .. } => Some(rule.clone()),
         Decision::Deny { rule, .. } => rule.clone(),
     };
     app.audit
@@ -132,14 +151,17 @@ pub async fn resolve(
             "policy.decision",
             serde_json::json!({"user": req.subject.user, "groups": req.subject.groups,
                 "container": req.target.container, "login": req.login, "action": req.action.to_string(),
-                "allowed": decision.is_allowed(), "rule": rule}),
+                "allowed": decision.is_allowed(), "rule": rule, "source": source.map(|s| s.to_string()),
+                "explanation": explained.lines()}),
         )
         .await;
     match decision {
-        Decision::Allow { rule } => Ok(Resolved {
+        Decision::Allow { rule, grants } => Ok(Resolved {
             container,
             login,
             rule,
+            grants,
+            request: req,
         }),
         Decision::Deny { reason, .. } => Err(format!("access denied: {reason}").into()),
     }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use gatehouse_policies::Policy;
 use gatehouse_runtime::Runtime;
 
 use crate::audit::Audit;
@@ -19,12 +18,16 @@ pub struct App {
     pub directory: Arc<dyn Directory>,
     /// Where containers run.
     pub runtime: Arc<dyn Runtime>,
-    /// Who may do what.
-    pub policy: Arc<dyn Policy>,
+    /// Who may do what (reloadable).
+    pub policy: crate::policy::PolicyStore,
+    /// The sessions running now.
+    pub live: crate::live::LiveSessions,
     /// Failed-login counters and connection limits.
     pub guard: Guard,
     /// The audit log.
     pub audit: Audit,
     /// Session recordings.
     pub recordings: Recordings,
+    /// The threads that write recordings.
+    pub recorders: crate::ssh::record::Recorders,
 }

@@ -8,6 +8,8 @@ mod config;
 mod directory;
 mod grammar;
 mod guard;
+mod live;
+mod policy;
 mod retention;
 mod ssh;
 
@@ -15,6 +17,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Cli, Command};
+
+/// The most threads for blocking work at once.
+const BLOCKING_THREADS: usize = 32;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,6 +60,9 @@ fn main() -> ExitCode {
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking work (audit appends under one lock, supervisor requests) gains nothing
+        // from hundreds of threads in a login burst; each costs memory while it lingers.
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(r) => r,
@@ -65,6 +73,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<cli::Quiet>().is_some() => {
+            ExitCode::from(e.downcast_ref::<cli::Quiet>().map_or(1, |q| q.0))
+        }
         Err(e) => {
             eprintln!("gatehouse: {e:#}");
             ExitCode::from(1)
@@ -99,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => cli::serve(load()?).await,
         Command::Image(cmd) => cli::image::run(&load()?, cmd).await,
         Command::Container(cmd) => cli::container::run(&load()?, cmd).await,
+        Command::Policy(cmd) => cli::policy::run(&load()?, cmd).await,
         Command::Sessions(cmd) => cli::sessions::run(&load()?, cmd),
         Command::Replay {
             session,

@@ -1,12 +1,28 @@
 //! Access policies for gatehouse: who may reach which container, as which login, to do
-//! what. This crate is pure: it decides from the facts it is given and does no I/O.
+//! what. This crate is pure: it decides from the facts it is given and does no I/O
+//! beyond reading policy files.
 //!
-//! The full policy language (rules in TOML files, groups, labels, conditions) builds on
-//! this interface; the built-in [`OwnerPolicy`] is the default until policy files exist:
-//! a person may use the containers they own, as any login, and nothing else.
+//! Policy files ([`load`]) hold `[[allow]]` and `[[deny]]` rules ([`rules`]) naming
+//! subjects (users, groups), targets (container globs, labels, owned containers), logins,
+//! actions and conditions (time windows, [`window`]; source ranges); a [`PolicySet`]
+//! evaluates them default-deny, deny first, and explains every decision. Without policy
+//! files the built-in [`OwnerPolicy`] applies: a person may use the containers they own,
+//! as any login, and nothing else.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+pub mod load;
+pub mod rules;
+pub mod set;
+pub mod window;
+
+pub use load::{PolicyError, PolicyErrors};
+pub use rules::Grants;
+pub use set::{Explanation, PolicySet, Trace};
 
 /// The person asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +61,21 @@ pub enum Action {
     X11,
 }
 
+impl Action {
+    /// Parses an action's name as policy files write it (`scp` is `sftp`).
+    pub fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "shell" => Action::Shell,
+            "exec" => Action::Exec,
+            "sftp" | "scp" => Action::Sftp,
+            "port-forward" => Action::PortForward,
+            "agent-forward" => Action::AgentForward,
+            "x11" => Action::X11,
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -69,6 +100,12 @@ pub struct Request {
     pub login: String,
     /// To do what.
     pub action: Action,
+    /// The destination port, for port forwarding.
+    pub port: Option<u16>,
+    /// Where the connection comes from.
+    pub source: Option<IpAddr>,
+    /// When.
+    pub time: DateTime<Utc>,
 }
 
 /// The answer, with the rule that gave it.
@@ -78,6 +115,8 @@ pub enum Decision {
     Allow {
         /// The deciding rule.
         rule: String,
+        /// What it grants beyond access.
+        grants: Grants,
     },
     /// Denied; `reason` is safe to show the person.
     Deny {
@@ -97,8 +136,13 @@ impl Decision {
 
 /// Anything that answers access questions.
 pub trait Policy: Send + Sync {
+    /// Decides one request, with the reasoning.
+    fn explain(&self, request: &Request) -> Explanation;
+
     /// Decides one request.
-    fn decide(&self, request: &Request) -> Decision;
+    fn decide(&self, request: &Request) -> Decision {
+        self.explain(request).decision
+    }
 }
 
 /// The built-in policy: owners may use their own containers, as any login; everything
@@ -107,10 +151,12 @@ pub trait Policy: Send + Sync {
 pub struct OwnerPolicy;
 
 impl Policy for OwnerPolicy {
-    fn decide(&self, r: &Request) -> Decision {
-        if r.subject.user == r.target.owner {
+    fn explain(&self, r: &Request) -> Explanation {
+        let owner = r.subject.user == r.target.owner;
+        let decision = if owner {
             Decision::Allow {
                 rule: "builtin:owner".into(),
+                grants: Grants::default(),
             }
         } else {
             Decision::Deny {
@@ -120,6 +166,21 @@ impl Policy for OwnerPolicy {
                     r.subject.user, r.target.container
                 ),
             }
+        };
+        let trace = Trace {
+            rule: "builtin:owner".into(),
+            effect: rules::Effect::Allow,
+            origin: "built in (no [policy] paths)".into(),
+            mismatch: (!owner).then(|| {
+                format!(
+                    "'{}' is owned by {}, not {}",
+                    r.target.container, r.target.owner, r.subject.user
+                )
+            }),
+        };
+        Explanation {
+            decision,
+            traces: vec![trace],
         }
     }
 }
@@ -141,6 +202,9 @@ mod tests {
             },
             login: login.into(),
             action: Action::Shell,
+            port: None,
+            source: None,
+            time: Utc::now(),
         }
     }
 

@@ -39,6 +39,8 @@ pub enum EventKind {
     Input,
     /// A terminal resize (`COLSxROWS`).
     Resize,
+    /// A marker: a note in the recording (e.g. where a stream turned binary).
+    Marker,
 }
 
 impl EventKind {
@@ -48,6 +50,7 @@ impl EventKind {
             EventKind::Output => "o",
             EventKind::Input => "i",
             EventKind::Resize => "r",
+            EventKind::Marker => "m",
         }
     }
 
@@ -56,6 +59,7 @@ impl EventKind {
             "o" => Some(EventKind::Output),
             "i" => Some(EventKind::Input),
             "r" => Some(EventKind::Resize),
+            "m" => Some(EventKind::Marker),
             _ => None,
         }
     }
@@ -70,10 +74,18 @@ pub fn encode_header(h: &Header) -> String {
 
 /// Encodes one event line: `[seconds, "o", "data"]`.
 pub fn encode_event(seconds: f64, kind: EventKind, text: &str) -> String {
+    let mut s = Vec::new();
+    encode_event_into(&mut s, seconds, kind, text);
+    String::from_utf8(s).unwrap_or_default()
+}
+
+/// Encodes one event line into `out` (cleared first), reusing its allocation.
+fn encode_event_into(out: &mut Vec<u8>, seconds: f64, kind: EventKind, text: &str) {
+    out.clear();
     let t = (seconds * 1_000_000.0).round() / 1_000_000.0;
-    let mut s = serde_json::to_string(&(t, kind.code(), text)).unwrap_or_default();
-    s.push('\n');
-    s
+    // Serializing a float, a str and a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &(t, kind.code(), text));
+    out.push(b'\n');
 }
 
 /// Splits byte chunks into text without breaking UTF-8 sequences across events: an
@@ -92,6 +104,16 @@ impl Utf8Carry {
         let text = String::from_utf8_lossy(&self.pending[..split]).into_owned();
         self.pending.drain(..split);
         text
+    }
+
+    /// The bytes held back: the start of a UTF-8 sequence cut at the end of a chunk.
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// Takes the bytes held back.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
     }
 }
 
@@ -113,11 +135,12 @@ fn incomplete_tail(b: &[u8]) -> usize {
     0
 }
 
-/// Writes one asciicast file incrementally.
+/// Writes one asciicast file incrementally. It takes text: turning bytes into text (and
+/// deciding what is not text) is [`crate::channel`]'s job.
 pub struct CastWriter {
     file: File,
     start: Instant,
-    carry: [Utf8Carry; 2],
+    line: Vec<u8>,
 }
 
 impl CastWriter {
@@ -133,23 +156,20 @@ impl CastWriter {
         Ok(CastWriter {
             file,
             start: Instant::now(),
-            carry: Default::default(),
+            line: Vec::new(),
         })
     }
 
-    /// Appends an event; output and input bytes are decoded as UTF-8 across calls.
-    pub fn event(&mut self, kind: EventKind, data: &[u8]) -> std::io::Result<()> {
-        let text = match kind {
-            EventKind::Output => self.carry[0].push(data),
-            EventKind::Input => self.carry[1].push(data),
-            EventKind::Resize => String::from_utf8_lossy(data).into_owned(),
-        };
-        if text.is_empty() {
-            return Ok(());
-        }
-        let line = encode_event(self.start.elapsed().as_secs_f64(), kind, &text);
+    /// Appends an event.
+    pub fn text_event(&mut self, kind: EventKind, text: &str) -> std::io::Result<()> {
+        encode_event_into(
+            &mut self.line,
+            self.start.elapsed().as_secs_f64(),
+            kind,
+            text,
+        );
         // One write per event: a crash leaves whole lines plus at most one torn line.
-        self.file.write_all(line.as_bytes())
+        self.file.write_all(&self.line)
     }
 
     /// Flushes to disk.
@@ -214,25 +234,20 @@ impl CastReader {
 
     /// The next complete event, or `None` at the current end of the file.
     pub fn next_event(&mut self) -> Result<Option<Event>> {
-        loop {
-            let Some(line) = self.next_line()? else {
-                return Ok(None);
-            };
-            let (time, code, data): (f64, String, String) =
-                serde_json::from_str(&line).map_err(|e| RecordingError::Corrupt {
-                    path: self.path.clone(),
-                    reason: format!("line {}: {e}", self.line_no),
-                })?;
-            match EventKind::from_code(&code) {
-                Some(kind) => return Ok(Some(Event { time, kind, data })),
-                None if code == "m" => continue,
-                None => {
-                    return Err(RecordingError::Corrupt {
-                        path: self.path.clone(),
-                        reason: format!("line {}: unknown event type '{code}'", self.line_no),
-                    })
-                }
-            }
+        let Some(line) = self.next_line()? else {
+            return Ok(None);
+        };
+        let (time, code, data): (f64, String, String) =
+            serde_json::from_str(&line).map_err(|e| RecordingError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("line {}: {e}", self.line_no),
+            })?;
+        match EventKind::from_code(&code) {
+            Some(kind) => Ok(Some(Event { time, kind, data })),
+            None => Err(RecordingError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("line {}: unknown event type '{code}'", self.line_no),
+            }),
         }
     }
 }
@@ -263,7 +278,6 @@ pub fn read(path: &Path) -> Result<(Header, Vec<Event>)> {
         match serde_json::from_str::<(f64, String, String)>(&line) {
             Ok((time, code, data)) => match EventKind::from_code(&code) {
                 Some(kind) => events.push(Event { time, kind, data }),
-                None if code == "m" => {}
                 None => return Err(bad(format!("line {n}: unknown event type '{code}'"))),
             },
             Err(_) if last => break,
@@ -319,9 +333,9 @@ mod tests {
             title: None,
         };
         let mut w = CastWriter::create(&p, &h).unwrap();
-        w.event(EventKind::Output, b"hello ").unwrap();
-        w.event(EventKind::Input, b"x").unwrap();
-        w.event(EventKind::Resize, b"100x30").unwrap();
+        w.text_event(EventKind::Output, "hello ").unwrap();
+        w.text_event(EventKind::Input, "x").unwrap();
+        w.text_event(EventKind::Resize, "100x30").unwrap();
         drop(w);
         std::fs::OpenOptions::new()
             .append(true)

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cast::{CastWriter, Header};
+use crate::channel::ChannelRecorder;
 use crate::error::{RecordingError, Result};
 
 /// What `session.json` says about a session.
@@ -190,14 +191,15 @@ impl SessionRecording {
     }
 
     /// Opens the recording of channel `n`: the main cast file, and for an exec without a
-    /// terminal a second one with stderr alone.
+    /// terminal a second one with stderr alone (and raw files for binary streams, see
+    /// [`ChannelRecorder`]).
     pub fn channel(
         &mut self,
         n: u32,
         command: Option<&str>,
         pty: bool,
         size: (u16, u16),
-    ) -> Result<(CastWriter, Option<CastWriter>)> {
+    ) -> Result<ChannelRecorder> {
         let header = Header {
             version: 2,
             width: size.0.max(1),
@@ -208,12 +210,14 @@ impl SessionRecording {
         };
         let file = format!("channel-{n}.cast");
         let main = CastWriter::create(&self.path.join(&file), &header)?;
-        let (stderr, stderr_file) = if pty {
-            (None, None)
+        let (recorder, stderr_file) = if pty {
+            (ChannelRecorder::terminal(main), None)
         } else {
             let f = format!("channel-{n}.stderr.cast");
+            let stderr = CastWriter::create(&self.path.join(&f), &header)?;
+            let prefix = format!("channel-{n}");
             (
-                Some(CastWriter::create(&self.path.join(&f), &header)?),
+                ChannelRecorder::streams(main, stderr, &self.path, &prefix),
                 Some(f),
             )
         };
@@ -229,7 +233,7 @@ impl SessionRecording {
             stderr_file,
         });
         self.write_meta()?;
-        Ok((main, stderr))
+        Ok(recorder)
     }
 
     /// Ends the recording; returns the SHA-256 of every file of the session.
@@ -259,7 +263,7 @@ pub fn digests(dir: &Path) -> Result<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cast::EventKind;
+    use crate::channel::Source;
 
     fn meta(id: &str) -> SessionMeta {
         SessionMeta {
@@ -283,14 +287,19 @@ mod tests {
         let id = new_id();
         assert!(valid_id(&id));
         let mut r = recs.start(meta(&id)).unwrap();
-        let (mut main, stderr) = r.channel(0, Some("echo hi"), false, (80, 24)).unwrap();
-        main.event(EventKind::Output, b"hi\n").unwrap();
-        assert!(stderr.is_some());
+        let mut ch = r.channel(0, Some("echo hi"), false, (80, 24)).unwrap();
+        ch.data(Source::Stdout, b"hi\n").unwrap();
+        ch.data(Source::Stdin, b"\0").unwrap();
         let digests = r.finish("code 0".into()).unwrap();
         let names: Vec<&str> = digests.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["channel-0.cast", "channel-0.stderr.cast", "session.json"]
+            [
+                "channel-0.cast",
+                "channel-0.stderr.cast",
+                "channel-0.stdin.bin",
+                "session.json"
+            ]
         );
         let listed = recs.list().unwrap();
         assert_eq!(listed.len(), 1);

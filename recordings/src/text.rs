@@ -11,8 +11,10 @@ const ROWS: u16 = 5000;
 pub fn render(header: &Header, events: &[Event]) -> String {
     let mut parser = vt100::Parser::new(ROWS, header.width.max(20), 0);
     for e in events {
-        if e.kind == EventKind::Output {
-            parser.process(e.data.as_bytes());
+        match e.kind {
+            EventKind::Output => parser.process(e.data.as_bytes()),
+            EventKind::Marker => parser.process(format!("\r\n[{}]\r\n", e.data).as_bytes()),
+            _ => {}
         }
     }
     let text = parser.screen().contents();

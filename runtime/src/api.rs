@@ -74,6 +74,9 @@ pub struct Account {
     pub shell: Option<String>,
     /// Home directory (default `/home/NAME`).
     pub home: Option<String>,
+    /// Passwordless sudo (granted by policy); without it any sudo rule gatehouse made
+    /// for the account is removed.
+    pub sudo: bool,
 }
 
 /// How a process ended.

@@ -115,6 +115,51 @@ fn exec_sessions_are_recorded_with_command_output_and_exit_status() {
 }
 
 #[test]
+fn binary_streams_are_kept_byte_for_byte_beside_the_cast() {
+    let gw = Gateway::start();
+    gw.create_container("rec2", "alice");
+    // Text first, then data: 300 KB that are not UTF-8 (and a NUL), in and out.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let out = gw.ssh_with_input(
+        "alice",
+        "alice@rec2",
+        "echo text-before; sleep 0.2; cat; echo text-after >&2",
+        &data,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(&out.stdout[..12], b"text-before\n");
+    assert!(out.stdout[12..] == data[..], "stdout changed on the way");
+    let list = sealed_sessions(&gw, 1);
+    let id = list[0]["id"].as_str().unwrap();
+    let dir = gw.dir.path().join("state/recordings").join(id);
+    let raw_out = std::fs::read(dir.join("channel-0.stdout.bin")).unwrap();
+    assert!(raw_out == data, "stdout.bin is not the bytes sent");
+    let raw_in = std::fs::read(dir.join("channel-0.stdin.bin")).unwrap();
+    assert!(raw_in == data, "stdin.bin is not the bytes received");
+    assert!(!dir.join("channel-0.stderr.bin").exists());
+    let text = gw.cli_ok(&["replay", id, "--text"]);
+    assert!(
+        text.contains("text-before")
+            && text
+                .contains("stdout is binary from here on; its bytes are in channel-0.stdout.bin")
+            && text.contains("text-after"),
+        "{text}"
+    );
+    // The raw files are sealed with the rest: changing one is detected.
+    let verify = gw.cli_ok(&["audit", "verify"]);
+    assert!(verify.contains("audit log intact"), "{verify}");
+    let mut tampered = raw_out.clone();
+    tampered[1000] ^= 1;
+    std::fs::write(dir.join("channel-0.stdout.bin"), tampered).unwrap();
+    let out = gw.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("channel-0.stdout.bin")
+            || stderr(&out).contains("channel-0.stdout.bin")
+    );
+}
+
+#[test]
 fn an_interactive_session_with_typos_is_found_as_executed() {
     let gw = Gateway::start();
     gw.create_container("rec2", "alice");

@@ -4,6 +4,7 @@ pub mod container;
 pub mod demo;
 pub mod image;
 pub mod player;
+pub mod policy;
 pub mod sessions;
 
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Manage containers.
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Check policy files; explain a decision.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Recorded sessions.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
@@ -99,31 +103,56 @@ pub fn open_runtime(
     )?))
 }
 
+/// An error that only sets the exit code: the command has said everything already.
+#[derive(Debug)]
+pub struct Quiet(pub u8);
+
+impl std::fmt::Display for Quiet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Quiet {}
+
+/// Opens the configured directory (LDAP or the users file).
+pub fn open_directory(config: &Config) -> anyhow::Result<Arc<dyn crate::directory::Directory>> {
+    Ok(match (&config.directory.kind[..], &config.directory.ldap) {
+        ("ldap", Some(ldap)) => Arc::new(crate::directory::LdapDirectory::new(ldap)?),
+        _ => Arc::new(UsersFile::open(&config.directory.file)?),
+    })
+}
+
+/// Threads writing recordings for all sessions (disk writes of many sessions interleave).
+const RECORDER_THREADS: usize = 2;
+
 /// Builds the gateway from a configuration and serves until the process ends.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = open_runtime(&config)?;
     for note in runtime.reconcile().await? {
         tracing::warn!("reconciled: {note}");
     }
-    let directory: Arc<dyn crate::directory::Directory> =
-        match (&config.directory.kind[..], &config.directory.ldap) {
-            ("ldap", Some(ldap)) => Arc::new(crate::directory::LdapDirectory::new(ldap)?),
-            _ => Arc::new(UsersFile::open(&config.directory.file)?),
-        };
+    let directory = open_directory(&config)?;
     let limits = config.server.limits()?;
     if !config.recording.enabled {
         tracing::warn!("[recording] enabled = false: sessions are NOT recorded");
     }
     let state = config.server.state_dir.clone();
+    let policy = crate::policy::PolicyStore::open(&config.policy.paths)?;
     let app = Arc::new(App {
         config,
         directory,
         runtime,
-        policy: Arc::new(gatehouse_policies::OwnerPolicy),
+        policy,
+        live: Default::default(),
         guard: crate::guard::Guard::new(limits),
         audit: crate::audit::Audit::open(&state)?,
         recordings: gatehouse_recordings::store::Recordings::open(state.join("recordings"))?,
+        recorders: crate::ssh::record::Recorders::start(RECORDER_THREADS)?,
     });
+    if !app.config.policy.paths.is_empty() {
+        tokio::spawn(crate::policy::watch(app.clone()));
+    }
     if let Some(keep) = app.config.recording.keep.as_deref() {
         if let Some(keep) = gatehouse_runtime::limits::parse_duration(keep)? {
             tokio::spawn(crate::retention::run(app.clone(), keep));

@@ -132,8 +132,8 @@ pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} WHAT",
-        "SESSION", "USER", "CONTAINER", "LOGIN", "START", "EXIT"
+        "{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} {:<16} WHAT",
+        "SESSION", "USER", "CONTAINER", "LOGIN", "START", "EXIT", "REASON"
     );
     for s in rows {
         let what = s
@@ -141,14 +141,16 @@ pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
             .first()
             .map(|c| c.command.clone().unwrap_or_else(|| "shell".into()))
             .unwrap_or_default();
+        let exit = s.exit.as_deref().unwrap_or("running");
         println!(
-            "{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} {}",
+            "{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} {:<16} {}",
             s.id,
             s.user,
             s.container,
             s.login,
             s.start.format("%Y-%m-%d %H:%M:%S"),
-            s.exit.as_deref().unwrap_or("running"),
+            exit.chars().take(12).collect::<String>(),
+            s.reason.as_deref().unwrap_or("-"),
             what.chars().take(60).collect::<String>()
         );
     }

@@ -1,10 +1,13 @@
 //! The SSH server: russh configuration, the accept loop, and one [`handler::Connection`]
 //! per client. Each session channel gets its own task ([`session`]).
 
+mod endings;
 mod handler;
 pub mod hostkey;
 mod picker;
-mod record;
+mod prompt;
+mod reason;
+pub mod record;
 mod session;
 mod signals;
 

@@ -15,20 +15,28 @@ use russh::{Channel, ChannelMsg, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::endings::Endings;
 use super::record::{Stream, Tap};
-use super::{picker, signals};
+use super::{picker, reason, signals};
 use crate::access::{self, Refusal};
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
-use gatehouse_recordings::cast::CastWriter;
+use crate::live::LiveSessions;
+use gatehouse_recordings::channel::ChannelRecorder;
 use gatehouse_recordings::store::{SessionMeta, SessionRecording};
 use serde_json::json;
 
 /// How long output may still drain after the process has exited.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long a process ended by the gateway (revoked, timed out) has after SIGHUP.
+const HANGUP_GRACE: Duration = Duration::from_secs(2);
 /// Messages queued towards the process's stdin before the client is slowed down.
 const STDIN_QUEUE: usize = 32;
+/// How much process output is read at a time: little while a session is idle or
+/// interactive, growing while output streams.
+const OUTPUT_CHUNK_MIN: usize = 4 * 1024;
+const OUTPUT_CHUNK_MAX: usize = 64 * 1024;
 
 /// What a session channel knows about its connection.
 pub struct SessionContext {
@@ -54,6 +62,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     let (mut rx, tx) = channel.split();
     let mut pty: Option<PtySpec> = None;
     let mut env = Vec::new();
+    let mut given_reason: Option<String> = None;
     let command = loop {
         match rx.wait().await {
             Some(ChannelMsg::RequestPty {
@@ -84,7 +93,9 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
                 variable_value,
                 ..
             }) => {
-                if env_allowed(&variable_name) && env.len() < 64 {
+                if variable_name == reason::ENV {
+                    given_reason = Some(variable_value);
+                } else if env_allowed(&variable_name) && env.len() < 64 {
                     env.push((variable_name, variable_value));
                 }
             }
@@ -102,8 +113,13 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         Action::Shell
     };
     let mut target = ctx.target.clone();
+    let source = ctx
+        .peer
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.ip());
     let resolved = loop {
-        match access::resolve(&ctx.app, &ctx.user, &target, action).await {
+        match access::resolve(&ctx.app, &ctx.user, &target, action, source).await {
             Ok(r) => break r,
             Err(Refusal::Choose(list)) if pty.is_some() => {
                 match picker::choose(&mut rx, &tx, &mut pty, &ctx.user.name, &list).await {
@@ -115,6 +131,20 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         }
     };
     let session_id = gatehouse_recordings::store::new_id();
+    let reason = if resolved.grants.require_reason {
+        match reason::obtain(given_reason.as_deref(), &mut rx, &tx, &mut pty).await {
+            Ok(r) => Some(r),
+            Err(message) => {
+                let detail = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
+                    "container": resolved.container.name, "login": resolved.login, "rule": resolved.rule,
+                    "reason": format!("no valid reason given: {message}")});
+                ctx.app.audit.note("session.refused", detail).await;
+                return refuse(&tx, &message).await;
+            }
+        }
+    } else {
+        given_reason.and_then(|r| reason::clean(&r).ok())
+    };
     let size = pty
         .as_ref()
         .map_or((80, 24), |p| (p.size.cols, p.size.rows));
@@ -126,6 +156,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
             &ctx,
             &resolved,
             &session_id,
+            reason.clone(),
             command.as_deref(),
             pty.is_some(),
             size,
@@ -135,13 +166,9 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     };
     match opened {
         None => {}
-        Some(Ok((rec, main, stderr))) => {
-            tap = Some(Tap::new(
-                main,
-                stderr,
-                ctx.app.config.recording.input,
-                fail_tx,
-            ));
+        Some(Ok((rec, channel))) => {
+            let input = ctx.app.config.recording.input;
+            tap = Some(ctx.app.recorders.tap(channel, input, fail_tx).await);
             recording = Some(rec);
         }
         Some(Err(e)) if ctx.app.config.recording.fail_closed => {
@@ -155,15 +182,22 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     }
     let start_event = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
         "container": resolved.container.name, "login": resolved.login, "command": command,
-        "pty": pty.is_some(), "rule": resolved.rule});
+        "pty": pty.is_some(), "rule": resolved.rule, "reason": reason});
     if let Err(e) = ctx.app.audit.event("session.start", start_event).await {
         tracing::error!(session = %session_id, "audit: {e:#}");
         if ctx.app.config.recording.fail_closed {
             return refuse(&tx, "the audit log cannot be written, so the session is refused; the administrators have the details").await;
         }
     }
+    let (_registration, revoked) =
+        LiveSessions::register(&ctx.app, &session_id, resolved.request.clone());
+    let endings = Endings::new(
+        revoked,
+        resolved.grants.max_session,
+        resolved.grants.idle_timeout,
+    );
     let exit = match start(&ctx, resolved, command, pty, env).await {
-        Ok(process) => relay(process, rx, tx, &ctx, tap.clone(), fail_rx).await,
+        Ok(process) => relay(process, rx, tx, &ctx, tap.clone(), fail_rx, endings).await,
         Err(message) => {
             refuse(&tx, &message).await;
             "not started".to_string()
@@ -193,25 +227,26 @@ fn open_recording(
     ctx: &SessionContext,
     resolved: &access::Resolved,
     id: &str,
+    reason: Option<String>,
     command: Option<&str>,
     pty: bool,
     size: (u16, u16),
-) -> anyhow::Result<(SessionRecording, CastWriter, Option<CastWriter>)> {
+) -> anyhow::Result<(SessionRecording, ChannelRecorder)> {
     let meta = SessionMeta {
         id: id.to_string(),
         user: ctx.user.name.clone(),
         peer: ctx.peer.clone(),
         container: resolved.container.name.clone(),
         login: resolved.login.clone(),
-        reason: None,
+        reason,
         start: chrono::Utc::now(),
         end: None,
         exit: None,
         channels: vec![],
     };
     let mut rec = ctx.app.recordings.start(meta)?;
-    let (main, stderr) = rec.channel(0, command, pty, size)?;
-    Ok((rec, main, stderr))
+    let channel = rec.channel(0, command, pty, size)?;
+    Ok((rec, channel))
 }
 
 /// Refuses the session with one line on stderr and exit status 1.
@@ -249,7 +284,15 @@ async fn start(
     };
     // A container that is stopping right now (idle stop) is started again once.
     for attempt in 0..2 {
-        match launch(ctx, &name, &resolved.login, spec.clone()).await {
+        match launch(
+            ctx,
+            &name,
+            &resolved.login,
+            resolved.grants.sudo,
+            spec.clone(),
+        )
+        .await
+        {
             Err(RuntimeError::Stopping(_)) if attempt == 0 => {
                 tracing::info!(container = %name, "container was stopping; starting it again");
                 let _ = runtime.stop(&name).await;
@@ -274,6 +317,7 @@ async fn launch(
     ctx: &SessionContext,
     name: &str,
     login: &str,
+    sudo: bool,
     spec: ExecSpec,
 ) -> Result<Process, RuntimeError> {
     let runtime = &ctx.app.runtime;
@@ -294,9 +338,20 @@ async fn launch(
         gid: ctx.user.gid,
         shell: ctx.user.shell.clone(),
         home: ctx.user.home.clone(),
+        sudo,
     });
     runtime.prepare_session(name, account.as_ref()).await?;
     runtime.exec(name, spec).await
+}
+
+/// How a relayed process ended.
+enum Outcome {
+    /// It exited.
+    Exited(ExitStatus),
+    /// The runtime lost it.
+    Lost(gatehouse_runtime::RuntimeError),
+    /// The gateway ended it (recording failed, access revoked, a time limit), saying why.
+    Ended(String),
 }
 
 /// Relays until the process ends or the channel closes; returns how it ended.
@@ -307,6 +362,7 @@ async fn relay(
     ctx: &SessionContext,
     tap: Option<Tap>,
     mut recording_failed: mpsc::Receiver<String>,
+    mut endings: Endings,
 ) -> String {
     let Process {
         stdin,
@@ -329,16 +385,29 @@ async fn relay(
     let mut in_tx = Some(in_tx);
     let status = loop {
         tokio::select! {
-            status = &mut exit => break Some(status),
+            status = &mut exit => break Some(match status {
+                Ok(st) => Outcome::Exited(st),
+                Err(e) => Outcome::Lost(e),
+            }),
             Some(why) = recording_failed.recv() => {
                 // Fail closed: no recording, no session.
                 tracing::error!("{why}");
                 let _ = tx.extended_data(1, format!("\r\ngatehouse: {why}\r\n").as_bytes()).await;
                 let _ = control.signal("KILL").await;
-                break Some(Err(gatehouse_runtime::RuntimeError::Invalid(why)));
+                break Some(Outcome::Ended(why));
+            }
+            why = endings.next() => {
+                tracing::warn!("{why}");
+                let _ = tx.extended_data(1, format!("\r\ngatehouse: {why}\r\n").as_bytes()).await;
+                let _ = control.signal("HUP").await;
+                if tokio::time::timeout(HANGUP_GRACE, &mut exit).await.is_err() {
+                    let _ = control.signal("KILL").await;
+                }
+                break Some(Outcome::Ended(why));
             }
             msg = rx.wait() => match msg {
                 Some(ChannelMsg::Data { data }) => {
+                    endings.touch();
                     if let Some(t) = &tap {
                         t.input(&data).await;
                     }
@@ -386,16 +455,17 @@ async fn relay(
     let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await;
     stdin_task.abort();
     let description = match &status {
-        Ok(ExitStatus::Code(code)) => format!("code {code}"),
-        Ok(ExitStatus::Signal { name, .. }) => format!("signal {name}"),
-        Err(e) => format!("lost: {e}"),
+        Outcome::Exited(ExitStatus::Code(code)) => format!("code {code}"),
+        Outcome::Exited(ExitStatus::Signal { name, .. }) => format!("signal {name}"),
+        Outcome::Lost(e) => format!("lost: {e}"),
+        Outcome::Ended(why) => format!("ended: {why}"),
     };
     match status {
-        Ok(ExitStatus::Code(code)) => {
+        Outcome::Exited(ExitStatus::Code(code)) => {
             tracing::info!(code, "session end");
             let _ = tx.exit_status(code as u32).await;
         }
-        Ok(ExitStatus::Signal { name, core_dumped }) => {
+        Outcome::Exited(ExitStatus::Signal { name, core_dumped }) => {
             tracing::info!(signal = name, "session end");
             let _ = ctx
                 .handle
@@ -408,11 +478,15 @@ async fn relay(
                 )
                 .await;
         }
-        Err(e) => {
+        Outcome::Lost(e) => {
             tracing::error!("session lost: {e}");
             let _ = tx
                 .extended_data(1, format!("gatehouse: session lost: {e}\r\n").as_bytes())
                 .await;
+            let _ = tx.exit_status(255).await;
+        }
+        // The message was shown when the gateway ended it.
+        Outcome::Ended(_) => {
             let _ = tx.exit_status(255).await;
         }
     }
@@ -433,23 +507,32 @@ async fn pump_stdin(
     let _ = stdin.shutdown().await;
 }
 
-/// Copies a process's output to the channel, and to the recording on the way.
+/// Copies a process's output to the channel, and to the recording on the way (the same
+/// buffer for both: the recorder keeps a reference, not a copy).
 async fn pump_out(
     mut from: std::pin::Pin<Box<dyn AsyncRead + Send>>,
     mut to: impl AsyncWrite + Unpin,
     tap: Option<Tap>,
     stream: Stream,
 ) {
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = bytes::BytesMut::new();
+    let mut size = OUTPUT_CHUNK_MIN;
     loop {
-        let n = match from.read(&mut buf).await {
+        buf.reserve(size);
+        let n = match from.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(t) = &tap {
-            t.output(stream, &buf[..n]).await;
+        if n >= size {
+            size = (size * 2).min(OUTPUT_CHUNK_MAX);
+        } else if n < size / 4 {
+            size = (size / 2).max(OUTPUT_CHUNK_MIN);
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        let chunk = buf.split().freeze();
+        if let Some(t) = &tap {
+            t.output(stream, chunk.clone()).await;
+        }
+        if to.write_all(&chunk).await.is_err() {
             break;
         }
     }

@@ -216,13 +216,23 @@ fn account_script(account: &Account) -> Result<String> {
         )));
     }
     let (n, uid, gid) = (&account.name, account.uid, account.gid);
+    // sudo ignores files in sudoers.d whose names contain a dot.
+    let rule = format!("/etc/sudoers.d/gatehouse-{}", n.replace('.', "_"));
+    let sudo = if account.sudo {
+        format!(
+            "mkdir -p /etc/sudoers.d && echo '{n} ALL=(ALL:ALL) NOPASSWD: ALL' > {rule}.tmp && \
+             chmod 0440 {rule}.tmp && mv {rule}.tmp {rule}\n"
+        )
+    } else {
+        format!("rm -f {rule}\n")
+    };
     Ok(format!(
         "exec 9>/run/gatehouse-accounts.lock; command -v flock >/dev/null && flock 9; \
          if ! grep -q '^{n}:' /etc/passwd; then \
            sh={shell}; [ -x \"$sh\" ] || sh=/bin/sh; \
            getent group {gid} >/dev/null || groupadd -g {gid} {n}; \
            mkdir -p \"$(dirname {home})\"; useradd -m -d {home} -u {uid} -g {gid} -s \"$sh\" {n}; \
-         fi; grep -q '^{n}:' /etc/passwd || exit 1\n"
+         fi; grep -q '^{n}:' /etc/passwd || exit 1\n{sudo}"
     ))
 }
 

@@ -1,0 +1,214 @@
+//! `gatehouse policy validate` and `gatehouse policy check`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use gatehouse_policies::{Action, Decision};
+
+use crate::config::Config;
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check policy files (default: the configured `[policy] paths`); every problem is
+    /// reported as FILE:LINE:COL (exit 1 if there is any).
+    Validate {
+        /// Files or directories of `*.toml` files.
+        paths: Vec<PathBuf>,
+    },
+    /// Explain one decision: the deciding rule and why every other rule did not decide
+    /// (exit 0 allow, 1 deny).
+    Check {
+        /// Who (looked up in the directory for their groups unless --groups is given).
+        #[arg(long)]
+        user: String,
+        /// Which container (its owner and labels come from the inventory).
+        #[arg(long)]
+        container: String,
+        /// As which login (default: the user's own account).
+        #[arg(long)]
+        login: Option<String>,
+        /// To do what: shell, exec, sftp, port-forward, agent-forward, x11.
+        #[arg(long, default_value = "shell")]
+        action: String,
+        /// Destination port, for port-forward.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Source address of the connection.
+        #[arg(long)]
+        from: Option<IpAddr>,
+        /// The user's groups, instead of asking the directory (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        groups: Option<Vec<String>>,
+        /// When (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+/// Runs a `policy` subcommand.
+pub async fn run(config: &Config, cmd: PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Validate { paths } => validate(config, paths),
+        PolicyCommand::Check {
+            user,
+            container,
+            login,
+            action,
+            port,
+            from,
+            groups,
+            at,
+        } => {
+            let action = Action::parse(&action).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown action '{action}' (shell, exec, sftp, port-forward, agent-forward, x11)"
+                )
+            })?;
+            let time = match at {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .map_err(|e| anyhow::anyhow!("--at '{t}': {e}"))?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            let q = Question {
+                user,
+                container,
+                login,
+                action,
+                port,
+                from,
+                groups,
+                time,
+            };
+            check(config, q).await
+        }
+    }
+}
+
+fn validate(config: &Config, paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    let paths = if paths.is_empty() {
+        config.policy.paths.clone()
+    } else {
+        paths
+    };
+    if paths.is_empty() {
+        anyhow::bail!("no policy files: give paths, or set [policy] paths in the configuration");
+    }
+    match gatehouse_policies::PolicySet::load(&paths) {
+        Ok(set) => {
+            let (allow, deny) = set.rules().iter().fold((0, 0), |(a, d), r| match r.effect {
+                gatehouse_policies::rules::Effect::Allow => (a + 1, d),
+                gatehouse_policies::rules::Effect::Deny => (a, d + 1),
+            });
+            println!("policy valid: {allow} allow and {deny} deny rules");
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            anyhow::bail!("the policy is invalid ({} problems)", errors.0.len())
+        }
+    }
+}
+
+/// One `policy check` question.
+struct Question {
+    user: String,
+    container: String,
+    login: Option<String>,
+    action: Action,
+    port: Option<u16>,
+    from: Option<IpAddr>,
+    groups: Option<Vec<String>>,
+    time: chrono::DateTime<chrono::Utc>,
+}
+
+async fn check(config: &Config, q: Question) -> anyhow::Result<()> {
+    let (policy, _) = crate::policy::read(&config.policy.paths)
+        .map_err(|e| anyhow::anyhow!("the policy files are invalid:\n{e}"))?;
+    let groups = match q.groups {
+        Some(g) => g,
+        None => {
+            let directory = super::open_directory(config)?;
+            directory
+                .lookup(&q.user)
+                .await
+                .map_err(|e| anyhow::anyhow!("directory: {e}"))?
+                .ok_or_else(|| anyhow::anyhow!("no user '{}' in the directory", q.user))?
+                .groups
+        }
+    };
+    let runtime = super::open_runtime(config)?;
+    let record = gatehouse_runtime::Runtime::get(runtime.as_ref(), &q.container).await?;
+    let request = gatehouse_policies::Request {
+        subject: gatehouse_policies::Subject {
+            user: q.user.clone(),
+            groups,
+        },
+        target: gatehouse_policies::Target {
+            container: record.name.clone(),
+            owner: record.owner.clone(),
+            labels: record.labels.clone(),
+        },
+        login: q.login.unwrap_or_else(|| q.user.clone()),
+        action: q.action,
+        port: q.port,
+        source: q.from,
+        time: q.time,
+    };
+    let e = policy.explain(&request);
+    let what = format!(
+        "{} → {} as {} ({})",
+        request.subject.user, request.target.container, request.login, request.action
+    );
+    let rule_of = |name: &str| {
+        e.traces
+            .iter()
+            .find(|t| t.rule == name)
+            .map_or(name.to_string(), |t| {
+                format!("{} '{}' ({})", t.effect, t.rule, t.origin)
+            })
+    };
+    match &e.decision {
+        Decision::Allow { rule, grants } => {
+            println!("ALLOW {what}");
+            println!("decided by: {}", rule_of(rule));
+            let mut extra = Vec::new();
+            if grants.sudo {
+                extra.push("sudo".to_string());
+            }
+            if grants.require_reason {
+                extra.push("a reason is required".to_string());
+            }
+            if let Some(d) = grants.max_session {
+                extra.push(format!("max_session {}", humantime::format_duration(d)));
+            }
+            if let Some(d) = grants.idle_timeout {
+                extra.push(format!("idle_timeout {}", humantime::format_duration(d)));
+            }
+            if !extra.is_empty() {
+                println!("with: {}", extra.join(", "));
+            }
+        }
+        Decision::Deny { rule, reason } => {
+            println!("DENY {what}");
+            match rule {
+                Some(r) => println!("decided by: {}", rule_of(r)),
+                None => println!("decided by: default deny (no allow rule matches)"),
+            }
+            println!("the person is told: {reason}");
+        }
+    }
+    println!("rules:");
+    for t in &e.traces {
+        println!("  {t}");
+    }
+    if e.decision.is_allowed() {
+        Ok(())
+    } else {
+        Err(super::Quiet(1).into())
+    }
+}
