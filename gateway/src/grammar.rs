@@ -1,4 +1,6 @@
-//! The SSH user-name grammar: `user`, `user@container`, `user@login@container`.
+//! The SSH user-name grammar: `user`, `user@container`, `user@login@container`, and
+//! `user@+admin` for the admin control plane (`+` is in no container or user name, so it
+//! cannot collide with one).
 
 use gatehouse_runtime::names::{is_user_name, shorten, validate_container_name};
 
@@ -11,7 +13,12 @@ pub struct Target {
     pub login: Option<String>,
     /// The container, when named.
     pub container: Option<String>,
+    /// The admin control plane rather than a container.
+    pub admin: bool,
 }
+
+/// The name that stands for the admin control plane: `ssh alice@+admin@gw COMMAND`.
+pub const ADMIN: &str = "+admin";
 
 impl Target {
     /// The login to use: the named one or the user's own.
@@ -26,6 +33,17 @@ pub fn parse(name: &str) -> Result<Target, String> {
         return Err(format!("user name too long ({} bytes)", name.len()));
     }
     let parts: Vec<&str> = name.split('@').collect();
+    if let [u, ADMIN] = parts.as_slice() {
+        if !is_user_name(u) {
+            return Err(format!("invalid user name '{}'", shorten(u)));
+        }
+        return Ok(Target {
+            user: u.to_string(),
+            login: None,
+            container: None,
+            admin: true,
+        });
+    }
     let (user, login, container) = match parts.as_slice() {
         [u] => (*u, None, None),
         [u, c] => (*u, None, Some(*c)),
@@ -52,6 +70,7 @@ pub fn parse(name: &str) -> Result<Target, String> {
         user: user.to_string(),
         login: login.map(str::to_owned),
         container: container.map(str::to_owned),
+        admin: false,
     })
 }
 
@@ -66,9 +85,11 @@ mod tests {
             Target {
                 user: "alice".into(),
                 login: None,
-                container: None
+                container: None,
+                admin: false
             }
         );
+        assert!(parse("alice@+admin").unwrap().admin);
         let t = parse("alice@web01").unwrap();
         assert_eq!(
             (t.container.as_deref(), t.login()),
@@ -88,6 +109,9 @@ mod tests {
             "a@b@c@d",
             "alice@",
             "@web01",
+            "alice@root@+admin",
+            "+admin@web01",
+            "alice@+admins",
             "alice)(uid=*",
             &"a".repeat(300),
             &format!("alice@{}", "x".repeat(64)),

@@ -1,6 +1,7 @@
 //! The `gatehouse` binary: SSH gateway, admin commands, and the container supervisor.
 
 mod access;
+mod admin;
 mod app;
 mod audit;
 mod cli;
@@ -109,7 +110,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => cli::demo::run(args).await,
         Command::Serve => cli::serve(load()?).await,
         Command::Image(cmd) => cli::image::run(&load()?, cmd).await,
-        Command::Container(cmd) => cli::container::run(&load()?, cmd).await,
+        Command::Container(cmd) => {
+            let config = load()?;
+            let runtime = cli::open_runtime(&config)?;
+            let mut console = cli::Console::local();
+            let result = cli::container::run(&config, runtime.as_ref(), cmd, &mut console).await;
+            console.print();
+            result
+        }
         Command::Policy(cmd) => cli::policy::run(&load()?, cmd).await,
         Command::Sessions(cmd) => cli::sessions::run(&load()?, cmd),
         Command::Replay {

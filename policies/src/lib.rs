@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+pub mod admin;
 pub mod load;
 pub mod rules;
 pub mod set;
@@ -142,6 +143,16 @@ pub trait Policy: Send + Sync {
     /// Decides one request.
     fn decide(&self, request: &Request) -> Decision {
         self.explain(request).decision
+    }
+
+    /// Delegated admin rights (`[[admin]]` rules).
+    fn admin_rules(&self) -> &[admin::AdminRule] {
+        &[]
+    }
+
+    /// Self-service rules (`[[self_service]]`).
+    fn self_service_rules(&self) -> &[admin::SelfService] {
+        &[]
     }
 }
 

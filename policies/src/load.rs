@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::admin::{parse_size, pattern_matches, AdminRule, SelfService, COMMANDS};
 use crate::rules::{Effect, Grants, Names, Origin, Rule, OWN_LOGIN};
 use crate::window::{parse_days, parse_hours, parse_zone, TimeWindow};
 use crate::Action;
@@ -68,6 +69,52 @@ struct RawFile {
     allow: Vec<Spanned<RawRule>>,
     #[serde(default)]
     deny: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    admin: Vec<Spanned<RawAdmin>>,
+    #[serde(default)]
+    self_service: Vec<Spanned<RawSelfService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    users: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+    commands: Spanned<Vec<Spanned<String>>>,
+    containers: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelfService {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    users: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+    images: Spanned<Vec<Spanned<String>>>,
+    max_containers: Spanned<i64>,
+    max_memory: Option<Spanned<String>>,
+    max_cpus: Option<Spanned<f64>>,
+    max_pids: Option<Spanned<i64>>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+}
+
+/// Everything a set of policy files holds.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    /// Access rules, in evaluation order.
+    pub rules: Vec<Rule>,
+    /// Delegated admin rights.
+    pub admin: Vec<AdminRule>,
+    /// Self-service rules, in order.
+    pub self_service: Vec<SelfService>,
 }
 
 #[derive(Deserialize)]
@@ -141,7 +188,7 @@ fn glob_chars_ok(s: &str) -> bool {
 /// Parses every file of a policy set: each path a file or a directory of `*.toml`
 /// files (read in name order). Rules keep that order: the first matching allow rule
 /// decides.
-pub fn load(paths: &[PathBuf]) -> Result<Vec<Rule>, PolicyErrors> {
+pub fn load(paths: &[PathBuf]) -> Result<Parsed, PolicyErrors> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
     for p in paths {
@@ -150,32 +197,42 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Rule>, PolicyErrors> {
             Err(e) => errors.push(e),
         }
     }
-    let mut rules = Vec::new();
+    let mut all = Parsed::default();
     for f in &files {
         let name = f.display().to_string();
         match std::fs::read_to_string(f) {
             Ok(text) => match parse(&name, &text) {
-                Ok(mut r) => rules.append(&mut r),
+                Ok(mut p) => {
+                    all.rules.append(&mut p.rules);
+                    all.admin.append(&mut p.admin);
+                    all.self_service.append(&mut p.self_service);
+                }
                 Err(mut e) => errors.append(&mut e.0),
             },
             Err(e) => errors.push(file_error(&name, format!("cannot read: {e}"))),
         }
     }
     let mut seen: HashMap<String, Origin> = HashMap::new();
-    for r in &rules {
-        if let Some(first) = seen.get(&r.name) {
+    let named = all
+        .rules
+        .iter()
+        .map(|r| (&r.name, &r.origin))
+        .chain(all.admin.iter().map(|r| (&r.name, &r.origin)))
+        .chain(all.self_service.iter().map(|r| (&r.name, &r.origin)));
+    for (name, origin) in named {
+        if let Some(first) = seen.get(name) {
             errors.push(PolicyError {
-                file: r.origin.file.clone(),
-                line: r.origin.line,
+                file: origin.file.clone(),
+                line: origin.line,
                 col: 1,
-                message: format!("rule name '{}' is already used at {first}", r.name),
+                message: format!("rule name '{name}' is already used at {first}"),
             });
         } else {
-            seen.insert(r.name.clone(), r.origin.clone());
+            seen.insert(name.clone(), origin.clone());
         }
     }
     if errors.is_empty() {
-        Ok(rules)
+        Ok(all)
     } else {
         Err(PolicyErrors(errors))
     }
@@ -208,7 +265,7 @@ fn list_files(p: &Path) -> Result<Vec<PathBuf>, PolicyError> {
 }
 
 /// Parses one file's text (`file` names it in errors and origins).
-pub fn parse(file: &str, text: &str) -> Result<Vec<Rule>, PolicyErrors> {
+pub fn parse(file: &str, text: &str) -> Result<Parsed, PolicyErrors> {
     let pos = Positions { file, text };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -225,19 +282,49 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Rule>, PolicyErrors> {
         .into_iter()
         .map(|r| (Effect::Allow, r))
         .chain(raw.deny.into_iter().map(|r| (Effect::Deny, r)));
-    for (n, (effect, spanned)) in all.enumerate() {
+    let mut n = 0;
+    for (effect, spanned) in all {
+        n += 1;
         let span = spanned.span();
         let mut c = Compiler {
             pos: &pos,
             errors: &mut errors,
         };
-        if let Some(rule) = c.rule(effect, spanned.into_inner(), span, &stem, n + 1) {
+        if let Some(rule) = c.rule(effect, spanned.into_inner(), span, &stem, n) {
             rules.push(rule);
         }
     }
     rules.sort_by_key(|r| r.origin.line);
+    let mut admin = Vec::new();
+    for spanned in raw.admin {
+        n += 1;
+        let span = spanned.span();
+        let mut c = Compiler {
+            pos: &pos,
+            errors: &mut errors,
+        };
+        if let Some(rule) = c.admin(spanned.into_inner(), span, &stem, n) {
+            admin.push(rule);
+        }
+    }
+    let mut self_service = Vec::new();
+    for spanned in raw.self_service {
+        n += 1;
+        let span = spanned.span();
+        let mut c = Compiler {
+            pos: &pos,
+            errors: &mut errors,
+        };
+        if let Some(rule) = c.self_service(spanned.into_inner(), span, &stem, n) {
+            self_service.push(rule);
+        }
+    }
     if errors.is_empty() {
-        Ok(rules)
+        Ok(Parsed {
+            rules,
+            admin,
+            self_service,
+        })
     } else {
         errors.sort_by_key(|e| (e.line, e.col));
         Err(PolicyErrors(errors))
@@ -264,11 +351,7 @@ impl Compiler<'_, '_> {
     ) -> Option<Rule> {
         let before = self.errors.len();
         // The header line: the table's span starts at its first key; find `[[allow]]` above.
-        let header = self.header_line(span.start, effect);
-        let origin = Origin {
-            file: self.pos.file.to_string(),
-            line: header,
-        };
+        let origin = self.origin(span.start, &effect.to_string());
         let name = raw
             .name
             .map_or_else(|| format!("{stem}#{n}"), Spanned::into_inner);
@@ -290,10 +373,7 @@ impl Compiler<'_, '_> {
             );
         }
         let containers = raw.containers.and_then(|list| self.names(list));
-        let mut labels = BTreeMap::new();
-        for (k, v) in raw.labels {
-            labels.insert(k, v.into_inner());
-        }
+        let labels = Self::labels(raw.labels);
         let logins = raw.logins.map(|l| {
             if l.get_ref().is_empty() {
                 self.err(l.span(), "an empty list of logins can never match");
@@ -425,10 +505,193 @@ impl Compiler<'_, '_> {
         })
     }
 
-    /// The line of the `[[allow]]`/`[[deny]]` header before `offset`.
-    fn header_line(&self, offset: usize, effect: Effect) -> usize {
+    /// Checks who a rule names: valid user names, at least one user or group.
+    fn subjects(
+        &mut self,
+        users: &[Spanned<String>],
+        groups: &[Spanned<String>],
+        span: Range<usize>,
+        what: &str,
+    ) {
+        for u in users {
+            if !valid_user(u.get_ref()) {
+                self.err(
+                    u.span(),
+                    format!(
+                        "'{}' is not a valid user name, so it can never match",
+                        u.get_ref()
+                    ),
+                );
+            }
+        }
+        if users.is_empty() && groups.is_empty() {
+            self.err(
+                span,
+                format!("{what} names no users or groups, so it can never match"),
+            );
+        }
+    }
+
+    fn origin(&self, offset: usize, table: &str) -> Origin {
+        Origin {
+            file: self.pos.file.to_string(),
+            line: self.header_line(offset, table),
+        }
+    }
+
+    fn labels(raw: BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
+        raw.into_iter().map(|(k, v)| (k, v.into_inner())).collect()
+    }
+
+    fn admin(
+        &mut self,
+        raw: RawAdmin,
+        span: Range<usize>,
+        stem: &str,
+        n: usize,
+    ) -> Option<AdminRule> {
+        let before = self.errors.len();
+        let origin = self.origin(span.start, "admin");
+        let name = raw
+            .name
+            .map_or_else(|| format!("{stem}#{n}"), Spanned::into_inner);
+        self.subjects(
+            &raw.users,
+            &raw.groups,
+            span,
+            &format!("admin rule '{name}'"),
+        );
+        if raw.commands.get_ref().is_empty() {
+            self.err(
+                raw.commands.span(),
+                "an empty list of commands grants nothing",
+            );
+        }
+        let mut commands = Vec::new();
+        for c in raw.commands.into_inner() {
+            if COMMANDS
+                .iter()
+                .any(|known| pattern_matches(c.get_ref(), known))
+            {
+                commands.push(c.into_inner());
+            } else {
+                self.err(
+                    c.span(),
+                    format!(
+                        "unknown command '{}' (known: {}, or group.* and *)",
+                        c.get_ref(),
+                        COMMANDS.join(", ")
+                    ),
+                );
+            }
+        }
+        let containers = raw.containers.and_then(|list| self.names(list));
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(AdminRule {
+            name,
+            origin,
+            users: raw.users.into_iter().map(Spanned::into_inner).collect(),
+            groups: raw.groups.into_iter().map(Spanned::into_inner).collect(),
+            commands,
+            containers,
+            labels: Self::labels(raw.labels),
+        })
+    }
+
+    fn self_service(
+        &mut self,
+        raw: RawSelfService,
+        span: Range<usize>,
+        stem: &str,
+        n: usize,
+    ) -> Option<SelfService> {
+        let before = self.errors.len();
+        let origin = self.origin(span.start, "self_service");
+        let name = raw
+            .name
+            .map_or_else(|| format!("{stem}#{n}"), Spanned::into_inner);
+        self.subjects(
+            &raw.users,
+            &raw.groups,
+            span,
+            &format!("self_service rule '{name}'"),
+        );
+        if raw.images.get_ref().is_empty() {
+            self.err(raw.images.span(), "an empty list of images grants nothing");
+        }
+        let max_containers = match u32::try_from(*raw.max_containers.get_ref()) {
+            Ok(v) if v > 0 => v,
+            _ => {
+                self.err(
+                    raw.max_containers.span(),
+                    "max_containers is a number from 1",
+                );
+                0
+            }
+        };
+        let max_memory = raw
+            .max_memory
+            .as_ref()
+            .and_then(|m| match parse_size(m.get_ref()) {
+                Some(v) if v >= 16 << 20 => Some(v),
+                _ => {
+                    self.err(
+                        m.span(),
+                        format!(
+                            "'{}' is not a memory size of at least 16M (like 2G)",
+                            m.get_ref()
+                        ),
+                    );
+                    None
+                }
+            });
+        let max_cpus = raw.max_cpus.as_ref().and_then(|c| {
+            let v = *c.get_ref();
+            if v > 0.0 && v.is_finite() {
+                Some(v)
+            } else {
+                self.err(c.span(), "max_cpus is a number above 0");
+                None
+            }
+        });
+        let max_pids = raw
+            .max_pids
+            .as_ref()
+            .and_then(|p| match u64::try_from(*p.get_ref()) {
+                Ok(v) if v >= 8 => Some(v),
+                _ => {
+                    self.err(p.span(), "max_pids is a number from 8");
+                    None
+                }
+            });
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(SelfService {
+            name,
+            origin,
+            users: raw.users.into_iter().map(Spanned::into_inner).collect(),
+            groups: raw.groups.into_iter().map(Spanned::into_inner).collect(),
+            images: raw
+                .images
+                .into_inner()
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+            max_containers,
+            max_memory,
+            max_cpus,
+            max_pids,
+            labels: Self::labels(raw.labels),
+        })
+    }
+
+    /// The line of the `[[table]]` header before `offset`.
+    fn header_line(&self, offset: usize, table: &str) -> usize {
         let text = &self.pos.text[..offset.min(self.pos.text.len())];
-        let header = format!("[[{effect}]]");
+        let header = format!("[[{table}]]");
         let at = text.rfind(&header).unwrap_or(offset.min(text.len()));
         text[..at].matches('\n').count() + 1
     }
@@ -657,7 +920,8 @@ mod tests {
             "dir/p.toml",
             "# c\n[[allow]]\nusers = [\"a\"]\n\n[[deny]]\nname = \"x\"\ngroups = [\"g\"]\n",
         )
-        .unwrap();
+        .unwrap()
+        .rules;
         assert_eq!(rules[0].name, "p.toml#1");
         assert_eq!(rules[0].origin.to_string(), "dir/p.toml:2");
         assert_eq!(rules[0].logins.as_deref(), Some(&["$user".to_string()][..]));
@@ -667,6 +931,37 @@ mod tests {
         );
         assert_eq!(rules[1].origin.line, 5);
         assert!(rules[1].logins.is_none() && rules[1].actions.is_none());
+    }
+
+    #[test]
+    fn admin_and_self_service_rules() {
+        let text = "[[admin]]\nname = \"leads\"\ngroups = [\"leads\"]\ncommands = [\"container.*\", \"replay\"]\ncontainers = [\"team-*\"]\n\n[[self_service]]\ngroups = [\"devs\"]\nimages = [\"debian-12\"]\nmax_containers = 2\nmax_memory = \"1G\"\n";
+        let p = parse("p.toml", text).unwrap();
+        assert_eq!(p.admin[0].commands.len(), 2);
+        assert_eq!(p.admin[0].origin.line, 1);
+        assert_eq!(p.self_service[0].max_memory, Some(1 << 30));
+        assert_eq!(p.self_service[0].origin.line, 7);
+        let e = errors("[[admin]]\nusers = [\"a\"]\ncommands = [\"container.nuke\"]\n[[self_service]]\nusers = [\"a\"]\nimages = []\nmax_containers = 0\nmax_memory = \"lots\"\n");
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("p.toml:3:13: unknown command 'container.nuke'")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("p.toml:6:10: an empty list of images")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("p.toml:7:18: max_containers")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("p.toml:8:14: 'lots' is not a memory size")),
+            "{e:#?}"
+        );
     }
 
     #[test]

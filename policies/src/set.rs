@@ -5,7 +5,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::load::{load, PolicyErrors};
+use crate::admin::{AdminRule, SelfService};
+use crate::load::{load, Parsed, PolicyErrors};
 use crate::rules::{Effect, Rule};
 use crate::{Decision, Policy, Request};
 
@@ -52,20 +53,26 @@ impl Explanation {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     rules: Vec<Rule>,
+    admin: Vec<AdminRule>,
+    self_service: Vec<SelfService>,
 }
 
 impl PolicySet {
     /// Reads and checks every file under `paths`.
     pub fn load(paths: &[PathBuf]) -> Result<Self, PolicyErrors> {
-        load(paths).map(|rules| PolicySet { rules })
+        load(paths).map(Self::from_parsed)
     }
 
-    /// A set of already compiled rules (in evaluation order).
-    pub fn from_rules(rules: Vec<Rule>) -> Self {
-        PolicySet { rules }
+    /// A set of parsed files.
+    pub fn from_parsed(p: Parsed) -> Self {
+        PolicySet {
+            rules: p.rules,
+            admin: p.admin,
+            self_service: p.self_service,
+        }
     }
 
-    /// The rules.
+    /// The access rules, in evaluation order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
@@ -81,6 +88,14 @@ fn trace(rule: &Rule, mismatch: Option<String>) -> Trace {
 }
 
 impl Policy for PolicySet {
+    fn admin_rules(&self) -> &[AdminRule] {
+        &self.admin
+    }
+
+    fn self_service_rules(&self) -> &[SelfService] {
+        &self.self_service
+    }
+
     fn explain(&self, r: &Request) -> Explanation {
         let mut traces = Vec::new();
         let mut deny: Option<&Rule> = None;
@@ -202,7 +217,7 @@ from = ["10.0.0.0/8"]
     }
 
     fn set() -> PolicySet {
-        PolicySet::from_rules(parse("p.toml", FILE).unwrap())
+        PolicySet::from_parsed(parse("p.toml", FILE).unwrap())
     }
 
     #[test]

@@ -8,6 +8,7 @@ use gatehouse_runtime::names::{is_user_name, validate_container_name};
 use gatehouse_runtime::{ContainerRecord, ContainerState, Limits, Runtime};
 use serde::Serialize;
 
+use super::Console;
 use crate::config::Config;
 
 /// Container commands.
@@ -17,9 +18,9 @@ pub enum ContainerCommand {
     Create {
         /// Container name (a DNS label).
         name: String,
-        /// The owning user.
+        /// The owning user (over SSH: by default, the person creating it).
         #[arg(long)]
-        owner: String,
+        owner: Option<String>,
         /// Image (default: [runtime] default_image).
         #[arg(long)]
         image: Option<String>,
@@ -100,23 +101,23 @@ pub enum ContainerCommand {
 pub struct MetaArgs {
     /// What it is for.
     #[arg(long)]
-    purpose: Option<String>,
+    pub purpose: Option<String>,
     /// A label k=v (repeatable); `k=` removes it with `set`.
     #[arg(long = "label", value_parser = parse_label)]
-    labels: Vec<(String, String)>,
+    pub labels: Vec<(String, String)>,
     /// Memory limit, e.g. 1G.
     #[arg(long)]
-    memory: Option<String>,
+    pub memory: Option<String>,
     /// CPU limit, e.g. 1.5.
     #[arg(long)]
-    cpus: Option<String>,
+    pub cpus: Option<String>,
     /// Process-count limit.
     #[arg(long)]
-    pids: Option<String>,
+    pub pids: Option<String>,
     /// Stop this long after the last session (`never`, `30m`, …; `default` for the
     /// runtime's setting).
     #[arg(long)]
-    idle_stop: Option<String>,
+    pub idle_stop: Option<String>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -222,12 +223,17 @@ fn labels_text(labels: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-/// Runs a container command.
-pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
-    let rt = super::open_runtime(config)?;
+/// Runs a container command on `rt`; output goes to `c`, audit events name `c.by`.
+pub async fn run(
+    config: &Config,
+    rt: &dyn Runtime,
+    cmd: ContainerCommand,
+    c: &mut Console,
+) -> anyhow::Result<()> {
     let state = config.server.state_dir.clone();
+    let by = c.by.clone();
     let audit =
-        |kind: &str, data: serde_json::Value| super::sessions::admin_event(&state, kind, data);
+        |kind: &str, data: serde_json::Value| super::sessions::admin_event(&state, kind, data, &by);
     match cmd {
         ContainerCommand::Create {
             name,
@@ -236,6 +242,9 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
             meta,
         } => {
             validate_container_name(&name)?;
+            let owner = owner
+                .or_else(|| c.user.clone())
+                .ok_or_else(|| anyhow::anyhow!("--owner is required"))?;
             if !is_user_name(&owner) {
                 anyhow::bail!("invalid owner name '{owner}'");
             }
@@ -258,7 +267,7 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                 "container.created",
                 serde_json::json!({"container": name, "after": after}),
             )?;
-            eprintln!("container {name} created (it starts on first use)");
+            c.note(format!("container {name} created (it starts on first use)"));
         }
         ContainerCommand::List {
             owner,
@@ -268,6 +277,9 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for record in rt.list().await? {
                 if owner.as_ref().is_some_and(|o| *o != record.owner) {
+                    continue;
+                }
+                if c.visible.as_ref().is_some_and(|v| !v(&record)) {
                     continue;
                 }
                 if !labels.iter().all(|(k, v)| record.labels.get(k) == Some(v)) {
@@ -285,12 +297,12 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                 });
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                c.say(serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
+                c.say(format!(
                     "{:<20} {:<12} {:<8} {:<15} {:<10} {:<14} {:<20} PURPOSE",
                     "NAME", "OWNER", "STATE", "ADDRESS", "IMAGE", "UPTIME", "LAST LOGIN"
-                );
+                ));
                 for r in rows {
                     let uptime = r
                         .started
@@ -302,7 +314,7 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                         .unwrap_or_else(|| "never".into());
                     let address = r.record.address.map_or("-".to_string(), |a| a.to_string());
-                    println!(
+                    c.say(format!(
                         "{:<20} {:<12} {:<8} {:<15} {:<10} {:<14} {:<20} {}",
                         r.record.name,
                         r.record.owner,
@@ -312,87 +324,99 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                         uptime,
                         last,
                         r.record.purpose
-                    );
+                    ));
                 }
             }
         }
         ContainerCommand::Show { name } => {
             let r = rt.get(&name).await?;
             let state = rt.state(&name).await?;
-            println!("name:       {}", r.name);
-            println!("owner:      {}", r.owner);
-            println!("state:      {}", state.label());
+            c.say(format!("name:       {}", r.name));
+            c.say(format!("owner:      {}", r.owner));
+            c.say(format!("state:      {}", state.label()));
             if let ContainerState::Running { since } = state {
-                println!("started:    {}", since.to_rfc3339());
+                c.say(format!("started:    {}", since.to_rfc3339()));
             }
-            println!("image:      {}", r.image);
-            println!("purpose:    {}", r.purpose);
-            println!("labels:     {}", labels_text(&r.labels));
-            println!(
+            c.say(format!("image:      {}", r.image));
+            c.say(format!("purpose:    {}", r.purpose));
+            c.say(format!("labels:     {}", labels_text(&r.labels)));
+            c.say(format!(
                 "address:    {}",
                 r.address.map_or("-".to_string(), |a| a.to_string())
-            );
-            println!("limits:     {}", limits_text(&r.limits));
-            println!(
+            ));
+            c.say(format!("limits:     {}", limits_text(&r.limits)));
+            c.say(format!(
                 "idle stop:  {}",
                 r.idle_stop.as_deref().unwrap_or(&config.runtime.idle_stop)
-            );
+            ));
             if let Some(u) = rt.usage(&name).await? {
                 let mem = u
                     .memory_bytes
                     .map(|m| format!("{:.1} MiB", m as f64 / 1048576.0));
-                println!(
+                c.say(format!(
                     "usage:      memory={} processes={} cpu={}",
                     mem.unwrap_or_else(|| "?".into()),
                     u.processes.map_or("?".into(), |p| p.to_string()),
                     u.cpu_usec
                         .map_or("?".into(), |c| format!("{:.2}s", c as f64 / 1e6)),
-                );
+                ));
             }
-            println!("created:    {}", r.created.to_rfc3339());
-            println!(
+            c.say(format!("created:    {}", r.created.to_rfc3339()));
+            c.say(format!(
                 "last login: {}",
                 r.last_login
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "never".into())
-            );
+            ));
         }
         ContainerCommand::Start { name } => {
             let outcome = rt.start(&name).await?;
             audit("container.started", serde_json::json!({"container": name}))?;
-            eprintln!(
+            c.note(format!(
                 "container {name} {}",
                 if outcome == gatehouse_runtime::StartOutcome::Started {
                     "started"
                 } else {
                     "was already running"
                 }
-            );
+            ));
         }
         ContainerCommand::Stop { name } => {
             rt.stop(&name).await?;
             audit("container.stopped", serde_json::json!({"container": name}))?;
-            eprintln!("container {name} stopped");
+            c.note(format!("container {name} stopped"));
         }
         ContainerCommand::Restart { name } => {
             rt.stop(&name).await?;
             rt.start(&name).await?;
-            eprintln!("container {name} restarted");
+            audit(
+                "container.restarted",
+                serde_json::json!({"container": name}),
+            )?;
+            c.note(format!("container {name} restarted"));
         }
         ContainerCommand::Delete { name } => {
             rt.delete(&name).await?;
             audit("container.deleted", serde_json::json!({"container": name}))?;
-            eprintln!("container {name} deleted");
+            c.note(format!("container {name} deleted"));
         }
         ContainerCommand::Snapshot { name, snap } => {
             let snap =
                 snap.unwrap_or_else(|| chrono::Utc::now().format("snap-%Y%m%d-%H%M%S").to_string());
             rt.snapshot(&name, &snap).await?;
-            eprintln!("container {name}: snapshot {snap} taken");
+            audit(
+                "container.snapshot",
+                serde_json::json!({"container": name, "snapshot": snap}),
+            )?;
+            c.note(format!("container {name}: snapshot {snap} taken"));
         }
         ContainerCommand::Backup { name, file } => {
             rt.backup(&name, &file).await?;
-            eprintln!("container {name} backed up to {}", file.display());
+            audit(
+                "container.backup",
+                serde_json::json!({"container": name, "file": file.display().to_string()}),
+            )?;
+            c.note(format!("container {name} backed up to {}", file.display()));
         }
         ContainerCommand::Restore { file, as_name } => {
             let name = rt.restore(&file, as_name.as_deref()).await?;
@@ -400,10 +424,10 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                 "container.restored",
                 serde_json::json!({"container": name, "from": file.display().to_string()}),
             )?;
-            eprintln!(
+            c.note(format!(
                 "container {name} restored from {} (stopped; it starts on first use)",
                 file.display()
-            );
+            ));
         }
         ContainerCommand::Set { name, meta } => {
             let mut r = rt.get(&name).await?;
@@ -416,9 +440,9 @@ pub async fn run(config: &Config, cmd: ContainerCommand) -> anyhow::Result<()> {
                 serde_json::json!({"container": name, "before": before_json, "after": serde_json::to_value(&r)?}),
             )?;
             if r.limits != before && rt.apply_limits(&name).await? {
-                eprintln!("container {name} updated; new limits apply now");
+                c.note(format!("container {name} updated; new limits apply now"));
             } else {
-                eprintln!("container {name} updated");
+                c.note(format!("container {name} updated"));
             }
         }
     }

@@ -212,15 +212,15 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
 
 /// Records an admin change made from this host in the audit log (fails the command if
 /// the log cannot be written).
-pub fn admin_event(state_dir: &Path, kind: &str, data: serde_json::Value) -> anyhow::Result<()> {
+pub fn admin_event(
+    state_dir: &Path,
+    kind: &str,
+    data: serde_json::Value,
+    by: &str,
+) -> anyhow::Result<()> {
     let log = gatehouse_recordings::audit::AuditLog::open(state_dir.join("audit"))?.signing()?;
     let mut data = data;
-    data["by"] = serde_json::Value::String(format!(
-        "{} (local admin)",
-        std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "root".into())
-    ));
+    data["by"] = serde_json::Value::String(by.to_string());
     log.append(kind, data)?;
     Ok(())
 }

@@ -213,6 +213,11 @@ impl russh::server::Handler for Connection {
         };
         reply.accept().await;
         let span = tracing::info_span!(parent: &self.span, "session", user = %user.name, channel = %channel.id());
+        if target.admin {
+            let run = crate::admin::run(channel, self.app.clone(), user, self.peer.clone());
+            tokio::spawn(run.instrument(span));
+            return Ok(());
+        }
         let ctx = SessionContext {
             app: self.app.clone(),
             user,

@@ -1,0 +1,226 @@
+//! Who may run which admin command: the admin group may run all; `[[admin]]` rules
+//! delegate commands on the containers they cover; `[[self_service]]` rules let people
+//! create containers of their own within quotas, and manage the ones they created so.
+
+use std::sync::Arc;
+
+use gatehouse_policies::admin::{self_service, AdminRule, Wish};
+use gatehouse_policies::{Subject, Target};
+use gatehouse_runtime::ContainerRecord;
+
+use crate::app::App;
+use crate::cli::container::ContainerCommand;
+use crate::directory::User;
+
+/// The label put on containers created by self-service; its value names the rule.
+pub const SELF_SERVICE_LABEL: &str = "gatehouse.self-service";
+
+/// What a self-service owner may do with a container they created.
+const OWNER_COMMANDS: &[&str] = &[
+    "container.show",
+    "container.start",
+    "container.stop",
+    "container.restart",
+    "container.delete",
+    "container.snapshot",
+];
+
+/// Why a command is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rights {
+    /// A member of the admin group.
+    Admin,
+    /// An `[[admin]]` rule.
+    Delegated(String),
+    /// A `[[self_service]]` rule.
+    SelfService(String),
+}
+
+impl Rights {
+    /// One phrase for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Rights::Admin => "admin group".into(),
+            Rights::Delegated(r) => format!("admin rule '{r}'"),
+            Rights::SelfService(r) => format!("self-service rule '{r}'"),
+        }
+    }
+}
+
+/// Which containers a `container list` shows.
+pub type Visible = Box<dyn Fn(&ContainerRecord) -> bool + Send + Sync>;
+
+/// The policy name of a container command.
+pub fn command_key(cmd: &ContainerCommand) -> &'static str {
+    match cmd {
+        ContainerCommand::Create { .. } => "container.create",
+        ContainerCommand::List { .. } => "container.list",
+        ContainerCommand::Show { .. } => "container.show",
+        ContainerCommand::Start { .. } => "container.start",
+        ContainerCommand::Stop { .. } => "container.stop",
+        ContainerCommand::Restart { .. } => "container.restart",
+        ContainerCommand::Delete { .. } => "container.delete",
+        ContainerCommand::Set { .. } => "container.set",
+        ContainerCommand::Snapshot { .. } => "container.snapshot",
+        ContainerCommand::Backup { .. } => "container.backup",
+        ContainerCommand::Restore { .. } => "container.restore",
+    }
+}
+
+fn target(r: &ContainerRecord) -> Target {
+    Target {
+        container: r.name.clone(),
+        owner: r.owner.clone(),
+        labels: r.labels.clone(),
+    }
+}
+
+/// The container a command is about, if it is about one that exists.
+fn named(cmd: &ContainerCommand) -> Option<&str> {
+    match cmd {
+        ContainerCommand::Show { name }
+        | ContainerCommand::Start { name }
+        | ContainerCommand::Stop { name }
+        | ContainerCommand::Restart { name }
+        | ContainerCommand::Delete { name }
+        | ContainerCommand::Set { name, .. }
+        | ContainerCommand::Snapshot { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+/// Decides whether `user` may run `cmd`; a self-service creation is rewritten to the
+/// owner, limits and labels its rule grants. `Ok` carries the rights and, for `list`,
+/// which containers to show.
+pub async fn authorize(
+    app: &Arc<App>,
+    user: &User,
+    cmd: &mut ContainerCommand,
+) -> Result<(Rights, Option<Visible>), String> {
+    if user.groups.contains(&app.config.server.admin_group) {
+        return Ok((Rights::Admin, None));
+    }
+    let policy = app.policy.current();
+    let subject = Subject {
+        user: user.name.clone(),
+        groups: user.groups.clone(),
+    };
+    let key = command_key(cmd);
+    let delegated = |t: Option<&Target>| -> Option<String> {
+        policy
+            .admin_rules()
+            .iter()
+            .find(|r| r.allows(&subject, key, t))
+            .map(|r| r.name.clone())
+    };
+    let serves_self = policy
+        .self_service_rules()
+        .iter()
+        .any(|r| r.applies_to(&subject));
+    let inventory = |e: gatehouse_runtime::RuntimeError| {
+        tracing::error!("inventory: {e}");
+        "the container inventory is unavailable; try again later".to_string()
+    };
+    match cmd {
+        ContainerCommand::List { .. } => {
+            let rules: Vec<AdminRule> = policy
+                .admin_rules()
+                .iter()
+                .filter(|r| r.allows(&subject, key, None))
+                .cloned()
+                .collect();
+            if rules.is_empty() && !serves_self {
+                return Err(format!("{} may not list containers", user.name));
+            }
+            let who = user.name.clone();
+            let visible: Visible = Box::new(move |rec| {
+                rules
+                    .iter()
+                    .any(|r| r.allows(&subject, "container.list", Some(&target(rec))))
+                    || (serves_self && rec.owner == who)
+            });
+            let rights = Rights::Delegated("container.list".into());
+            Ok((rights, Some(visible)))
+        }
+        ContainerCommand::Create {
+            name,
+            owner,
+            image,
+            meta,
+        } => {
+            let wanted = Target {
+                container: name.clone(),
+                owner: owner.clone().unwrap_or_else(|| user.name.clone()),
+                labels: meta.labels.iter().cloned().collect(),
+            };
+            if let Some(rule) = delegated(Some(&wanted)) {
+                return Ok((Rights::Delegated(rule), None));
+            }
+            if owner.as_ref().is_some_and(|o| *o != user.name) {
+                return Err(format!(
+                    "{} may create containers only for themselves",
+                    user.name
+                ));
+            }
+            let parse_limit =
+                |v: &Option<String>, f: fn(&str) -> gatehouse_runtime::Result<u64>| {
+                    v.as_deref().map(f).transpose().map_err(|e| e.to_string())
+                };
+            let wish = Wish {
+                image: image
+                    .clone()
+                    .unwrap_or_else(|| app.config.runtime.default_image.clone()),
+                memory: parse_limit(&meta.memory, gatehouse_runtime::limits::parse_memory)?,
+                cpus: meta
+                    .cpus
+                    .as_deref()
+                    .map(gatehouse_runtime::limits::parse_cpus)
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+                pids: parse_limit(&meta.pids, gatehouse_runtime::limits::parse_pids)?,
+            };
+            let owned = app
+                .runtime
+                .list()
+                .await
+                .map_err(inventory)?
+                .iter()
+                .filter(|c| c.owner == user.name && c.labels.contains_key(SELF_SERVICE_LABEL))
+                .count();
+            let granted = self_service(policy.self_service_rules(), &subject, owned, &wish)?;
+            *owner = Some(user.name.clone());
+            *image = Some(wish.image);
+            meta.memory = granted.memory.map(|m| m.to_string());
+            meta.cpus = granted.cpus.map(|c| c.to_string());
+            meta.pids = granted.pids.map(|p| p.to_string());
+            meta.labels.retain(|(k, _)| k != SELF_SERVICE_LABEL);
+            meta.labels.extend(granted.labels.clone());
+            meta.labels
+                .push((SELF_SERVICE_LABEL.into(), granted.rule.clone()));
+            Ok((Rights::SelfService(granted.rule), None))
+        }
+        other => {
+            let Some(name) = named(other) else {
+                return Err(format!("{} may not run {key}", user.name));
+            };
+            let rec = app.runtime.get(name).await.map_err(|e| match e {
+                gatehouse_runtime::RuntimeError::NoSuchContainer(_) => {
+                    format!("no container named '{name}'")
+                }
+                e => inventory(e),
+            })?;
+            if let Some(rule) = delegated(Some(&target(&rec))) {
+                return Ok((Rights::Delegated(rule), None));
+            }
+            let own = serves_self
+                && rec.owner == user.name
+                && rec.labels.contains_key(SELF_SERVICE_LABEL)
+                && OWNER_COMMANDS.contains(&key);
+            if own {
+                let rule = rec.labels[SELF_SERVICE_LABEL].clone();
+                return Ok((Rights::SelfService(rule), None));
+            }
+            Err(format!("{} may not run {key} on '{name}'", user.name))
+        }
+    }
+}

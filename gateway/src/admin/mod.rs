@@ -1,0 +1,144 @@
+//! The admin control plane over SSH: `ssh -p 2222 alice@+admin@gw container create web02
+//! --owner bob --memory 1G`. The command runs inside the gateway (never a shell on the
+//! host), as the person who connected: members of `[server] admin_group` may run every
+//! command offered here, others what `[[admin]]` rules delegate to them, and
+//! `[[self_service]]` rules let people create and manage containers of their own within
+//! quotas. Each change is an audit event naming who made it; each refusal too.
+
+mod authz;
+
+pub use authz::Visible;
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg};
+use serde_json::json;
+
+use crate::app::App;
+use crate::cli::container::ContainerCommand;
+use crate::cli::Console;
+use crate::directory::User;
+
+/// The commands offered over SSH (none of them takes a host path).
+#[derive(Debug, Parser)]
+#[command(name = "+admin", no_binary_name = true, disable_version_flag = true)]
+struct AdminCli {
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Manage containers (backup and restore take host paths: host only).
+    #[command(subcommand)]
+    Container(ContainerCommand),
+}
+
+/// How a command ended.
+struct Done {
+    out: String,
+    err: String,
+    code: u32,
+}
+
+/// Serves one admin channel: waits for the command, runs it, reports.
+pub async fn run(channel: Channel<Msg>, app: Arc<App>, user: User, peer: String) {
+    let (mut rx, tx) = channel.split();
+    let command = loop {
+        match rx.wait().await {
+            Some(ChannelMsg::Exec { command, .. }) => {
+                break Some(String::from_utf8_lossy(&command).into_owned())
+            }
+            Some(ChannelMsg::RequestShell { .. }) => break None,
+            Some(ChannelMsg::Close) | None => return,
+            Some(_) => {}
+        }
+    };
+    let done = match command {
+        None => Done {
+            out: String::new(),
+            err: format!(
+                "gatehouse: the admin control plane takes a command, e.g. ssh {}@+admin@gw container list\n",
+                user.name
+            ),
+            code: 2,
+        },
+        Some(line) => execute(&app, &user, &peer, &line).await,
+    };
+    let _ = tx.data_bytes(done.out.into_bytes()).await;
+    let _ = tx.extended_data(1, done.err.as_bytes()).await;
+    let _ = tx.exit_status(done.code).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+/// Parses, authorizes and runs one command line.
+async fn execute(app: &Arc<App>, user: &User, peer: &str, line: &str) -> Done {
+    let refuse = |err: String, code: u32| Done {
+        out: String::new(),
+        err,
+        code,
+    };
+    let Some(words) = shlex::split(line) else {
+        return refuse(
+            "gatehouse: cannot parse the command (unbalanced quotes)\n".into(),
+            2,
+        );
+    };
+    let AdminCommand::Container(mut cmd) = match AdminCli::try_parse_from(&words) {
+        Ok(cli) => cli.command,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            return refuse(e.render().to_string(), code);
+        }
+    };
+    if matches!(
+        cmd,
+        ContainerCommand::Backup { .. } | ContainerCommand::Restore { .. }
+    ) {
+        return refuse(
+            "gatehouse: container backup and restore name host paths: run them on the gateway host\n"
+                .into(),
+            1,
+        );
+    }
+    let decision = authz::authorize(app, user, &mut cmd).await;
+    let mut console = Console {
+        by: format!("{} (over SSH from {peer})", user.name),
+        user: Some(user.name.clone()),
+        ..Default::default()
+    };
+    let rights = match decision {
+        Ok((rights, visible)) => {
+            console.visible = visible;
+            rights
+        }
+        Err(why) => {
+            tracing::warn!(user = %user.name, command = %line, "admin command refused: {why}");
+            app.audit
+                .note(
+                    "admin.refused",
+                    json!({"user": user.name, "peer": peer, "command": line, "reason": why}),
+                )
+                .await;
+            return refuse(format!("gatehouse: {why}\n"), 1);
+        }
+    };
+    tracing::info!(user = %user.name, command = %line, rights = %rights.describe(), "admin command");
+    let result =
+        crate::cli::container::run(&app.config, app.runtime.as_ref(), cmd, &mut console).await;
+    match result {
+        Ok(()) => Done {
+            out: console.out,
+            err: console.err,
+            code: 0,
+        },
+        Err(e) => Done {
+            out: console.out,
+            err: format!("{}gatehouse: {e:#}\n", console.err),
+            code: 1,
+        },
+    }
+}

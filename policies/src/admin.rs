@@ -1,0 +1,307 @@
+//! Rights on the control plane: `[[admin]]` rules delegate admin commands (a team lead
+//! may power-cycle the team's containers, an auditor may read recordings), and
+//! `[[self_service]]` rules let people create and manage containers of their own from
+//! named images within quotas. Members of the configured admin group may do everything;
+//! that is the gateway's business, not this module's.
+
+use std::collections::BTreeMap;
+
+use crate::rules::{Names, Origin};
+use crate::{Subject, Target};
+
+/// Every admin command, as rules name them.
+pub const COMMANDS: &[&str] = &[
+    "container.list",
+    "container.show",
+    "container.create",
+    "container.set",
+    "container.start",
+    "container.stop",
+    "container.restart",
+    "container.delete",
+    "container.snapshot",
+    "image.list",
+    "sessions.list",
+    "sessions.search",
+    "replay",
+    "audit.verify",
+    "policy.check",
+    "policy.validate",
+];
+
+/// Whether a command pattern (`container.start`, `container.*`, `*`) names `command`.
+pub fn pattern_matches(pattern: &str, command: &str) -> bool {
+    pattern == "*"
+        || pattern == command
+        || pattern
+            .strip_suffix(".*")
+            .is_some_and(|p| command.split_once('.').is_some_and(|(group, _)| group == p))
+}
+
+/// An `[[admin]]` rule.
+#[derive(Debug, Clone)]
+pub struct AdminRule {
+    /// Its name.
+    pub name: String,
+    /// Where it was written.
+    pub origin: Origin,
+    /// Users it applies to.
+    pub users: Vec<String>,
+    /// Groups it applies to.
+    pub groups: Vec<String>,
+    /// Command patterns.
+    pub commands: Vec<String>,
+    /// Containers it covers (`None`: any), for commands on one container.
+    pub containers: Option<Names>,
+    /// Labels the container must carry.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A `[[self_service]]` rule.
+#[derive(Debug, Clone)]
+pub struct SelfService {
+    /// Its name.
+    pub name: String,
+    /// Where it was written.
+    pub origin: Origin,
+    /// Users it applies to.
+    pub users: Vec<String>,
+    /// Groups it applies to.
+    pub groups: Vec<String>,
+    /// Images containers may be created from.
+    pub images: Vec<String>,
+    /// How many containers one person may own.
+    pub max_containers: u32,
+    /// The most memory per container, in bytes (also the default).
+    pub max_memory: Option<u64>,
+    /// The most CPUs per container (also the default).
+    pub max_cpus: Option<f64>,
+    /// The most processes per container (also the default).
+    pub max_pids: Option<u64>,
+    /// Labels put on every container created under the rule.
+    pub labels: BTreeMap<String, String>,
+}
+
+fn names_subject(users: &[String], groups: &[String], s: &Subject) -> bool {
+    users.contains(&s.user) || groups.iter().any(|g| s.groups.contains(g))
+}
+
+impl AdminRule {
+    /// Whether the rule lets `s` run `command` (on `target`, for commands on one container).
+    pub fn allows(&self, s: &Subject, command: &str, target: Option<&Target>) -> bool {
+        if !names_subject(&self.users, &self.groups, s)
+            || !self.commands.iter().any(|p| pattern_matches(p, command))
+        {
+            return false;
+        }
+        match target {
+            // Commands on no one container need a rule not limited to some containers;
+            // `container.list` is shown filtered to the containers the rule covers.
+            None => {
+                command == "container.list" || (self.containers.is_none() && self.labels.is_empty())
+            }
+            Some(t) => {
+                self.containers
+                    .as_ref()
+                    .is_none_or(|n| n.set.is_match(&t.container))
+                    && self.labels.iter().all(|(k, v)| t.labels.get(k) == Some(v))
+            }
+        }
+    }
+}
+
+impl SelfService {
+    /// Whether the rule applies to `s`.
+    pub fn applies_to(&self, s: &Subject) -> bool {
+        names_subject(&self.users, &self.groups, s)
+    }
+}
+
+/// What a self-service request asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wish {
+    /// Image.
+    pub image: String,
+    /// Memory in bytes (`None`: the rule's maximum).
+    pub memory: Option<u64>,
+    /// CPUs (`None`: the rule's maximum).
+    pub cpus: Option<f64>,
+    /// Processes (`None`: the rule's maximum).
+    pub pids: Option<u64>,
+}
+
+/// What a self-service request gets: limits and labels to create the container with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Granted {
+    /// The deciding rule.
+    pub rule: String,
+    /// Memory limit.
+    pub memory: Option<u64>,
+    /// CPU limit.
+    pub cpus: Option<f64>,
+    /// Process limit.
+    pub pids: Option<u64>,
+    /// Labels to add.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Decides a self-service creation by `s`, who owns `owned` containers now: the first
+/// rule that applies and allows it grants it; otherwise the refusal says why (of the
+/// first rule that applies, or that none does).
+pub fn self_service(
+    rules: &[SelfService],
+    s: &Subject,
+    owned: usize,
+    w: &Wish,
+) -> Result<Granted, String> {
+    let mut first_refusal = None;
+    for r in rules.iter().filter(|r| r.applies_to(s)) {
+        match check_quota(r, owned, w) {
+            Ok(g) => return Ok(g),
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_refusal.unwrap_or_else(|| {
+        format!(
+            "{} may not create containers (no self-service rule applies)",
+            s.user
+        )
+    }))
+}
+
+fn check_quota(r: &SelfService, owned: usize, w: &Wish) -> Result<Granted, String> {
+    if !r.images.contains(&w.image) {
+        return Err(format!(
+            "image '{}' is not offered for self-service (rule '{}' offers {})",
+            w.image,
+            r.name,
+            r.images.join(", ")
+        ));
+    }
+    if owned >= r.max_containers as usize {
+        return Err(format!(
+            "quota reached: you own {owned} containers, rule '{}' allows {}",
+            r.name, r.max_containers
+        ));
+    }
+    let limit =
+        |asked: Option<u64>, max: Option<u64>, what: &str, show: &dyn Fn(u64) -> String| match (
+            asked, max,
+        ) {
+            (Some(a), Some(m)) if a > m => Err(format!(
+                "{what} {} is more than rule '{}' allows ({})",
+                show(a),
+                r.name,
+                show(m)
+            )),
+            (a, m) => Ok(a.or(m)),
+        };
+    let mib = |b: u64| format!("{}M", b >> 20);
+    let memory = limit(w.memory, r.max_memory, "memory", &mib)?;
+    let pids = limit(w.pids, r.max_pids, "pids", &|p| p.to_string())?;
+    let cpus = match (w.cpus, r.max_cpus) {
+        (Some(a), Some(m)) if a > m => {
+            return Err(format!(
+                "cpus {a} is more than rule '{}' allows ({m})",
+                r.name
+            ))
+        }
+        (a, m) => a.or(m),
+    };
+    Ok(Granted {
+        rule: r.name.clone(),
+        memory,
+        cpus,
+        pids,
+        labels: r.labels.clone(),
+    })
+}
+
+/// Parses a memory size: bytes, or a number with K, M, G or T (powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject(user: &str, groups: &[&str]) -> Subject {
+        Subject {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn rule() -> SelfService {
+        SelfService {
+            name: "devs-boxes".into(),
+            origin: Origin {
+                file: "p.toml".into(),
+                line: 1,
+            },
+            users: vec![],
+            groups: vec!["devs".into()],
+            images: vec!["debian-12".into()],
+            max_containers: 2,
+            max_memory: Some(1 << 30),
+            max_cpus: Some(2.0),
+            max_pids: None,
+            labels: BTreeMap::from([("origin".to_string(), "self-service".to_string())]),
+        }
+    }
+
+    fn wish(memory: Option<u64>) -> Wish {
+        Wish {
+            image: "debian-12".into(),
+            memory,
+            cpus: None,
+            pids: None,
+        }
+    }
+
+    #[test]
+    fn quotas() {
+        let rules = [rule()];
+        let dev = subject("dave", &["devs"]);
+        let g = self_service(&rules, &dev, 0, &wish(None)).unwrap();
+        assert_eq!((g.memory, g.cpus), (Some(1 << 30), Some(2.0)));
+        assert_eq!(g.labels["origin"], "self-service");
+        assert!(self_service(&rules, &dev, 1, &wish(Some(512 << 20))).is_ok());
+        let e = self_service(&rules, &dev, 2, &wish(None)).unwrap_err();
+        assert!(e.contains("quota reached: you own 2 containers"), "{e}");
+        let e = self_service(&rules, &dev, 0, &wish(Some(2 << 30))).unwrap_err();
+        assert!(
+            e.contains("memory 2048M is more than rule 'devs-boxes' allows (1024M)"),
+            "{e}"
+        );
+        let mut w = wish(None);
+        w.image = "alpine".into();
+        assert!(self_service(&rules, &dev, 0, &w)
+            .unwrap_err()
+            .contains("not offered"));
+        let e = self_service(&rules, &subject("eve", &["sales"]), 0, &wish(None)).unwrap_err();
+        assert!(e.contains("no self-service rule applies"), "{e}");
+    }
+
+    #[test]
+    fn command_patterns_and_sizes() {
+        assert!(pattern_matches("container.*", "container.stop"));
+        assert!(!pattern_matches("container.*", "sessions.list"));
+        assert!(pattern_matches("*", "replay"));
+        assert!(!pattern_matches("container.st", "container.stop"));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("x"), None);
+    }
+}
