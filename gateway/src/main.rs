@@ -119,14 +119,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Policy(cmd) => cli::policy::run(&load()?, cmd).await,
-        Command::Sessions(cmd) => cli::sessions::run(&load()?, cmd),
+        Command::Sessions(cmd) => {
+            let mut console = cli::Console::local();
+            let result = cli::sessions::run(&load()?, cmd, &mut console);
+            console.print();
+            result
+        }
         Command::Replay {
             session,
             speed,
             idle_limit,
             text,
         } => cli::sessions::replay(&load()?, &session, speed, idle_limit, text).await,
-        Command::Audit(cmd) => cli::sessions::audit(&load()?, cmd),
+        Command::Audit(cmd) => {
+            let mut console = cli::Console::local();
+            let result = cli::sessions::audit(&load()?, cmd, &mut console);
+            console.print();
+            result
+        }
         Command::Supervise { .. } => {
             anyhow::bail!("__supervise must be dispatched before the async runtime starts")
         }

@@ -19,6 +19,9 @@ pub enum RuntimeError {
     /// No container of that name exists.
     #[error("no container named '{0}'")]
     NoSuchContainer(String),
+    /// Starting it would break a placement rule.
+    #[error("{0}")]
+    Placement(String),
     /// A container of that name exists already.
     #[error("container '{0}' exists already")]
     ContainerExists(String),

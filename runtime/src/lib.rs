@@ -1,6 +1,7 @@
 //! Containers for gatehouse: the [`Runtime`] trait the gateway talks to, the embedded
 //! [`native`] runtime, root filesystem [`images`], and the container [`inventory`].
 
+pub mod affinity;
 pub mod api;
 pub mod error;
 pub mod images;

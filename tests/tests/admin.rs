@@ -130,6 +130,11 @@ name = "team-leads"
 users = ["alice"]
 commands = ["container.start", "container.stop", "container.restart", "container.list"]
 containers = ["team-*"]
+
+[[admin]]
+name = "auditors"
+users = ["bob"]
+commands = ["sessions.*", "replay", "audit.verify"]
 "#,
     )
     .unwrap();

@@ -148,3 +148,40 @@ fn simultaneous_first_connections_start_the_container_once() {
     let (sup, _) = gw.supervisor_and_init("race1");
     assert!(sup.is_some());
 }
+
+#[test]
+fn a_dr_twin_never_runs_beside_its_primary() {
+    let gw = Gateway::start();
+    gw.create_container("prim1", "alice");
+    gw.cli_ok(&[
+        "container",
+        "create",
+        "twin1",
+        "--owner",
+        "alice",
+        "--label",
+        "dr-of=prim1",
+    ]);
+    gw.cli_ok(&["container", "start", "prim1"]);
+    let out = gw.cli(&["container", "start", "twin1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("container 'twin1' must not run on the same host as 'prim1' (label dr-of)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Through SSH the person is told the same, and nothing was started.
+    let out = gw.ssh("alice", "alice@twin1", "true");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must not run on the same host as 'prim1'")
+    );
+    assert_eq!(gw.state_of("twin1"), "stopped");
+    // With the primary stopped the twin starts, and now the primary is refused.
+    gw.cli_ok(&["container", "stop", "prim1"]);
+    gw.cli_ok(&["container", "start", "twin1"]);
+    let out = gw.cli(&["container", "start", "prim1"]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("'prim1' must not run on the same host as 'twin1'"));
+    gw.cli_ok(&["container", "stop", "twin1"]);
+}

@@ -89,6 +89,29 @@ fn named(cmd: &ContainerCommand) -> Option<&str> {
     }
 }
 
+/// Decides a command that concerns no one container (`sessions.list`, `replay`, …): the
+/// admin group, or an `[[admin]]` rule naming it that is not limited to some containers.
+pub fn unscoped(
+    app: &Arc<App>,
+    user: &User,
+    key: &str,
+) -> Result<(Rights, Option<Visible>), String> {
+    if user.groups.contains(&app.config.server.admin_group) {
+        return Ok((Rights::Admin, None));
+    }
+    let subject = Subject {
+        user: user.name.clone(),
+        groups: user.groups.clone(),
+    };
+    app.policy
+        .current()
+        .admin_rules()
+        .iter()
+        .find(|r| r.allows(&subject, key, None))
+        .map(|r| (Rights::Delegated(r.name.clone()), None))
+        .ok_or_else(|| format!("{} may not run {key}", user.name))
+}
+
 /// Decides whether `user` may run `cmd`; a self-service creation is rewritten to the
 /// owner, limits and labels its rule grants. `Ok` carries the rights and, for `list`,
 /// which containers to show.

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::cli::container::ContainerCommand;
+use crate::cli::sessions::{AuditCommand, SessionsCommand};
 use crate::cli::Console;
 use crate::directory::User;
 
@@ -34,6 +35,20 @@ enum AdminCommand {
     /// Manage containers (backup and restore take host paths: host only).
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Recorded sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// A recorded session as plain text.
+    Replay {
+        /// The session id.
+        session: String,
+        /// Plain text (the only form over SSH).
+        #[arg(long, required = true)]
+        text: bool,
+    },
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// How a command ended.
@@ -87,28 +102,39 @@ async fn execute(app: &Arc<App>, user: &User, peer: &str, line: &str) -> Done {
             2,
         );
     };
-    let AdminCommand::Container(mut cmd) = match AdminCli::try_parse_from(&words) {
+    let command = match AdminCli::try_parse_from(&words) {
         Ok(cli) => cli.command,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             return refuse(e.render().to_string(), code);
         }
     };
-    if matches!(
-        cmd,
-        ContainerCommand::Backup { .. } | ContainerCommand::Restore { .. }
-    ) {
-        return refuse(
-            "gatehouse: container backup and restore name host paths: run them on the gateway host\n"
-                .into(),
-            1,
-        );
-    }
-    let decision = authz::authorize(app, user, &mut cmd).await;
     let mut console = Console {
         by: format!("{} (over SSH from {peer})", user.name),
         user: Some(user.name.clone()),
         ..Default::default()
+    };
+    let decision = match &command {
+        AdminCommand::Container(
+            ContainerCommand::Backup { .. } | ContainerCommand::Restore { .. },
+        ) => Err(
+            "container backup and restore name host paths: run them on the gateway host"
+                .to_string(),
+        ),
+        _ => Ok(()),
+    };
+    let mut command = command;
+    let decision = match (decision, &mut command) {
+        (Err(e), _) => Err(e),
+        (Ok(()), AdminCommand::Container(cmd)) => authz::authorize(app, user, cmd).await,
+        (Ok(()), AdminCommand::Sessions(SessionsCommand::List { .. })) => {
+            authz::unscoped(app, user, "sessions.list")
+        }
+        (Ok(()), AdminCommand::Sessions(SessionsCommand::Search { .. })) => {
+            authz::unscoped(app, user, "sessions.search")
+        }
+        (Ok(()), AdminCommand::Replay { .. }) => authz::unscoped(app, user, "replay"),
+        (Ok(()), AdminCommand::Audit(_)) => authz::unscoped(app, user, "audit.verify"),
     };
     let rights = match decision {
         Ok((rights, visible)) => {
@@ -127,8 +153,24 @@ async fn execute(app: &Arc<App>, user: &User, peer: &str, line: &str) -> Done {
         }
     };
     tracing::info!(user = %user.name, command = %line, rights = %rights.describe(), "admin command");
-    let result =
-        crate::cli::container::run(&app.config, app.runtime.as_ref(), cmd, &mut console).await;
+    // Every command is audited, reading ones too: who looked at which recordings.
+    app.audit
+        .note(
+            "admin.command",
+            json!({"user": user.name, "peer": peer, "command": line, "rights": rights.describe()}),
+        )
+        .await;
+    let config = &app.config;
+    let result = match command {
+        AdminCommand::Container(cmd) => {
+            crate::cli::container::run(config, app.runtime.as_ref(), cmd, &mut console).await
+        }
+        AdminCommand::Sessions(cmd) => crate::cli::sessions::run(config, cmd, &mut console),
+        AdminCommand::Replay { session, .. } => {
+            crate::cli::sessions::replay_text(config, &session, &mut console)
+        }
+        AdminCommand::Audit(cmd) => crate::cli::sessions::audit(config, cmd, &mut console),
+    };
     match result {
         Ok(()) => Done {
             out: console.out,

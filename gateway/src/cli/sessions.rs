@@ -1,6 +1,5 @@
 //! `gatehouse sessions list`, `gatehouse replay`, `gatehouse audit verify`.
 
-use std::io::Write;
 use std::path::Path;
 
 use clap::Subcommand;
@@ -8,6 +7,7 @@ use gatehouse_recordings::cast;
 use gatehouse_recordings::store::{Recordings, SessionMeta};
 use gatehouse_recordings::text;
 
+use super::Console;
 use crate::config::Config;
 
 /// `sessions` subcommands.
@@ -80,7 +80,7 @@ fn searchable_lines(meta: &SessionMeta, dir: &Path) -> Vec<String> {
     lines
 }
 
-fn search(config: &Config, needle: &str) -> anyhow::Result<()> {
+fn search(config: &Config, needle: &str, c: &mut Console) -> anyhow::Result<()> {
     let recs = recordings(config)?;
     let needle = needle.to_lowercase();
     let mut found = 0;
@@ -91,14 +91,14 @@ fn search(config: &Config, needle: &str) -> anyhow::Result<()> {
         for line in searchable_lines(&meta, &dir) {
             if line.to_lowercase().contains(&needle) {
                 found += 1;
-                println!(
+                c.say(format!(
                     "{} {}@{} {}: {}",
                     meta.id,
                     meta.user,
                     meta.container,
                     meta.start.format("%Y-%m-%d %H:%M:%S"),
                     line.trim_end()
-                );
+                ));
             }
         }
     }
@@ -109,9 +109,9 @@ fn search(config: &Config, needle: &str) -> anyhow::Result<()> {
 }
 
 /// Runs `sessions …`.
-pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
+pub fn run(config: &Config, cmd: SessionsCommand, c: &mut Console) -> anyhow::Result<()> {
     let (user, container, since, json) = match cmd {
-        SessionsCommand::Search { text } => return search(config, &text),
+        SessionsCommand::Search { text } => return search(config, &text, c),
         SessionsCommand::List {
             user,
             container,
@@ -128,13 +128,13 @@ pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
         .filter(|s| since.is_none_or(|t| s.start >= t))
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        c.say(serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
+    c.say(format!(
         "{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} {:<16} WHAT",
         "SESSION", "USER", "CONTAINER", "LOGIN", "START", "EXIT", "REASON"
-    );
+    ));
     for s in rows {
         let what = s
             .channels
@@ -142,7 +142,7 @@ pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
             .map(|c| c.command.clone().unwrap_or_else(|| "shell".into()))
             .unwrap_or_default();
         let exit = s.exit.as_deref().unwrap_or("running");
-        println!(
+        c.say(format!(
             "{:<32} {:<10} {:<14} {:<10} {:<20} {:<12} {:<16} {}",
             s.id,
             s.user,
@@ -152,7 +152,7 @@ pub fn run(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
             exit.chars().take(12).collect::<String>(),
             s.reason.as_deref().unwrap_or("-"),
             what.chars().take(60).collect::<String>()
-        );
+        ));
     }
     Ok(())
 }
@@ -168,24 +168,13 @@ pub async fn replay(
     if !(speed.is_finite() && speed > 0.0) {
         anyhow::bail!("--speed must be a positive number");
     }
-    let (meta, dir) = recordings(config)?.get(id)?;
     if as_text {
-        let mut out = std::io::stdout().lock();
-        for ch in &meta.channels {
-            let (header, events) = cast::read(&dir.join(&ch.file))?;
-            if let Some(c) = &ch.command {
-                writeln!(out, "$ {c}")?;
-            }
-            out.write_all(text::render(&header, &events).as_bytes())?;
-        }
-        let how = meta.exit.as_deref().unwrap_or("still running");
-        writeln!(
-            out,
-            "[{} on {} as {}: {how}]",
-            meta.user, meta.container, meta.login
-        )?;
-        return Ok(());
+        let mut c = Console::local();
+        let result = replay_text(config, id, &mut c);
+        c.print();
+        return result;
     }
+    let (meta, dir) = recordings(config)?.get(id)?;
     let recs = recordings(config)?;
     let running = || recs.get(id).map(|(m, _)| m.end.is_none()).unwrap_or(false);
     for ch in &meta.channels {
@@ -194,16 +183,34 @@ pub async fn replay(
     Ok(())
 }
 
+/// `replay SESSION --text`: the plain text of every channel.
+pub fn replay_text(config: &Config, id: &str, c: &mut Console) -> anyhow::Result<()> {
+    let (meta, dir) = recordings(config)?.get(id)?;
+    for ch in &meta.channels {
+        let (header, events) = cast::read(&dir.join(&ch.file))?;
+        if let Some(command) = &ch.command {
+            c.say(format!("$ {command}"));
+        }
+        c.out.push_str(&text::render(&header, &events));
+    }
+    let how = meta.exit.as_deref().unwrap_or("still running");
+    c.say(format!(
+        "[{} on {} as {}: {how}]",
+        meta.user, meta.container, meta.login
+    ));
+    Ok(())
+}
+
 /// Runs `audit verify`: Ok when intact, an error naming the first broken place otherwise.
-pub fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
+pub fn audit(config: &Config, cmd: AuditCommand, c: &mut Console) -> anyhow::Result<()> {
     let AuditCommand::Verify = cmd;
     let state = &config.server.state_dir;
     match gatehouse_recordings::verify::verify(&state.join("audit"), &state.join("recordings"))? {
         Ok(r) => {
-            println!(
+            c.say(format!(
                 "audit log intact: {} events, {} recording files match their sealed digests",
                 r.events, r.files
-            );
+            ));
             Ok(())
         }
         Err(place) => anyhow::bail!("audit verify FAILED: {place}"),

@@ -324,6 +324,15 @@ impl Runtime for NativeRuntime {
         if client::ping(&layout.socket()).await.is_some() {
             return Ok(StartOutcome::AlreadyRunning);
         }
+        for other in crate::affinity::kept_apart(&self.inventory.list()?, name) {
+            if client::ping(&self.layout(&other)?.socket()).await.is_some() {
+                return Err(RuntimeError::Placement(format!(
+                    "container '{name}' must not run on the same host as '{other}' (label {}); \
+                     this runtime has one host: stop '{other}' first",
+                    crate::affinity::DR_OF
+                )));
+            }
+        }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let idle = self
