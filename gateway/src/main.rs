@@ -104,8 +104,48 @@ fn supervise_args(
     Ok((idle, network))
 }
 
+/// The command's words as typed, without the program name and `--config`.
+fn command_words() -> Vec<String> {
+    let mut words = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--config" {
+            args.next();
+        } else if !a.starts_with("--config=") {
+            words.push(a);
+        }
+    }
+    words
+}
+
+/// Sends a host admin command to the running gateway, if one runs.
+async fn through_gateway(config: &config::Config) -> Option<anyhow::Result<()>> {
+    let by = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "root".into());
+    let done = admin::socket::forward(&config.server.state_dir, command_words(), by).await?;
+    Some(done.and_then(|d| {
+        print!("{}", d.out);
+        eprint!("{}", d.err);
+        match d.code {
+            0 => Ok(()),
+            c => Err(cli::Quiet(c.min(255) as u8).into()),
+        }
+    }))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let load = || config::Config::load_or_default(cli.config.as_deref());
+    let admin_command = matches!(
+        cli.command,
+        Command::Container(_) | Command::Sessions(_) | Command::Audit(_)
+    );
+    if admin_command {
+        let config = load()?;
+        if let Some(result) = through_gateway(&config).await {
+            return result;
+        }
+    }
     match cli.command {
         Command::Demo(args) => cli::demo::run(args).await,
         Command::Serve => cli::serve(load()?).await,

@@ -99,7 +99,8 @@ fn admins_manage_containers_over_ssh_and_others_are_refused() {
             && l.contains("\"after\"")));
     assert!(
         a.lines()
-            .any(|l| l.contains("\"type\":\"admin.refused\"") && l.contains("\"user\":\"bob\"")),
+            .any(|l| l.contains("\"type\":\"admin.refused\"")
+                && l.contains("\"by\":\"bob (over SSH")),
         "{a}"
     );
 }

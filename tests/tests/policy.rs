@@ -65,7 +65,8 @@ fn person(uid: &str, number: u32, key: &str) -> String {
     )
 }
 
-/// A gateway on a real slapd: alice is in `ops`; bob is in `ops` and `contractors`.
+/// A gateway on a real slapd: alice is in `ops` and `gatehouse-admins`; bob is in `ops`
+/// and `contractors`.
 fn ldap_gateway(slapd: &Slapd, policies: &Policies) -> Gateway {
     let directory = format!(
         "[directory]\nkind = \"ldap\"\n[directory.ldap]\nurl = \"{}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{PEOPLE}\"\ngroup_base = \"ou=groups,dc=example,dc=org\"\ntimeout = \"2s\"\ncache_ttl = \"off\"\n",
@@ -77,6 +78,7 @@ fn ldap_gateway(slapd: &Slapd, policies: &Policies) -> Gateway {
     ldif += &person("bob", 20002, &gw.public_key("bob"));
     ldif += "dn: cn=ops,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: ops\nmember: uid=alice,ou=people,dc=example,dc=org\nmember: uid=bob,ou=people,dc=example,dc=org\n\n";
     ldif += "dn: cn=contractors,ou=groups,dc=example,dc=org\nobjectClass: posixGroup\ncn: contractors\ngidNumber: 3001\nmemberUid: bob\n\n";
+    ldif += "dn: cn=gatehouse-admins,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: gatehouse-admins\nmember: uid=alice,ou=people,dc=example,dc=org\n\n";
     slapd.add(&ldif);
     gw.cli_ok(&[
         "container",

@@ -28,6 +28,8 @@ const OWNER_COMMANDS: &[&str] = &[
 /// Why a command is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rights {
+    /// Root on the gateway host.
+    Host,
     /// A member of the admin group.
     Admin,
     /// An `[[admin]]` rule.
@@ -40,6 +42,7 @@ impl Rights {
     /// One phrase for logs.
     pub fn describe(&self) -> String {
         match self {
+            Rights::Host => "root on the gateway host".into(),
             Rights::Admin => "admin group".into(),
             Rights::Delegated(r) => format!("admin rule '{r}'"),
             Rights::SelfService(r) => format!("self-service rule '{r}'"),

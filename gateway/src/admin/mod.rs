@@ -6,6 +6,7 @@
 //! quotas. Each change is an audit event naming who made it; each refusal too.
 
 mod authz;
+pub mod socket;
 
 pub use authz::Visible;
 
@@ -52,10 +53,14 @@ enum AdminCommand {
 }
 
 /// How a command ended.
-struct Done {
-    out: String,
-    err: String,
-    code: u32,
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Done {
+    /// Its stdout.
+    pub out: String,
+    /// Its stderr.
+    pub err: String,
+    /// Its exit status.
+    pub code: u32,
 }
 
 /// Serves one admin channel: waits for the command, runs it, reports.
@@ -91,73 +96,123 @@ pub async fn run(channel: Channel<Msg>, app: Arc<App>, user: User, peer: String)
 
 /// Parses, authorizes and runs one command line.
 async fn execute(app: &Arc<App>, user: &User, peer: &str, line: &str) -> Done {
-    let refuse = |err: String, code: u32| Done {
-        out: String::new(),
-        err,
-        code,
-    };
     let Some(words) = shlex::split(line) else {
-        return refuse(
+        return Done::failed(
             "gatehouse: cannot parse the command (unbalanced quotes)\n".into(),
             2,
         );
     };
-    let command = match AdminCli::try_parse_from(&words) {
-        Ok(cli) => cli.command,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            return refuse(e.render().to_string(), code);
+    let caller = Caller::Ssh {
+        user: user.clone(),
+        peer: peer.to_string(),
+    };
+    execute_words(app, &caller, &words).await
+}
+
+/// Who runs an admin command.
+pub enum Caller {
+    /// A person over SSH, with their rights.
+    Ssh {
+        /// The person.
+        user: User,
+        /// From where.
+        peer: String,
+    },
+    /// Root on the gateway host, through the local socket.
+    Host {
+        /// Who (the host account behind sudo, if any).
+        by: String,
+    },
+}
+
+impl Done {
+    fn failed(err: String, code: u32) -> Done {
+        Done {
+            out: String::new(),
+            err,
+            code,
         }
+    }
+}
+
+impl Caller {
+    fn by(&self) -> String {
+        match self {
+            Caller::Ssh { user, peer } => format!("{} (over SSH from {peer})", user.name),
+            Caller::Host { by } => by.clone(),
+        }
+    }
+}
+
+/// Decides whether `caller` may run `command` (and which containers a list shows).
+async fn decide(
+    app: &Arc<App>,
+    caller: &Caller,
+    command: &mut AdminCommand,
+) -> Result<(authz::Rights, Option<Visible>), String> {
+    let Caller::Ssh { user, .. } = caller else {
+        return Ok((authz::Rights::Host, None));
     };
-    let mut console = Console {
-        by: format!("{} (over SSH from {peer})", user.name),
-        user: Some(user.name.clone()),
-        ..Default::default()
-    };
-    let decision = match &command {
+    match command {
         AdminCommand::Container(
             ContainerCommand::Backup { .. } | ContainerCommand::Restore { .. },
         ) => Err(
             "container backup and restore name host paths: run them on the gateway host"
                 .to_string(),
         ),
-        _ => Ok(()),
-    };
-    let mut command = command;
-    let decision = match (decision, &mut command) {
-        (Err(e), _) => Err(e),
-        (Ok(()), AdminCommand::Container(cmd)) => authz::authorize(app, user, cmd).await,
-        (Ok(()), AdminCommand::Sessions(SessionsCommand::List { .. })) => {
+        AdminCommand::Container(cmd) => authz::authorize(app, user, cmd).await,
+        AdminCommand::Sessions(SessionsCommand::List { .. }) => {
             authz::unscoped(app, user, "sessions.list")
         }
-        (Ok(()), AdminCommand::Sessions(SessionsCommand::Search { .. })) => {
+        AdminCommand::Sessions(SessionsCommand::Search { .. }) => {
             authz::unscoped(app, user, "sessions.search")
         }
-        (Ok(()), AdminCommand::Replay { .. }) => authz::unscoped(app, user, "replay"),
-        (Ok(()), AdminCommand::Audit(_)) => authz::unscoped(app, user, "audit.verify"),
+        AdminCommand::Replay { .. } => authz::unscoped(app, user, "replay"),
+        AdminCommand::Audit(_) => authz::unscoped(app, user, "audit.verify"),
+    }
+}
+
+/// Parses, authorizes and runs one command (its words, without a program name).
+pub async fn execute_words(app: &Arc<App>, caller: &Caller, words: &[String]) -> Done {
+    let line = shlex::try_join(words.iter().map(String::as_str)).unwrap_or_default();
+    let mut command = match AdminCli::try_parse_from(words) {
+        Ok(cli) => cli.command,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            return Done::failed(e.render().to_string(), code);
+        }
     };
-    let rights = match decision {
+    let by = caller.by();
+    let mut console = Console {
+        by: by.clone(),
+        user: match caller {
+            Caller::Ssh { user, .. } => Some(user.name.clone()),
+            Caller::Host { .. } => None,
+        },
+        ..Default::default()
+    };
+    let rights = match decide(app, caller, &mut command).await {
         Ok((rights, visible)) => {
             console.visible = visible;
             rights
         }
         Err(why) => {
-            tracing::warn!(user = %user.name, command = %line, "admin command refused: {why}");
+            tracing::warn!(by = %by, command = %line, "admin command refused: {why}");
             app.audit
                 .note(
                     "admin.refused",
-                    json!({"user": user.name, "peer": peer, "command": line, "reason": why}),
+                    json!({"by": by, "command": line, "reason": why}),
                 )
                 .await;
-            return refuse(format!("gatehouse: {why}\n"), 1);
+            return Done::failed(format!("gatehouse: {why}\n"), 1);
         }
     };
-    tracing::info!(user = %user.name, command = %line, rights = %rights.describe(), "admin command");
+    tracing::info!(by = %by, command = %line, rights = %rights.describe(), "admin command");
     // Every command is audited, reading ones too: who looked at which recordings.
     app.audit
         .note(
             "admin.command",
-            json!({"user": user.name, "peer": peer, "command": line, "rights": rights.describe()}),
+            json!({"by": by, "command": line, "rights": rights.describe()}),
         )
         .await;
     let config = &app.config;

@@ -216,5 +216,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tokio::spawn(crate::retention::run(app.clone(), keep));
         }
     }
+    crate::admin::socket::serve(app.clone()).await?;
     crate::ssh::serve(app).await
 }
