@@ -20,13 +20,10 @@ pub const COMMANDS: &[&str] = &[
     "container.restart",
     "container.delete",
     "container.snapshot",
-    "image.list",
     "sessions.list",
     "sessions.search",
     "replay",
     "audit.verify",
-    "policy.check",
-    "policy.validate",
 ];
 
 /// Whether a command pattern (`container.start`, `container.*`, `*`) names `command`.

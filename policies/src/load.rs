@@ -171,6 +171,11 @@ impl Positions<'_> {
     }
 }
 
+/// The values of a list, without their positions.
+fn plain(list: Vec<Spanned<String>>) -> Vec<String> {
+    list.into_iter().map(Spanned::into_inner).collect()
+}
+
 /// A valid user name (as the directory and the SSH grammar accept them).
 fn valid_user(s: &str) -> bool {
     let mut b = s.bytes();
@@ -350,28 +355,16 @@ impl Compiler<'_, '_> {
         n: usize,
     ) -> Option<Rule> {
         let before = self.errors.len();
-        // The header line: the table's span starts at its first key; find `[[allow]]` above.
-        let origin = self.origin(span.start, &effect.to_string());
-        let name = raw
-            .name
-            .map_or_else(|| format!("{stem}#{n}"), Spanned::into_inner);
-        for u in &raw.users {
-            if !valid_user(u.get_ref()) {
-                self.err(
-                    u.span(),
-                    format!(
-                        "'{}' is not a valid user name, so it can never match",
-                        u.get_ref()
-                    ),
-                );
-            }
-        }
-        if raw.users.is_empty() && raw.groups.is_empty() {
-            self.err(
-                span.clone(),
-                format!("{effect} rule '{name}' names no users or groups, so it can never match"),
-            );
-        }
+        let table = effect.to_string();
+        let (origin, name) = self.head(
+            &table,
+            raw.name,
+            &raw.users,
+            &raw.groups,
+            span.clone(),
+            stem,
+            n,
+        );
         let containers = raw.containers.and_then(|list| self.names(list));
         let labels = Self::labels(raw.labels);
         let logins = raw.logins.map(|l| {
@@ -487,8 +480,8 @@ impl Compiler<'_, '_> {
             name,
             effect,
             origin,
-            users: raw.users.into_iter().map(Spanned::into_inner).collect(),
-            groups: raw.groups.into_iter().map(Spanned::into_inner).collect(),
+            users: plain(raw.users),
+            groups: plain(raw.groups),
             containers,
             labels,
             owned: raw.owned,
@@ -543,6 +536,26 @@ impl Compiler<'_, '_> {
         raw.into_iter().map(|(k, v)| (k, v.into_inner())).collect()
     }
 
+    /// What every kind of rule starts with: where it is, its name (given or `FILE#N`),
+    /// and a check of who it names.
+    #[allow(clippy::too_many_arguments)]
+    fn head(
+        &mut self,
+        table: &str,
+        name: Option<Spanned<String>>,
+        users: &[Spanned<String>],
+        groups: &[Spanned<String>],
+        span: Range<usize>,
+        stem: &str,
+        n: usize,
+    ) -> (Origin, String) {
+        let origin = self.origin(span.start, table);
+        let name = name.map_or_else(|| format!("{stem}#{n}"), Spanned::into_inner);
+        let what = format!("{} rule '{name}'", table.replace('_', "-"));
+        self.subjects(users, groups, span, &what);
+        (origin, name)
+    }
+
     fn admin(
         &mut self,
         raw: RawAdmin,
@@ -551,16 +564,7 @@ impl Compiler<'_, '_> {
         n: usize,
     ) -> Option<AdminRule> {
         let before = self.errors.len();
-        let origin = self.origin(span.start, "admin");
-        let name = raw
-            .name
-            .map_or_else(|| format!("{stem}#{n}"), Spanned::into_inner);
-        self.subjects(
-            &raw.users,
-            &raw.groups,
-            span,
-            &format!("admin rule '{name}'"),
-        );
+        let (origin, name) = self.head("admin", raw.name, &raw.users, &raw.groups, span, stem, n);
         if raw.commands.get_ref().is_empty() {
             self.err(
                 raw.commands.span(),
@@ -592,8 +596,8 @@ impl Compiler<'_, '_> {
         Some(AdminRule {
             name,
             origin,
-            users: raw.users.into_iter().map(Spanned::into_inner).collect(),
-            groups: raw.groups.into_iter().map(Spanned::into_inner).collect(),
+            users: plain(raw.users),
+            groups: plain(raw.groups),
             commands,
             containers,
             labels: Self::labels(raw.labels),
@@ -608,15 +612,14 @@ impl Compiler<'_, '_> {
         n: usize,
     ) -> Option<SelfService> {
         let before = self.errors.len();
-        let origin = self.origin(span.start, "self_service");
-        let name = raw
-            .name
-            .map_or_else(|| format!("{stem}#{n}"), Spanned::into_inner);
-        self.subjects(
+        let (origin, name) = self.head(
+            "self_service",
+            raw.name,
             &raw.users,
             &raw.groups,
             span,
-            &format!("self_service rule '{name}'"),
+            stem,
+            n,
         );
         if raw.images.get_ref().is_empty() {
             self.err(raw.images.span(), "an empty list of images grants nothing");
@@ -672,14 +675,9 @@ impl Compiler<'_, '_> {
         Some(SelfService {
             name,
             origin,
-            users: raw.users.into_iter().map(Spanned::into_inner).collect(),
-            groups: raw.groups.into_iter().map(Spanned::into_inner).collect(),
-            images: raw
-                .images
-                .into_inner()
-                .into_iter()
-                .map(Spanned::into_inner)
-                .collect(),
+            users: plain(raw.users),
+            groups: plain(raw.groups),
+            images: plain(raw.images.into_inner()),
             max_containers,
             max_memory,
             max_cpus,

@@ -361,12 +361,26 @@ idle_timeout = "2s"
     let out = gw.ssh("bob", "bob@bobs1", "sleep 30");
     assert_eq!(out.status.code(), Some(255));
     assert!(stderr(&out).contains("no input for 2s"), "{}", stderr(&out));
+    // SIGHUP reloads too.
+    let config = gw.config.display().to_string();
+    let hup = std::process::Command::new("pkill")
+        .args(["-HUP", "-f", &format!("{config} serve")])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_until("the SIGHUP reload", 10, || {
+        std::fs::read_to_string(gw.dir.path().join("state/audit/audit.jsonl"))
+            .unwrap_or_default()
+            .contains("\"why\":\"SIGHUP\"")
+    });
     // Without sudo in the rule, the grant is taken back.
+    let reloads = || gw.log().matches("policy reloaded").count();
+    let before = reloads();
     policies.write(
         "dev.toml",
         "[[allow]]\nname = \"own\"\nusers = [\"alice\", \"bob\"]\nowned = true\n",
     );
-    wait_until("the reload", 15, || gw.log().contains("policy reloaded"));
+    wait_until("the reload", 15, || reloads() > before);
     let out = gw.ssh("alice", "alice@sud1", "sudo -n id -u");
     assert_ne!(
         out.status.code(),

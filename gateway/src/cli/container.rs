@@ -396,8 +396,12 @@ pub async fn run(
             c.note(format!("container {name} restarted"));
         }
         ContainerCommand::Delete { name } => {
+            let before = serde_json::to_value(rt.get(&name).await?)?;
             rt.delete(&name).await?;
-            audit("container.deleted", serde_json::json!({"container": name}))?;
+            audit(
+                "container.deleted",
+                serde_json::json!({"container": name, "before": before}),
+            )?;
             c.note(format!("container {name} deleted"));
         }
         ContainerCommand::Snapshot { name, snap } => {

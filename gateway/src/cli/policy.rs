@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use gatehouse_policies::{Action, Decision};
 
 use crate::config::Config;
@@ -19,71 +19,55 @@ pub enum PolicyCommand {
     },
     /// Explain one decision: the deciding rule and why every other rule did not decide
     /// (exit 0 allow, 1 deny).
-    Check {
-        /// Who (looked up in the directory for their groups unless --groups is given).
-        #[arg(long)]
-        user: String,
-        /// Which container (its owner and labels come from the inventory).
-        #[arg(long)]
-        container: String,
-        /// As which login (default: the user's own account).
-        #[arg(long)]
-        login: Option<String>,
-        /// To do what: shell, exec, sftp, port-forward, agent-forward, x11.
-        #[arg(long, default_value = "shell")]
-        action: String,
-        /// Destination port, for port-forward.
-        #[arg(long)]
-        port: Option<u16>,
-        /// Source address of the connection.
-        #[arg(long)]
-        from: Option<IpAddr>,
-        /// The user's groups, instead of asking the directory (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        groups: Option<Vec<String>>,
-        /// When (RFC 3339; default now).
-        #[arg(long)]
-        at: Option<String>,
-    },
+    Check(Question),
+}
+
+/// One `policy check` question.
+#[derive(Debug, Args)]
+pub struct Question {
+    /// Who (looked up in the directory for their groups unless --groups is given).
+    #[arg(long)]
+    user: String,
+    /// Which container (its owner and labels come from the inventory).
+    #[arg(long)]
+    container: String,
+    /// As which login (default: the user's own account).
+    #[arg(long)]
+    login: Option<String>,
+    /// To do what: shell, exec, sftp, port-forward, agent-forward, x11.
+    #[arg(long, default_value = "shell", value_parser = parse_action)]
+    action: Action,
+    /// Destination port, for port-forward.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Source address of the connection.
+    #[arg(long)]
+    from: Option<IpAddr>,
+    /// The user's groups, instead of asking the directory (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    groups: Option<Vec<String>>,
+    /// When (RFC 3339; default now).
+    #[arg(long, value_parser = parse_time)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    Action::parse(s).ok_or_else(|| {
+        format!("unknown action '{s}' (shell, exec, sftp, port-forward, agent-forward, x11)")
+    })
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("'{s}' is not an RFC 3339 time: {e}"))
 }
 
 /// Runs a `policy` subcommand.
 pub async fn run(config: &Config, cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Validate { paths } => validate(config, paths),
-        PolicyCommand::Check {
-            user,
-            container,
-            login,
-            action,
-            port,
-            from,
-            groups,
-            at,
-        } => {
-            let action = Action::parse(&action).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "unknown action '{action}' (shell, exec, sftp, port-forward, agent-forward, x11)"
-                )
-            })?;
-            let time = match at {
-                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
-                    .map_err(|e| anyhow::anyhow!("--at '{t}': {e}"))?
-                    .with_timezone(&chrono::Utc),
-                None => chrono::Utc::now(),
-            };
-            let q = Question {
-                user,
-                container,
-                login,
-                action,
-                port,
-                from,
-                groups,
-                time,
-            };
-            check(config, q).await
-        }
+        PolicyCommand::Check(q) => check(config, q).await,
     }
 }
 
@@ -112,18 +96,6 @@ fn validate(config: &Config, paths: Vec<PathBuf>) -> anyhow::Result<()> {
             anyhow::bail!("the policy is invalid ({} problems)", errors.0.len())
         }
     }
-}
-
-/// One `policy check` question.
-struct Question {
-    user: String,
-    container: String,
-    login: Option<String>,
-    action: Action,
-    port: Option<u16>,
-    from: Option<IpAddr>,
-    groups: Option<Vec<String>>,
-    time: chrono::DateTime<chrono::Utc>,
 }
 
 async fn check(config: &Config, q: Question) -> anyhow::Result<()> {
@@ -157,7 +129,7 @@ async fn check(config: &Config, q: Question) -> anyhow::Result<()> {
         action: q.action,
         port: q.port,
         source: q.from,
-        time: q.time,
+        time: q.at.unwrap_or_else(chrono::Utc::now),
     };
     let e = policy.explain(&request);
     let what = format!(
