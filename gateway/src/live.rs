@@ -1,8 +1,10 @@
 //! The sessions running now, with the access question each was allowed on, so that a
-//! policy change (or a time window closing) ends the sessions it no longer allows.
+//! policy change, a time window closing, or a change in the directory (a person removed
+//! from a group, locked or deleted) ends the sessions it no longer allows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use gatehouse_policies::{Decision, Request};
 use serde_json::json;
@@ -10,9 +12,16 @@ use tokio::sync::mpsc;
 
 use crate::app::App;
 
+/// How often running sessions are checked against the policy (time windows close).
+const CHECK: Duration = Duration::from_secs(2);
+/// How often the people of running sessions are looked up again in the directory.
+const DIRECTORY_REFRESH: Duration = Duration::from_secs(10);
+
 struct Entry {
     request: Request,
     end: mpsc::Sender<String>,
+    /// The directory no longer knows the person (deleted or locked).
+    gone: bool,
 }
 
 /// The registry of running sessions.
@@ -45,7 +54,14 @@ impl LiveSessions {
     ) -> (Registration, mpsc::Receiver<String>) {
         let (end, rx) = mpsc::channel(1);
         if let Ok(mut m) = app.live.map.lock() {
-            m.insert(id.to_string(), Entry { request, end });
+            m.insert(
+                id.to_string(),
+                Entry {
+                    request,
+                    end,
+                    gone: false,
+                },
+            );
         }
         (
             Registration {
@@ -68,7 +84,21 @@ pub async fn revalidate(app: &Arc<App>) {
             let mut r = e.request.clone();
             r.time = now;
             let explained = policy.explain(&r);
-            if let Decision::Deny { rule, reason } = explained.decision {
+            let denial = if e.gone {
+                Some((
+                    None,
+                    format!(
+                        "{} is no longer in the directory (or is locked)",
+                        r.subject.user
+                    ),
+                ))
+            } else {
+                match explained.decision {
+                    Decision::Deny { rule, reason } => Some((rule, reason)),
+                    Decision::Allow { .. } => None,
+                }
+            };
+            if let Some((rule, reason)) = denial {
                 let message = format!("access revoked: {reason}");
                 if e.end.try_send(message).is_ok() {
                     revoked.push((id.clone(), r, rule, reason, explained.traces));
@@ -87,5 +117,47 @@ pub async fn revalidate(app: &Arc<App>) {
                     "explanation": explanation}),
             )
             .await;
+    }
+}
+
+/// Looks the people of running sessions up again: their groups are updated, and the
+/// sessions of those the directory no longer returns are marked for ending. When the
+/// directory does not answer, sessions keep what they had (new logins fail closed).
+async fn refresh_directory(app: &Arc<App>) {
+    let users: BTreeSet<String> = match app.live.map.lock() {
+        Ok(m) => m.values().map(|e| e.request.subject.user.clone()).collect(),
+        Err(_) => return,
+    };
+    for name in users {
+        let found = match app.directory.lookup(&name).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(user = %name, "directory unavailable; running sessions keep their groups: {e}");
+                continue;
+            }
+        };
+        if let Ok(mut m) = app.live.map.lock() {
+            for e in m.values_mut().filter(|e| e.request.subject.user == name) {
+                match &found {
+                    Some(u) => e.request.subject.groups = u.groups.clone(),
+                    None => e.gone = true,
+                }
+            }
+        }
+    }
+}
+
+/// Checks running sessions for as long as the gateway runs.
+pub async fn watch(app: Arc<App>) {
+    let mut tick = tokio::time::interval(CHECK);
+    let every = (DIRECTORY_REFRESH.as_secs() / CHECK.as_secs()).max(1);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        if n % every == 0 {
+            refresh_directory(&app).await;
+        }
+        revalidate(&app).await;
     }
 }

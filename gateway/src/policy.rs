@@ -104,8 +104,6 @@ pub async fn watch(app: Arc<App>) {
             _ = tick.tick() => {
                 let now = app.policy.fingerprint();
                 if now == seen {
-                    // Nothing changed; time windows may still have closed on someone.
-                    crate::live::revalidate(&app).await;
                     continue;
                 }
                 seen = now;

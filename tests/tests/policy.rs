@@ -208,6 +208,37 @@ fn ops_need_a_reason_on_prod_and_contractors_are_denied_whatever_else_matches() 
 }
 
 #[test]
+fn leaving_the_ldap_group_ends_running_sessions() {
+    let slapd = Slapd::start();
+    let policies = Policies::new(&[("prod.toml", PROD_POLICY)]);
+    let gw = ldap_gateway(&slapd, &policies);
+    let long = gw
+        .ssh_command("alice", "alice@root@prod1")
+        .args(["-o", "SetEnv=GATEHOUSE_REASON=CHG-7"])
+        .arg("sleep 60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the session", 20, || {
+        audit(&gw).contains("\"type\":\"session.start\"")
+    });
+    slapd.modify(
+        "dn: cn=ops,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: member\nmember: uid=alice,ou=people,dc=example,dc=org\n\n",
+    );
+    let t0 = Instant::now();
+    let out = long.wait_with_output().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(20), "not ended in time");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("access revoked: no policy gives alice"),
+        "{err}"
+    );
+    assert!(audit(&gw).contains("\"type\":\"session.revoked\""));
+}
+
+#[test]
 fn invalid_edits_are_rejected_valid_ones_apply_live_and_revocation_ends_sessions() {
     let slapd = Slapd::start();
     let policies = Policies::new(&[("prod.toml", PROD_POLICY)]);

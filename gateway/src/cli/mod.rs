@@ -211,6 +211,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if !app.config.policy.paths.is_empty() {
         tokio::spawn(crate::policy::watch(app.clone()));
     }
+    tokio::spawn(crate::live::watch(app.clone()));
     if let Some(keep) = app.config.recording.keep.as_deref() {
         if let Some(keep) = gatehouse_runtime::limits::parse_duration(keep)? {
             tokio::spawn(crate::retention::run(app.clone(), keep));
