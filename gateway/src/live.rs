@@ -155,7 +155,7 @@ pub async fn watch(app: Arc<App>) {
     loop {
         tick.tick().await;
         n += 1;
-        if n % every == 0 {
+        if n.is_multiple_of(every) {
             refresh_directory(&app).await;
         }
         revalidate(&app).await;
