@@ -32,6 +32,7 @@ pub fn request(
     login: &str,
     action: Action,
     source: Option<IpAddr>,
+    port: Option<u16>,
 ) -> Request {
     Request {
         subject: Subject {
@@ -45,7 +46,7 @@ pub fn request(
         },
         login: login.to_string(),
         action,
-        port: None,
+        port,
         source,
         time: chrono::Utc::now(),
     }
@@ -95,6 +96,7 @@ pub async fn resolve(
     target: &Target,
     action: Action,
     source: Option<IpAddr>,
+    port: Option<u16>,
 ) -> Result<Resolved, Refusal> {
     let login = target.login().to_string();
     let policy = app.policy.current();
@@ -118,7 +120,7 @@ pub async fn resolve(
                 .into_iter()
                 .filter(|c| {
                     policy
-                        .decide(&request(user, c, &login, action, source))
+                        .decide(&request(user, c, &login, action, source, port))
                         .is_allowed()
                 })
                 .collect();
@@ -129,7 +131,7 @@ pub async fn resolve(
             }
         }
     };
-    let req = request(user, &container, &login, action, source);
+    let req = request(user, &container, &login, action, source, port);
     let explained = policy.explain(&req);
     let decision = explained.decision.clone();
     tracing::info!(
@@ -151,7 +153,7 @@ pub async fn resolve(
             "policy.decision",
             serde_json::json!({"user": req.subject.user, "groups": req.subject.groups,
                 "container": req.target.container, "login": req.login, "action": req.action.to_string(),
-                "allowed": decision.is_allowed(), "rule": rule, "source": source.map(|s| s.to_string()),
+                "allowed": decision.is_allowed(), "rule": rule, "source": source.map(|s| s.to_string()), "port": port,
                 "explanation": explained.lines()}),
         )
         .await;

@@ -207,4 +207,11 @@ pub trait Runtime: Send + Sync {
     async fn reconcile(&self) -> Result<Vec<String>>;
     /// Runs a process inside the running container.
     async fn exec(&self, name: &str, spec: ExecSpec) -> Result<Process>;
+    /// Opens a TCP connection to `addr` from inside the running container's network
+    /// namespace (port forwarding: what the container reaches, never the host's network).
+    async fn connect(
+        &self,
+        name: &str,
+        addr: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::TcpStream>;
 }

@@ -199,6 +199,63 @@ impl russh::server::Handler for Connection {
         }
     }
 
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some((user, target)) = self.authed.clone() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let span = tracing::info_span!(parent: &self.span, "forward", user = %user.name, to = %format!("{host_to_connect}:{port_to_connect}"));
+        let opened = super::forward::open(
+            &self.app,
+            &user,
+            &target,
+            &self.peer,
+            host_to_connect,
+            port_to_connect,
+        )
+        .instrument(span.clone())
+        .await;
+        match opened {
+            Ok(connected) => {
+                reply.accept().await;
+                let relay = super::forward::relay(
+                    self.app.clone(),
+                    user.name.clone(),
+                    self.peer.clone(),
+                    connected,
+                    channel,
+                );
+                tokio::spawn(relay.instrument(span));
+            }
+            Err(why) => {
+                tracing::warn!(parent: &span, "port forward refused: {why}");
+                self.app
+                    .audit
+                    .note(
+                        "forward.refused",
+                        serde_json::json!({"user": user.name, "peer": self.peer,
+                            "to": format!("{host_to_connect}:{port_to_connect}"), "reason": why}),
+                    )
+                    .await;
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
     async fn channel_open_session(
         &mut self,
         channel: Channel<Msg>,

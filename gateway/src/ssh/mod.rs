@@ -2,6 +2,7 @@
 //! per client. Each session channel gets its own task ([`session`]).
 
 mod endings;
+mod forward;
 mod handler;
 pub mod hostkey;
 mod picker;

@@ -119,7 +119,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         .ok()
         .map(|a| a.ip());
     let resolved = loop {
-        match access::resolve(&ctx.app, &ctx.user, &target, action, source).await {
+        match access::resolve(&ctx.app, &ctx.user, &target, action, source, None).await {
             Ok(r) => break r,
             Err(Refusal::Choose(list)) if pty.is_some() => {
                 match picker::choose(&mut rx, &tx, &mut pty, &ctx.user.name, &list).await {

@@ -60,6 +60,18 @@ async fn request(sock: &Path, req: Request) -> std::result::Result<Answer, Strin
         .map_err(|e| format!("internal error: {e}"))?
 }
 
+/// An unconnected TCP socket in the container's network namespace.
+pub async fn socket(name: &str, sock: &Path) -> Result<std::os::fd::OwnedFd> {
+    let Answer { reply, mut fds, .. } = request(sock, Request::Socket)
+        .await
+        .map_err(|e| sup_err(name, e))?;
+    match reply {
+        Reply::Socket if !fds.is_empty() => Ok(fds.remove(0)),
+        Reply::Error { message } => Err(sup_err(name, message)),
+        other => Err(sup_err(name, format!("unexpected reply {other:?}"))),
+    }
+}
+
 /// Asks a supervisor whether its container runs; `None` when nobody answers.
 pub async fn ping(sock: &Path) -> Option<(i32, DateTime<Utc>)> {
     match request(sock, Request::Ping).await {

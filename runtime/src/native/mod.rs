@@ -16,6 +16,7 @@ mod init;
 mod layout;
 mod net;
 mod netsetup;
+mod netsock;
 mod passwd;
 mod protocol;
 mod pty;
@@ -244,6 +245,9 @@ fn peers(inventory: &Inventory) -> Result<Vec<(String, std::net::Ipv4Addr)>> {
         .filter_map(|r| r.address.map(|a| (r.name, a)))
         .collect())
 }
+
+/// How long a forwarded connection may take to connect inside a container.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The cgroup of a container: its name prefixed with a digest of the state directory,
 /// so two gateways on one host (or parallel tests) never share a cgroup.
@@ -504,5 +508,25 @@ impl Runtime for NativeRuntime {
             env: spec.env,
         };
         client::exec(name, &layout.socket(), req).await
+    }
+
+    async fn connect(
+        &self,
+        name: &str,
+        addr: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::TcpStream> {
+        let fd = client::socket(name, &self.layout(name)?.socket()).await?;
+        let failed = |e: std::io::Error| {
+            RuntimeError::Invalid(format!(
+                "cannot connect to {addr} in container '{name}': {e}"
+            ))
+        };
+        let std_stream = std::net::TcpStream::from(fd);
+        std_stream.set_nonblocking(true).map_err(failed)?;
+        let socket = tokio::net::TcpSocket::from_std_stream(std_stream);
+        match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr.into())).await {
+            Ok(r) => r.map_err(failed),
+            Err(_) => Err(failed(std::io::ErrorKind::TimedOut.into())),
+        }
     }
 }

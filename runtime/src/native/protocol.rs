@@ -30,6 +30,8 @@ pub enum Request {
     },
     /// Start a process.
     Exec(ExecRequest),
+    /// A TCP socket in the container's network namespace (for port forwarding).
+    Socket,
 }
 
 /// A process to start inside the container.
@@ -72,6 +74,8 @@ pub enum Reply {
     },
     /// The container has stopped.
     Stopped,
+    /// The socket asked for comes with this message.
+    Socket,
     /// The request failed.
     Error {
         /// Why.

@@ -430,6 +430,16 @@ impl Supervisor {
                     buf: Vec::new(),
                 });
             }
+            Request::Socket => match super::netsock::socket_in(self.init_pid) {
+                Ok(fd) => {
+                    let line = protocol::encode(&Reply::Socket);
+                    let _ = protocol::send_with_fds(stream.as_raw_fd(), &line, &[fd.as_raw_fd()]);
+                }
+                Err(message) => {
+                    log(&format!("socket failed: {message}"));
+                    let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
+                }
+            },
             Request::Exec(req) => match self.spawn(&req) {
                 Ok((pid, fds)) => {
                     let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();

@@ -1,0 +1,130 @@
+//! Local port forwarding (`ssh -L`, `ssh -D`): a `direct-tcpip` channel becomes a TCP
+//! connection made from inside the container's own network namespace, to a port the
+//! policy allows (`port-forward` action, `ports`). Destinations are the container itself
+//! (`localhost`, `127.0.0.1`), an address, or another container by name — whatever the
+//! container can reach, never the host's network. Each forward is audited when it opens
+//! and when it closes, with the bytes that went each way.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use gatehouse_policies::Action;
+use russh::server::Msg;
+use russh::Channel;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::access;
+use crate::app::App;
+use crate::directory::User;
+use crate::grammar::Target;
+
+/// Where a forward goes, resolved inside the container's view.
+async fn destination(app: &App, host: &str, port: u32) -> Result<SocketAddrV4, String> {
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("bad port {port}"))?;
+    let ip = match host {
+        "localhost" | "127.0.0.1" | "ip6-localhost" | "::1" => Ipv4Addr::LOCALHOST,
+        h => match h.parse::<Ipv4Addr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                gatehouse_runtime::names::validate_container_name(h).map_err(|_| {
+                    format!(
+                        "unknown destination '{}'",
+                        gatehouse_runtime::names::shorten(h)
+                    )
+                })?;
+                app.runtime
+                    .get(h)
+                    .await
+                    .ok()
+                    .and_then(|r| r.address)
+                    .ok_or_else(|| format!("no container '{h}' with an address"))?
+            }
+        },
+    };
+    Ok(SocketAddrV4::new(ip, port))
+}
+
+/// Decides, connects and (when allowed) relays one `direct-tcpip` channel. `Err` is the
+/// reason it was refused (logged and audited; the client sees the channel refused).
+pub async fn open(
+    app: &Arc<App>,
+    user: &User,
+    target: &Target,
+    peer: &str,
+    host: &str,
+    port: u32,
+) -> Result<Connected, String> {
+    let addr = destination(app, host, port).await?;
+    let source = peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    let resolved = access::resolve(
+        app,
+        user,
+        target,
+        Action::PortForward,
+        source,
+        Some(addr.port()),
+    )
+    .await
+    .map_err(|r| r.message(&user.name))?;
+    let name = resolved.container.name.clone();
+    app.runtime
+        .start(&name)
+        .await
+        .map_err(|e| format!("cannot start '{name}': {e}"))?;
+    let stream = app
+        .runtime
+        .connect(&name, addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Connected {
+        container: name,
+        addr,
+        stream,
+    })
+}
+
+/// An allowed forward, connected.
+pub struct Connected {
+    container: String,
+    addr: SocketAddrV4,
+    stream: tokio::net::TcpStream,
+}
+
+/// Relays the channel and the connection until both sides are done; audits the totals.
+pub async fn relay(app: Arc<App>, user: String, peer: String, c: Connected, channel: Channel<Msg>) {
+    app.audit
+        .note(
+            "forward.open",
+            json!({"user": user, "peer": peer, "container": c.container, "to": c.addr.to_string()}),
+        )
+        .await;
+    let (mut from_client, mut to_client) = tokio::io::split(channel.into_stream());
+    let (mut from_container, mut to_container) = c.stream.into_split();
+    let up = async {
+        let n = tokio::io::copy(&mut from_client, &mut to_container).await;
+        let _ = to_container.shutdown().await;
+        n
+    };
+    let down = async {
+        let n = tokio::io::copy(&mut from_container, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+        n
+    };
+    let (up, down) = tokio::join!(up, down);
+    let error = [&up, &down]
+        .iter()
+        .find_map(|r| r.as_ref().err().map(ToString::to_string));
+    let (sent, received) = (up.unwrap_or(0), down.unwrap_or(0));
+    tracing::info!(container = %c.container, to = %c.addr, sent, received, "forward closed");
+    app.audit
+        .note(
+            "forward.close",
+            json!({"user": user, "peer": peer, "container": c.container, "to": c.addr.to_string(),
+                "bytes_to_container": sent, "bytes_to_client": received, "error": error}),
+        )
+        .await;
+}
