@@ -52,9 +52,10 @@ pub struct SessionContext {
     pub handle: russh::server::Handle,
 }
 
-/// Environment variables accepted from the client (as Debian's sshd `AcceptEnv`).
+/// Environment variables accepted from the client (Debian's sshd `AcceptEnv LANG LC_*`,
+/// and `TERM`, `TZ`); `GATEHOUSE_REASON` is taken as the session's reason.
 fn env_allowed(name: &str) -> bool {
-    name == "LANG" || name == "TZ" || name.starts_with("LC_")
+    matches!(name, "LANG" | "TZ" | "TERM") || name.starts_with("LC_")
 }
 
 /// Runs one session channel to its end.
