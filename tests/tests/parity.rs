@@ -2,7 +2,7 @@
 //! SetEnv for an allow-listed set, keepalives.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use gatehouse_e2e::{stderr, stdout, Gateway};
 
