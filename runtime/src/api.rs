@@ -214,4 +214,11 @@ pub trait Runtime: Send + Sync {
         name: &str,
         addr: std::net::SocketAddrV4,
     ) -> Result<tokio::net::TcpStream>;
+    /// A listening socket inside the running container, usable by `login` only, for a
+    /// forwarded SSH agent; with its path inside the container.
+    async fn agent_listener(
+        &self,
+        name: &str,
+        login: &str,
+    ) -> Result<(tokio::net::UnixListener, String)>;
 }

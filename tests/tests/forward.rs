@@ -136,3 +136,108 @@ fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
     // The host's loopback was never reached.
     assert_eq!(host_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// Asks the agent at `$SSH_AUTH_SOCK` for its identities (the agent protocol, in perl:
+/// the image has no ssh-add) and prints `type=12 keys=N`.
+const ASK_AGENT: &str = r#"perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => $ENV{SSH_AUTH_SOCK}) or die "no agent: $!\n"; print $s pack("NC", 1, 11); read($s, $h, 4); $n = unpack("N", $h); read($s, $b, $n); ($t, $c) = unpack("CN", $b); print "type=$t keys=$c\n"'"#;
+
+#[test]
+fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
+    let gw = Gateway::start();
+    gw.create_container("agt1", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let agent = Kill(
+        std::process::Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(gw.key("alice"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let run = |user: &str, extra: &[&str], cmd: &str| {
+        gw.ssh_command("alice", user)
+            .args(extra)
+            .arg(cmd)
+            .env("SSH_AUTH_SOCK", &sock)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run("alice@agt1", &["-A"], ASK_AGENT);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "type=12 keys=1\n",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    // Only the login can use it; without -A there is none.
+    let out = run(
+        "alice@agt1",
+        &["-A"],
+        "stat -c '%U %a' \"$(dirname \"$SSH_AUTH_SOCK\")\"",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "alice 700\n");
+    let out = run("alice@agt1", &[], "echo \"${SSH_AUTH_SOCK:-none}\"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "none\n");
+    // Each session's socket goes away with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = run(
+            "alice@agt1",
+            &[],
+            "ls -d /tmp/gatehouse-agent-* 2>/dev/null | wc -l",
+        );
+        if String::from_utf8_lossy(&out.stdout) == "0\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "agent sockets left behind");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(audit(&gw).contains("\"type\":\"agent.forwarded\""));
+
+    // A rule without agent-forward: the session runs, without the agent.
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("p.toml"),
+        "[[allow]]\nusers = [\"alice\"]\nowned = true\n",
+    )
+    .unwrap();
+    let gw2 = Gateway::start_with(&format!(
+        "[policy]\npaths = [\"{}\"]\n",
+        policies.path().display()
+    ));
+    gw2.create_container("agt2", "alice");
+    let out = gw2
+        .ssh_command("alice", "alice@agt2")
+        .args(["-A"])
+        .arg("echo \"${SSH_AUTH_SOCK:-none}\"")
+        .env("SSH_AUTH_SOCK", &sock)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "none\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(audit(&gw2).contains("\"type\":\"agent.refused\""));
+    drop(agent);
+}

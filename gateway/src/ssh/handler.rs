@@ -286,6 +286,15 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        // Accepted here; the session decides by policy and sets the socket up (or not).
+        Ok(true)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn pty_request(
         &mut self,

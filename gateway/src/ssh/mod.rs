@@ -1,6 +1,7 @@
 //! The SSH server: russh configuration, the accept loop, and one [`handler::Connection`]
 //! per client. Each session channel gets its own task ([`session`]).
 
+mod agent;
 mod endings;
 mod forward;
 mod handler;

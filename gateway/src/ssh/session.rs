@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::endings::Endings;
 use super::record::{Stream, Tap};
-use super::{picker, reason, signals};
+use super::{agent, picker, reason, signals};
 use crate::access::{self, Refusal};
 use crate::app::App;
 use crate::directory::User;
@@ -64,6 +64,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     let mut pty: Option<PtySpec> = None;
     let mut env = Vec::new();
     let mut given_reason: Option<String> = None;
+    let mut agent_asked = false;
     let command = loop {
         match rx.wait().await {
             Some(ChannelMsg::RequestPty {
@@ -100,6 +101,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
                     env.push((variable_name, variable_value));
                 }
             }
+            Some(ChannelMsg::AgentForward { .. }) => agent_asked = true,
             Some(ChannelMsg::RequestShell { .. }) => break None,
             Some(ChannelMsg::Exec { command, .. }) => {
                 break Some(String::from_utf8_lossy(&command).into_owned())
@@ -197,8 +199,9 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         resolved.grants.max_session,
         resolved.grants.idle_timeout,
     );
-    let exit = match start(&ctx, resolved, command, pty, env).await {
-        Ok(process) => relay(process, rx, tx, &ctx, tap.clone(), fail_rx, endings).await,
+    let agent = agent_asked && agent_allowed(&ctx, &resolved).await;
+    let exit = match start(&ctx, resolved, command, pty, env, agent).await {
+        Ok((process, _agent)) => relay(process, rx, tx, &ctx, tap.clone(), fail_rx, endings).await,
         Err(message) => {
             refuse(&tx, &message).await;
             "not started".to_string()
@@ -268,7 +271,8 @@ async fn start(
     command: Option<String>,
     pty: Option<PtySpec>,
     env: Vec<(String, String)>,
-) -> Result<Process, String> {
+    agent: bool,
+) -> Result<(Process, Option<agent::Forwarded>), String> {
     let name = resolved.container.name.clone();
     let runtime = &ctx.app.runtime;
     let mut record = resolved.container.clone();
@@ -291,6 +295,7 @@ async fn start(
             &resolved.login,
             resolved.grants.sudo,
             spec.clone(),
+            agent,
         )
         .await
         {
@@ -313,14 +318,34 @@ async fn start(
     Err(format!("container '{name}' keeps stopping; try again"))
 }
 
+/// Whether the policy lets this session forward the client's agent (a refusal is logged
+/// and audited; the session goes on without it, as sshd's would).
+async fn agent_allowed(ctx: &SessionContext, resolved: &access::Resolved) -> bool {
+    let mut request = resolved.request.clone();
+    request.action = Action::AgentForward;
+    let decision = ctx.app.policy.current().decide(&request);
+    if !decision.is_allowed() {
+        tracing::warn!("agent forwarding refused by policy");
+        ctx.app
+            .audit
+            .note(
+                "agent.refused",
+                json!({"user": ctx.user.name, "container": resolved.container.name, "login": resolved.login}),
+            )
+            .await;
+    }
+    decision.is_allowed()
+}
+
 /// Starts the container if needed, creates the person's account in it, starts the process.
 async fn launch(
     ctx: &SessionContext,
     name: &str,
     login: &str,
     sudo: bool,
-    spec: ExecSpec,
-) -> Result<Process, RuntimeError> {
+    mut spec: ExecSpec,
+    agent: bool,
+) -> Result<(Process, Option<agent::Forwarded>), RuntimeError> {
     let runtime = &ctx.app.runtime;
     let t0 = Instant::now();
     if runtime.start(name).await? == StartOutcome::Started {
@@ -342,7 +367,15 @@ async fn launch(
         sudo,
     });
     runtime.prepare_session(name, account.as_ref()).await?;
-    runtime.exec(name, spec).await
+    let forwarded = if agent {
+        agent::forward(&ctx.app, ctx.handle.clone(), name, login, &ctx.user.name).await
+    } else {
+        None
+    };
+    if let Some(f) = &forwarded {
+        spec.env.push(("SSH_AUTH_SOCK".into(), f.path.clone()));
+    }
+    Ok((runtime.exec(name, spec).await?, forwarded))
 }
 
 /// How a relayed process ended.

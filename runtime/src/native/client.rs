@@ -72,6 +72,23 @@ pub async fn socket(name: &str, sock: &Path) -> Result<std::os::fd::OwnedFd> {
     }
 }
 
+/// A listening socket inside the container for `login`'s forwarded agent, and its path.
+pub async fn agent_listener(
+    name: &str,
+    sock: &Path,
+    login: &str,
+) -> Result<(std::os::fd::OwnedFd, String)> {
+    let req = Request::AgentListener {
+        login: login.to_string(),
+    };
+    let Answer { reply, mut fds, .. } = request(sock, req).await.map_err(|e| sup_err(name, e))?;
+    match reply {
+        Reply::AgentListener { path } if !fds.is_empty() => Ok((fds.remove(0), path)),
+        Reply::Error { message } => Err(sup_err(name, message)),
+        other => Err(sup_err(name, format!("unexpected reply {other:?}"))),
+    }
+}
+
 /// Asks a supervisor whether its container runs; `None` when nobody answers.
 pub async fn ping(sock: &Path) -> Option<(i32, DateTime<Utc>)> {
     match request(sock, Request::Ping).await {

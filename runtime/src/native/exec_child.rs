@@ -74,7 +74,7 @@ pub fn intermediate(
     }
 }
 
-fn enter(init_pid: i32, cgroup: &Cgroup) -> Result<(), String> {
+pub(super) fn enter(init_pid: i32, cgroup: &Cgroup) -> Result<(), String> {
     cgroup.add(std::process::id() as i32)?;
     let proc = format!("/proc/{init_pid}");
     let mut fds = Vec::new();

@@ -7,6 +7,7 @@
 //!                                     └─ fork ─▶ setns ─▶ fork ─▶ session process
 //! ```
 
+mod agent;
 mod backup;
 mod cgroups;
 mod client;
@@ -508,6 +509,20 @@ impl Runtime for NativeRuntime {
             env: spec.env,
         };
         client::exec(name, &layout.socket(), req).await
+    }
+
+    async fn agent_listener(
+        &self,
+        name: &str,
+        login: &str,
+    ) -> Result<(tokio::net::UnixListener, String)> {
+        let (fd, path) = client::agent_listener(name, &self.layout(name)?.socket(), login).await?;
+        let std_listener = std::os::unix::net::UnixListener::from(fd);
+        let failed =
+            |e: std::io::Error| RuntimeError::Invalid(format!("agent socket in '{name}': {e}"));
+        std_listener.set_nonblocking(true).map_err(failed)?;
+        let listener = tokio::net::UnixListener::from_std(std_listener).map_err(failed)?;
+        Ok((listener, path))
     }
 
     async fn connect(

@@ -32,6 +32,11 @@ pub enum Request {
     Exec(ExecRequest),
     /// A TCP socket in the container's network namespace (for port forwarding).
     Socket,
+    /// A listening socket for a forwarded SSH agent, owned by `login`.
+    AgentListener {
+        /// The account that may use it.
+        login: String,
+    },
 }
 
 /// A process to start inside the container.
@@ -76,6 +81,12 @@ pub enum Reply {
     Stopped,
     /// The socket asked for comes with this message.
     Socket,
+    /// The agent's listening socket comes with this message; `path` is where it is
+    /// inside the container.
+    AgentListener {
+        /// Its path inside the container.
+        path: String,
+    },
     /// The request failed.
     Error {
         /// Why.

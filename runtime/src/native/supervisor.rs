@@ -440,6 +440,23 @@ impl Supervisor {
                     let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
                 }
             },
+            Request::AgentListener { login } if is_user_name(&login) => {
+                match super::agent::listener_in(self.init_pid, &self.cgroup, &login) {
+                    Ok((fd, path)) => {
+                        let line = protocol::encode(&Reply::AgentListener { path });
+                        let _ =
+                            protocol::send_with_fds(stream.as_raw_fd(), &line, &[fd.as_raw_fd()]);
+                    }
+                    Err(message) => {
+                        log(&format!("agent socket failed: {message}"));
+                        let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
+                    }
+                }
+            }
+            Request::AgentListener { .. } => {
+                let message = "invalid login name".to_string();
+                let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
+            }
             Request::Exec(req) => match self.spawn(&req) {
                 Ok((pid, fds)) => {
                     let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
