@@ -36,6 +36,8 @@ pub enum Rights {
     Delegated(String),
     /// A `[[self_service]]` rule.
     SelfService(String),
+    /// Public information anyone may read.
+    Anyone,
 }
 
 impl Rights {
@@ -46,6 +48,7 @@ impl Rights {
             Rights::Admin => "admin group".into(),
             Rights::Delegated(r) => format!("admin rule '{r}'"),
             Rights::SelfService(r) => format!("self-service rule '{r}'"),
+            Rights::Anyone => "public information".into(),
         }
     }
 }
@@ -65,6 +68,7 @@ pub fn command_key(cmd: &ContainerCommand) -> &'static str {
         ContainerCommand::Delete { .. } => "container.delete",
         ContainerCommand::Set { .. } => "container.set",
         ContainerCommand::Snapshot { .. } => "container.snapshot",
+        ContainerCommand::Hostkeys { .. } => "container.hostkeys",
         ContainerCommand::Backup { .. } => "container.backup",
         ContainerCommand::Restore { .. } => "container.restore",
     }
@@ -132,6 +136,10 @@ pub async fn authorize(
         groups: user.groups.clone(),
     };
     let key = command_key(cmd);
+    if let ContainerCommand::Hostkeys { .. } = cmd {
+        // Public keys, so that people can verify what they connect to.
+        return Ok((Rights::Anyone, None));
+    }
     let delegated = |t: Option<&Target>| -> Option<String> {
         policy
             .admin_rules()

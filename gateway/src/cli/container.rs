@@ -64,6 +64,12 @@ pub enum ContainerCommand {
         /// Container name.
         name: String,
     },
+    /// `known_hosts` lines for the host keys containers present through ProxyJump
+    /// (`ssh -J user@gw root@NAME`).
+    Hostkeys {
+        /// Only this container's.
+        name: Option<String>,
+    },
     /// Copy a container's files as a snapshot kept with it.
     Snapshot {
         /// Container name.
@@ -403,6 +409,16 @@ pub async fn run(
                 serde_json::json!({"container": name, "before": before}),
             )?;
             c.note(format!("container {name} deleted"));
+        }
+        ContainerCommand::Hostkeys { name } => {
+            let key = crate::ssh::hostkey::load_or_create(&config.server.state_dir)?;
+            let names = match name {
+                Some(n) => vec![rt.get(&n).await?.name],
+                None => rt.list().await?.into_iter().map(|r| r.name).collect(),
+            };
+            for n in names {
+                c.say(crate::ssh::hostkey::known_hosts_line(&key, &n)?);
+            }
         }
         ContainerCommand::Snapshot { name, snap } => {
             let snap =

@@ -40,6 +40,9 @@ pub struct Connection {
     peer: String,
     peer_ip: Option<IpAddr>,
     authed: Option<(User, Target)>,
+    /// For a connection served inside a ProxyJump channel: who opened the outer
+    /// connection, and the container it goes to.
+    jump: Option<(User, String)>,
     pending: Option<Pending>,
     /// Set on successful authentication (read by the login grace timer).
     pub authenticated: Arc<AtomicBool>,
@@ -61,9 +64,30 @@ impl Connection {
             peer: peer.to_string(),
             peer_ip: Some(peer.ip()),
             authed: None,
+            jump: None,
             pending: Some(pending),
             authenticated: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The connection inside a ProxyJump channel of `outer`: its identity is the outer
+    /// login's, its container fixed.
+    pub fn inner(outer: &Connection, user: User, container: String) -> Self {
+        Connection {
+            app: outer.app.clone(),
+            span: tracing::info_span!(parent: &outer.span, "jump", container = %container),
+            peer: outer.peer.clone(),
+            peer_ip: outer.peer_ip,
+            authed: None,
+            jump: Some((user, container)),
+            pending: None,
+            authenticated: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The container of a ProxyJump inner connection.
+    pub fn jump_container(&self) -> Option<String> {
+        self.jump.as_ref().map(|(_, c)| c.clone())
     }
 
     /// Parses the SSH user name and looks the person up. `None` refuses; the reason is logged.
@@ -153,6 +177,23 @@ impl russh::server::Handler for Connection {
         })
     }
 
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        // Only inside a ProxyJump channel: the outer connection authenticated already.
+        let Some((outer, container)) = self.jump.clone() else {
+            return Ok(Auth::reject());
+        };
+        if !gatehouse_runtime::names::is_user_name(user) {
+            return Ok(self.reject(user, "jump", "invalid login name").await);
+        }
+        let target = Target {
+            user: outer.name.clone(),
+            login: (user != outer.name).then(|| user.to_string()),
+            container: Some(container),
+            admin: false,
+        };
+        Ok(self.accept(outer, target, "jump").await)
+    }
+
     async fn auth_publickey_offered(
         &mut self,
         user: &str,
@@ -215,6 +256,12 @@ impl russh::server::Handler for Connection {
                 .await;
             return Ok(());
         };
+        if super::jump::is_jump(&self.app, &target, host_to_connect, port_to_connect).await {
+            reply.accept().await;
+            let inner = Connection::inner(self, user, host_to_connect.to_string());
+            tokio::spawn(super::jump::serve(self.app.clone(), inner, channel));
+            return Ok(());
+        }
         let span = tracing::info_span!(parent: &self.span, "forward", user = %user.name, to = %format!("{host_to_connect}:{port_to_connect}"));
         let opened = super::forward::open(
             &self.app,

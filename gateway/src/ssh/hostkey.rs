@@ -46,6 +46,32 @@ pub fn load_or_create_at(path: &Path) -> anyhow::Result<PrivateKey> {
     Ok(key)
 }
 
+/// The host key a container presents to connections the gateway serves for it
+/// (ProxyJump): derived from the gateway's own key and the container's name, so it is
+/// stable across restarts, different per container, and needs no storage.
+pub fn container_key(gateway: &PrivateKey, container: &str) -> anyhow::Result<PrivateKey> {
+    use sha2::{Digest, Sha256};
+    let pair = gateway
+        .key_data()
+        .ed25519()
+        .ok_or_else(|| anyhow::anyhow!("the gateway host key is not Ed25519"))?;
+    let mut h = Sha256::new();
+    h.update(b"gatehouse container host key\0");
+    h.update(pair.private.to_bytes());
+    h.update(container.as_bytes());
+    let seed: [u8; 32] = h.finalize().into();
+    Ok(PrivateKey::from(Ed25519Keypair::from_seed(&seed)))
+}
+
+/// A `known_hosts` line for `container`'s derived host key.
+pub fn known_hosts_line(gateway: &PrivateKey, container: &str) -> anyhow::Result<String> {
+    let public = container_key(gateway, container)?
+        .public_key()
+        .to_openssh()
+        .map_err(|e| anyhow::anyhow!("cannot encode key: {e}"))?;
+    Ok(format!("{container} {public}"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -54,5 +80,15 @@ mod tests {
         let a = super::load_or_create(dir.path()).unwrap();
         let b = super::load_or_create(dir.path()).unwrap();
         assert_eq!(a.public_key().key_data(), b.public_key().key_data());
+        let w1 = super::container_key(&a, "web01").unwrap();
+        let w2 = super::container_key(&a, "web02").unwrap();
+        assert_eq!(
+            w1.public_key(),
+            super::container_key(&b, "web01").unwrap().public_key()
+        );
+        assert_ne!(w1.public_key(), w2.public_key());
+        assert!(super::known_hosts_line(&a, "web01")
+            .unwrap()
+            .starts_with("web01 ssh-ed25519 "));
     }
 }

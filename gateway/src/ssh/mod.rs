@@ -6,6 +6,7 @@ mod endings;
 mod forward;
 mod handler;
 pub mod hostkey;
+mod jump;
 mod picker;
 mod prompt;
 mod reason;

@@ -1,0 +1,73 @@
+//! ProxyJump (`ssh -J alice@gw root@web01`, `ProxyCommand ssh -W %h:%p …`): a
+//! `direct-tcpip` channel to a container's port 22 from a connection that named no
+//! container is not forwarded anywhere — the gateway serves the inner SSH connection
+//! itself, so its sessions are policy-checked and recorded like any other. The identity
+//! is the outer login (the inner connection authenticates with `none`); the inner login
+//! is the inner user name. Each container presents its own stable host key, derived from
+//! the gateway's (`gatehouse container hostkeys` prints `known_hosts` lines).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::server::Msg;
+use russh::{Channel, MethodKind, MethodSet};
+use tracing::Instrument;
+
+use super::handler::Connection;
+use super::hostkey;
+use crate::app::App;
+use crate::grammar::Target;
+
+/// Whether a `direct-tcpip` request is a ProxyJump hop to an existing container.
+pub async fn is_jump(app: &App, target: &Target, host: &str, port: u32) -> bool {
+    port == 22
+        && target.container.is_none()
+        && !target.admin
+        && gatehouse_runtime::names::validate_container_name(host).is_ok()
+        && app.runtime.get(host).await.is_ok()
+}
+
+/// Serves the inner SSH connection over the channel until it ends.
+pub async fn serve(app: Arc<App>, inner: Connection, channel: Channel<Msg>) {
+    let span = tracing::info_span!("jump");
+    async move {
+        let Some(container) = inner.jump_container() else {
+            return;
+        };
+        let config = match config(&app, &container) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!("jump: {e:#}");
+                return;
+            }
+        };
+        match russh::server::run_stream(config, channel.into_stream(), inner).await {
+            Ok(session) => {
+                if let Err(e) = session.await {
+                    tracing::debug!("jump connection ended: {e:#}");
+                }
+            }
+            Err(e) => tracing::debug!("jump connection set-up failed: {e:#}"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn config(app: &App, container: &str) -> anyhow::Result<russh::server::Config> {
+    let gateway = hostkey::load_or_create(&app.config.server.state_dir)?;
+    Ok(russh::server::Config {
+        server_id: russh::SshId::Standard(
+            format!("SSH-2.0-gatehouse_{}", env!("CARGO_PKG_VERSION")).into(),
+        ),
+        methods: MethodSet::from(&[MethodKind::None][..]),
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::from_millis(0)),
+        keys: vec![hostkey::container_key(&gateway, container)?],
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(60)),
+        keepalive_max: 3,
+        nodelay: true,
+        ..Default::default()
+    })
+}
