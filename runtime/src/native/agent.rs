@@ -6,16 +6,14 @@
 //! container's root, so no path a container user controls can lead outside it.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
-use std::process::exit;
 
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, Gid, Uid};
+use nix::unistd::{Gid, Uid};
 
 use super::cgroups::Cgroup;
-use super::{exec_child, passwd, protocol};
+use super::forked::in_child;
+use super::{exec_child, passwd};
 
 /// A listening socket for `login` inside the container of `init_pid`, and its path there.
 pub fn listener_in(
@@ -23,42 +21,7 @@ pub fn listener_in(
     cgroup: &Cgroup,
     login: &str,
 ) -> Result<(OwnedFd, String), String> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| format!("socketpair: {e}"))?;
-    // SAFETY: the supervisor is single-threaded; the child sets up one socket and exits.
-    match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Child) => {
-            drop(ours);
-            let sent = match make(init_pid, cgroup, login) {
-                Ok((listener, path)) => protocol::send_with_fds(
-                    theirs.as_raw_fd(),
-                    format!("S{path}\n").as_bytes(),
-                    &[listener.as_raw_fd()],
-                ),
-                Err(e) => {
-                    protocol::send_with_fds(theirs.as_raw_fd(), format!("E{e}\n").as_bytes(), &[])
-                }
-            };
-            exit(i32::from(sent.is_err()))
-        }
-        Ok(ForkResult::Parent { child }) => {
-            drop(theirs);
-            let received = protocol::recv_line_with_fds(&ours);
-            let _ = waitpid(child, None);
-            let mut r = received?;
-            let line = String::from_utf8_lossy(&r.line).into_owned();
-            match line.strip_prefix('S') {
-                Some(path) if !r.fds.is_empty() => Ok((r.fds.remove(0), path.to_string())),
-                _ => Err(line.strip_prefix('E').unwrap_or(&line).to_string()),
-            }
-        }
-        Err(e) => Err(format!("cannot fork: {e}")),
-    }
+    in_child(|| make(init_pid, cgroup, login).map(|(l, path)| (OwnedFd::from(l), path)))
 }
 
 /// In the child: join the container, make the directory, become the login, bind.

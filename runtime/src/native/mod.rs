@@ -13,6 +13,7 @@ mod cgroups;
 mod client;
 mod confine;
 mod exec_child;
+mod forked;
 mod init;
 mod layout;
 mod net;

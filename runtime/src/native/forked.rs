@@ -1,0 +1,53 @@
+//! Doing one thing in a forked child of the (single-threaded) supervisor and getting a
+//! descriptor back: the child may join namespaces or change its user without touching
+//! the supervisor. It answers `S<text>` with the descriptor, or `E<error>`.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::exit;
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::waitpid;
+use nix::unistd::ForkResult;
+
+use super::protocol;
+
+/// Runs `make` in a forked child; returns the descriptor and text it produced.
+pub fn in_child(
+    make: impl FnOnce() -> Result<(OwnedFd, String), String>,
+) -> Result<(OwnedFd, String), String> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| format!("socketpair: {e}"))?;
+    // SAFETY: the supervisor is single-threaded; the child does one job and exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            drop(ours);
+            let fd = theirs.as_raw_fd();
+            let sent = match make() {
+                Ok((made, text)) => protocol::send_with_fds(
+                    fd,
+                    format!("S{text}\n").as_bytes(),
+                    &[made.as_raw_fd()],
+                ),
+                Err(e) => protocol::send_with_fds(fd, format!("E{e}\n").as_bytes(), &[]),
+            };
+            exit(i32::from(sent.is_err()))
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(theirs);
+            let received = protocol::recv_line_with_fds(&ours);
+            let _ = waitpid(child, None);
+            let mut r = received?;
+            let line = String::from_utf8_lossy(&r.line).into_owned();
+            match line.strip_prefix('S') {
+                Some(text) if !r.fds.is_empty() => Ok((r.fds.remove(0), text.to_string())),
+                _ => Err(line.strip_prefix('E').unwrap_or(&line).to_string()),
+            }
+        }
+        Err(e) => Err(format!("cannot fork: {e}")),
+    }
+}
