@@ -54,8 +54,10 @@ pub enum Action {
     Exec,
     /// File transfer.
     Sftp,
-    /// Port forwarding.
+    /// Local port forwarding (`ssh -L`, `-D`): connections into the container.
     PortForward,
+    /// Remote port forwarding (`ssh -R`): a port listening inside the container.
+    RemoteForward,
     /// Agent forwarding.
     AgentForward,
     /// X11 forwarding.
@@ -70,6 +72,7 @@ impl Action {
             "exec" => Action::Exec,
             "sftp" | "scp" => Action::Sftp,
             "port-forward" => Action::PortForward,
+            "remote-forward" => Action::RemoteForward,
             "agent-forward" => Action::AgentForward,
             "x11" => Action::X11,
             _ => return None,
@@ -84,6 +87,7 @@ impl fmt::Display for Action {
             Action::Exec => "exec",
             Action::Sftp => "sftp",
             Action::PortForward => "port-forward",
+            Action::RemoteForward => "remote-forward",
             Action::AgentForward => "agent-forward",
             Action::X11 => "x11",
         })

@@ -395,7 +395,7 @@ impl Compiler<'_, '_> {
                     None => self.err(
                         action.span(),
                         format!(
-                            "unknown action '{}' (known: shell, exec, sftp, scp, port-forward, agent-forward, x11)",
+                            "unknown action '{}' (known: shell, exec, sftp, scp, port-forward, remote-forward, agent-forward, x11)",
                             action.get_ref()
                         ),
                     ),
@@ -739,11 +739,11 @@ impl Compiler<'_, '_> {
     ) -> Vec<(u16, u16)> {
         if !actions
             .as_ref()
-            .is_some_and(|a| a.contains(&Action::PortForward))
+            .is_some_and(|a| a.contains(&Action::PortForward) || a.contains(&Action::RemoteForward))
         {
             self.err(
                 list.span(),
-                "'ports' only limit port-forward, which this rule's actions do not include",
+                "'ports' only limit port-forward and remote-forward, which this rule's actions do not include",
             );
         }
         let mut out = Vec::new();

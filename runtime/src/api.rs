@@ -214,6 +214,13 @@ pub trait Runtime: Send + Sync {
         name: &str,
         addr: std::net::SocketAddrV4,
     ) -> Result<tokio::net::TcpStream>;
+    /// Listens on `addr` inside the running container's network namespace (remote
+    /// forwarding: what connects is whatever runs in or reaches the container).
+    async fn listen(
+        &self,
+        name: &str,
+        addr: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::TcpListener>;
     /// A listening socket inside the running container, usable by `login` only, for a
     /// forwarded SSH agent; with its path inside the container.
     async fn agent_listener(

@@ -135,6 +135,25 @@ fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
     );
     // The host's loopback was never reached.
     assert_eq!(host_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The rule has no remote-forward: ssh -R is refused.
+    let out = gw
+        .ssh_command("alice", "alice@fwd1")
+        .args([
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            &format!("127.0.0.1:{}:127.0.0.1:9", free_port()),
+        ])
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("remote port forwarding failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Asks the agent at `$SSH_AUTH_SOCK` for its identities (the agent protocol, in perl:
@@ -240,4 +259,53 @@ fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
     );
     assert!(audit(&gw2).contains("\"type\":\"agent.refused\""));
     drop(agent);
+}
+
+#[test]
+fn remote_forwards_listen_inside_the_container_only() {
+    let gw = Gateway::start();
+    gw.create_container("rfw1", "alice");
+    // What the client side offers.
+    let client_side = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let client_port = client_side.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in client_side.incoming().flatten() {
+            let mut c = c;
+            let _ = std::io::Write::write_all(&mut c, b"hello from the client side\n");
+        }
+    });
+    let rport = free_port();
+    let _fwd = Kill(
+        gw.ssh_command("alice", "alice@rfw1")
+            .args([
+                "-N",
+                "-R",
+                &format!("127.0.0.1:{rport}:127.0.0.1:{client_port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Inside the container, the port answers with what the client side sent.
+    let read = format!(
+        "for i in $(seq 50); do perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(PeerAddr => \"127.0.0.1:{rport}\") or exit 1; print while <$s>' && exit 0; sleep 0.2; done; exit 1"
+    );
+    let out = gw.ssh("alice", "alice@rfw1", &read);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the client side\n",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    // Nothing listens on the host for it.
+    assert!(TcpStream::connect(("127.0.0.1", rport)).is_err());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !audit(&gw).contains("\"type\":\"forward.remote.connection\"") {
+        assert!(Instant::now() < deadline, "{}", audit(&gw));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(audit(&gw).contains("\"type\":\"forward.remote\""));
 }

@@ -43,9 +43,20 @@ pub struct Connection {
     /// For a connection served inside a ProxyJump channel: who opened the outer
     /// connection, and the container it goes to.
     jump: Option<(User, String)>,
+    /// Remote forwards (`ssh -R`) by address and port: their accept tasks.
+    remote: std::collections::HashMap<(String, u32), tokio::task::JoinHandle<()>>,
     pending: Option<Pending>,
     /// Set on successful authentication (read by the login grace timer).
     pub authenticated: Arc<AtomicBool>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Remote forwards listen for as long as their connection lives.
+        for task in self.remote.values() {
+            task.abort();
+        }
+    }
 }
 
 /// A user name short and printable enough for counters and logs.
@@ -65,6 +76,7 @@ impl Connection {
             peer_ip: Some(peer.ip()),
             authed: None,
             jump: None,
+            remote: Default::default(),
             pending: Some(pending),
             authenticated: Arc::new(AtomicBool::new(false)),
         }
@@ -80,6 +92,7 @@ impl Connection {
             peer_ip: outer.peer_ip,
             authed: None,
             jump: Some((user, container)),
+            remote: Default::default(),
             pending: None,
             authenticated: Arc::new(AtomicBool::new(false)),
         }
@@ -331,6 +344,62 @@ impl russh::server::Handler for Connection {
         };
         tokio::spawn(session::run(channel, ctx).instrument(span));
         Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some((user, target)) = self.authed.clone() else {
+            return Ok(false);
+        };
+        let started = super::remote::start(
+            &self.app,
+            session.handle(),
+            &user,
+            &target,
+            &self.peer,
+            address,
+            *port,
+        )
+        .instrument(self.span.clone())
+        .await;
+        match started {
+            Ok((task, bound)) => {
+                *port = bound;
+                self.remote.insert((address.to_string(), bound), task);
+                Ok(true)
+            }
+            Err(why) => {
+                tracing::warn!(parent: &self.span, "remote forward refused: {why}");
+                self.app
+                    .audit
+                    .note(
+                        "forward.refused",
+                        serde_json::json!({"user": user.name, "peer": self.peer,
+                            "listen": format!("{address}:{port}"), "remote": true, "reason": why}),
+                    )
+                    .await;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(match self.remote.remove(&(address.to_string(), port)) {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        })
     }
 
     async fn agent_request(

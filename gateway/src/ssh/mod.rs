@@ -11,6 +11,7 @@ mod picker;
 mod prompt;
 mod reason;
 pub mod record;
+mod remote;
 mod session;
 mod signals;
 

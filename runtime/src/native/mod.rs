@@ -512,6 +512,25 @@ impl Runtime for NativeRuntime {
         client::exec(name, &layout.socket(), req).await
     }
 
+    async fn listen(
+        &self,
+        name: &str,
+        addr: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::TcpListener> {
+        let fd = client::socket(name, &self.layout(name)?.socket()).await?;
+        let failed = |e: std::io::Error| {
+            RuntimeError::Invalid(format!(
+                "cannot listen on {addr} in container '{name}': {e}"
+            ))
+        };
+        let std_socket = std::net::TcpStream::from(fd);
+        std_socket.set_nonblocking(true).map_err(failed)?;
+        let socket = tokio::net::TcpSocket::from_std_stream(std_socket);
+        socket.set_reuseaddr(true).map_err(failed)?;
+        socket.bind(addr.into()).map_err(failed)?;
+        socket.listen(64).map_err(failed)
+    }
+
     async fn agent_listener(
         &self,
         name: &str,

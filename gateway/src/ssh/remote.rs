@@ -1,0 +1,118 @@
+//! Remote port forwarding (`ssh -R PORT:host:hostport`), where policy allows
+//! (`remote-forward`, `ports`): the gateway listens on PORT inside the container's own
+//! network namespace (a socket made there), and carries each connection back to the
+//! client over a `forwarded-tcpip` channel. Nothing listens on the host. Audited when it
+//! starts, per connection (with bytes), and when it is refused.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use gatehouse_policies::Action;
+use russh::server::Handle;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::access;
+use crate::app::App;
+use crate::directory::User;
+use crate::grammar::Target;
+
+/// The address to listen on inside the container for what the client asked.
+fn bind_address(address: &str) -> Result<Ipv4Addr, String> {
+    match address {
+        "" | "0.0.0.0" | "*" => Ok(Ipv4Addr::UNSPECIFIED),
+        "localhost" | "127.0.0.1" => Ok(Ipv4Addr::LOCALHOST),
+        a => a.parse().map_err(|_| {
+            format!(
+                "cannot listen on '{}'",
+                gatehouse_runtime::names::shorten(a)
+            )
+        }),
+    }
+}
+
+/// Starts a remote forward; returns its accept task and the port it listens on.
+pub async fn start(
+    app: &Arc<App>,
+    handle: Handle,
+    user: &User,
+    target: &Target,
+    peer: &str,
+    address: &str,
+    port: u32,
+) -> Result<(JoinHandle<()>, u32), String> {
+    let ip = bind_address(address)?;
+    let port = u16::try_from(port).map_err(|_| format!("bad port {port}"))?;
+    let source = peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    let wanted = (port != 0).then_some(port);
+    let resolved = access::resolve(app, user, target, Action::RemoteForward, source, wanted)
+        .await
+        .map_err(|r| r.message(&user.name))?;
+    let name = resolved.container.name.clone();
+    app.runtime
+        .start(&name)
+        .await
+        .map_err(|e| format!("cannot start '{name}': {e}"))?;
+    let listener = app
+        .runtime
+        .listen(&name, SocketAddrV4::new(ip, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let bound = listener
+        .local_addr()
+        .map(|a| u32::from(a.port()))
+        .unwrap_or(u32::from(port));
+    app.audit
+        .note(
+            "forward.remote",
+            json!({"user": user.name, "peer": peer, "container": name, "listen": format!("{ip}:{bound}")}),
+        )
+        .await;
+    let (app, user_name, peer, address) = (
+        app.clone(),
+        user.name.clone(),
+        peer.to_string(),
+        address.to_string(),
+    );
+    let task = tokio::spawn(async move {
+        while let Ok((stream, from)) = listener.accept().await {
+            let (app, handle, user_name, peer, address, name) = (
+                app.clone(),
+                handle.clone(),
+                user_name.clone(),
+                peer.clone(),
+                address.clone(),
+                name.clone(),
+            );
+            tokio::spawn(async move {
+                let channel = match handle
+                    .channel_open_forwarded_tcpip(
+                        address,
+                        bound,
+                        from.ip().to_string(),
+                        u32::from(from.port()),
+                    )
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("remote forward: the client refused the channel: {e}");
+                        return;
+                    }
+                };
+                let mut ch = channel.into_stream();
+                let mut stream = stream;
+                let counted = tokio::io::copy_bidirectional(&mut stream, &mut ch).await;
+                let (up, down) = counted.unwrap_or((0, 0));
+                app.audit
+                    .note(
+                        "forward.remote.connection",
+                        json!({"user": user_name, "peer": peer, "container": name, "port": bound,
+                            "from": from.to_string(), "bytes_to_client": up, "bytes_to_container": down}),
+                    )
+                    .await;
+            });
+        }
+    });
+    Ok((task, bound))
+}
