@@ -61,8 +61,23 @@ fn server_greeting(port: u16) -> Option<TcpStream> {
 #[test]
 fn unauthenticated_connections_are_capped_and_timed_out() {
     let gw = Gateway::start_custom(None, "max_startups = 2\nlogin_grace_time = \"2s\"\n", "");
-    let a = server_greeting(gw.port).expect("first connection");
-    let _b = server_greeting(gw.port).expect("second connection");
+    // The harness's own readiness probe may still hold a slot for a moment: wait until
+    // two connections fit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (a, _b) = loop {
+        let a = server_greeting(gw.port).expect("first connection");
+        match server_greeting(gw.port) {
+            Some(b) => break (a, b),
+            None => {
+                drop(a);
+                assert!(
+                    Instant::now() < deadline,
+                    "second connection never accepted"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
     assert!(
         server_greeting(gw.port).is_none(),
         "third unauthenticated connection accepted"
