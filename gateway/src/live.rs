@@ -22,6 +22,8 @@ struct Entry {
     end: mpsc::Sender<String>,
     /// The directory no longer knows the person (deleted or locked).
     gone: bool,
+    /// Told to end already.
+    revoked: bool,
 }
 
 /// The registry of running sessions.
@@ -60,6 +62,7 @@ impl LiveSessions {
                     request,
                     end,
                     gone: false,
+                    revoked: false,
                 },
             );
         }
@@ -79,8 +82,8 @@ pub async fn revalidate(app: &Arc<App>) {
     let policy = app.policy.current();
     let now = chrono::Utc::now();
     let mut revoked = Vec::new();
-    if let Ok(m) = app.live.map.lock() {
-        for (id, e) in m.iter() {
+    if let Ok(mut m) = app.live.map.lock() {
+        for (id, e) in m.iter_mut().filter(|(_, e)| !e.revoked) {
             let mut r = e.request.clone();
             r.time = now;
             let explained = policy.explain(&r);
@@ -99,14 +102,14 @@ pub async fn revalidate(app: &Arc<App>) {
                 }
             };
             if let Some((rule, reason)) = denial {
-                let message = format!("access revoked: {reason}");
-                if e.end.try_send(message).is_ok() {
-                    revoked.push((id.clone(), r, rule, reason, explained.traces));
-                }
+                e.revoked = true;
+                let end = e.end.clone();
+                revoked.push((id.clone(), r, rule, reason, explained.traces, end));
             }
         }
     }
-    for (id, r, rule, reason, traces) in revoked {
+    // Audited first, then ended: the log has the revocation before the session's end.
+    for (id, r, rule, reason, traces, end) in revoked {
         tracing::warn!(session = %id, user = %r.subject.user, container = %r.target.container, "access revoked: {reason}");
         let explanation: Vec<String> = traces.iter().map(ToString::to_string).collect();
         app.audit
@@ -117,6 +120,7 @@ pub async fn revalidate(app: &Arc<App>) {
                     "explanation": explanation}),
             )
             .await;
+        let _ = end.try_send(format!("access revoked: {reason}"));
     }
 }
 
