@@ -74,9 +74,7 @@ pub async fn forward(
             tokio::spawn(async move {
                 match handle.channel_open_agent().await {
                     Ok(channel) => {
-                        let mut ch = channel.into_stream();
-                        let mut stream = stream;
-                        let _ = tokio::io::copy_bidirectional(&mut stream, &mut ch).await;
+                        let _ = super::forward::carry(channel, stream).await;
                     }
                     Err(e) => tracing::warn!("cannot open an agent channel to the client: {e}"),
                 }

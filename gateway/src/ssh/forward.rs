@@ -12,7 +12,7 @@ use gatehouse_policies::Action;
 use russh::server::Msg;
 use russh::Channel;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::access;
 use crate::app::App;
@@ -59,22 +59,15 @@ pub async fn open(
     port: u32,
 ) -> Result<Connected, String> {
     let addr = destination(app, host, port).await?;
-    let source = peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
-    let resolved = access::resolve(
+    let name = allowed_container(
         app,
         user,
         target,
+        peer,
         Action::PortForward,
-        source,
         Some(addr.port()),
     )
-    .await
-    .map_err(|r| r.message(&user.name))?;
-    let name = resolved.container.name.clone();
-    app.runtime
-        .start(&name)
-        .await
-        .map_err(|e| format!("cannot start '{name}': {e}"))?;
+    .await?;
     let stream = app
         .runtime
         .connect(&name, addr)
@@ -85,6 +78,54 @@ pub async fn open(
         addr,
         stream,
     })
+}
+
+/// The container a forward of `action` (to or on `port`) goes to, if the policy allows
+/// it; started if it was not running.
+pub(super) async fn allowed_container(
+    app: &Arc<App>,
+    user: &User,
+    target: &Target,
+    peer: &str,
+    action: Action,
+    port: Option<u16>,
+) -> Result<String, String> {
+    let source = peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    let resolved = access::resolve(app, user, target, action, source, port)
+        .await
+        .map_err(|r| r.message(&user.name))?;
+    let name = resolved.container.name;
+    app.runtime
+        .start(&name)
+        .await
+        .map_err(|e| format!("cannot start '{name}': {e}"))?;
+    Ok(name)
+}
+
+/// Carries bytes both ways between a channel and a connection until both sides are
+/// done, passing each side's end on as a shutdown. Returns the bytes that went to the
+/// connection and to the client, and the first error (the counts survive it).
+pub(super) async fn carry<S: AsyncRead + AsyncWrite>(
+    channel: Channel<Msg>,
+    conn: S,
+) -> (u64, u64, Option<String>) {
+    let (mut from_client, mut to_client) = tokio::io::split(channel.into_stream());
+    let (mut from_conn, mut to_conn) = tokio::io::split(conn);
+    let up = async {
+        let n = tokio::io::copy(&mut from_client, &mut to_conn).await;
+        let _ = to_conn.shutdown().await;
+        n
+    };
+    let down = async {
+        let n = tokio::io::copy(&mut from_conn, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+        n
+    };
+    let (up, down) = tokio::join!(up, down);
+    let error = [&up, &down]
+        .iter()
+        .find_map(|r| r.as_ref().err().map(ToString::to_string));
+    (up.unwrap_or(0), down.unwrap_or(0), error)
 }
 
 /// An allowed forward, connected.
@@ -102,23 +143,7 @@ pub async fn relay(app: Arc<App>, user: String, peer: String, c: Connected, chan
             json!({"user": user, "peer": peer, "container": c.container, "to": c.addr.to_string()}),
         )
         .await;
-    let (mut from_client, mut to_client) = tokio::io::split(channel.into_stream());
-    let (mut from_container, mut to_container) = c.stream.into_split();
-    let up = async {
-        let n = tokio::io::copy(&mut from_client, &mut to_container).await;
-        let _ = to_container.shutdown().await;
-        n
-    };
-    let down = async {
-        let n = tokio::io::copy(&mut from_container, &mut to_client).await;
-        let _ = to_client.shutdown().await;
-        n
-    };
-    let (up, down) = tokio::join!(up, down);
-    let error = [&up, &down]
-        .iter()
-        .find_map(|r| r.as_ref().err().map(ToString::to_string));
-    let (sent, received) = (up.unwrap_or(0), down.unwrap_or(0));
+    let (sent, received, error) = carry(channel, c.stream).await;
     tracing::info!(container = %c.container, to = %c.addr, sent, received, "forward closed");
     app.audit
         .note(

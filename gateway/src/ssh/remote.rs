@@ -12,7 +12,7 @@ use russh::server::Handle;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::access;
+use super::forward::{allowed_container, carry};
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
@@ -43,16 +43,8 @@ pub async fn start(
 ) -> Result<(JoinHandle<()>, u32), String> {
     let ip = bind_address(address)?;
     let port = u16::try_from(port).map_err(|_| format!("bad port {port}"))?;
-    let source = peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
     let wanted = (port != 0).then_some(port);
-    let resolved = access::resolve(app, user, target, Action::RemoteForward, source, wanted)
-        .await
-        .map_err(|r| r.message(&user.name))?;
-    let name = resolved.container.name.clone();
-    app.runtime
-        .start(&name)
-        .await
-        .map_err(|e| format!("cannot start '{name}': {e}"))?;
+    let name = allowed_container(app, user, target, peer, Action::RemoteForward, wanted).await?;
     let listener = app
         .runtime
         .listen(&name, SocketAddrV4::new(ip, port))
@@ -100,15 +92,13 @@ pub async fn start(
                         return;
                     }
                 };
-                let mut ch = channel.into_stream();
-                let mut stream = stream;
-                let counted = tokio::io::copy_bidirectional(&mut stream, &mut ch).await;
-                let (up, down) = counted.unwrap_or((0, 0));
+                let (down, up, error) = carry(channel, stream).await;
                 app.audit
                     .note(
                         "forward.remote.connection",
                         json!({"user": user_name, "peer": peer, "container": name, "port": bound,
-                            "from": from.to_string(), "bytes_to_client": up, "bytes_to_container": down}),
+                            "from": from.to_string(), "bytes_to_client": up, "bytes_to_container": down,
+                            "error": error}),
                     )
                     .await;
             });
