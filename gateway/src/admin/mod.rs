@@ -77,14 +77,13 @@ pub async fn run(channel: Channel<Msg>, app: Arc<App>, user: User, peer: String)
         }
     };
     let done = match command {
-        None => Done {
-            out: String::new(),
-            err: format!(
+        None => Done::failed(
+            format!(
                 "gatehouse: the admin control plane takes a command, e.g. ssh {}@+admin@gw container list\n",
                 user.name
             ),
-            code: 2,
-        },
+            2,
+        ),
         Some(line) => execute(&app, &user, &peer, &line).await,
     };
     let _ = tx.data_bytes(done.out.into_bytes()).await;
@@ -126,7 +125,8 @@ pub enum Caller {
 }
 
 impl Done {
-    fn failed(err: String, code: u32) -> Done {
+    /// A command that failed before it produced output.
+    pub(crate) fn failed(err: String, code: u32) -> Done {
         Done {
             out: String::new(),
             err,

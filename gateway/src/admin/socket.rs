@@ -58,11 +58,7 @@ async fn answer(app: Arc<App>, stream: UnixStream) {
     let root = stream.peer_cred().map(|c| c.uid() == 0).unwrap_or(false);
     let (read, mut write) = stream.into_split();
     let done = if !root {
-        Done {
-            out: String::new(),
-            err: "gatehouse: the admin socket is for root only\n".into(),
-            code: 1,
-        }
+        Done::failed("gatehouse: the admin socket is for root only\n".into(), 1)
     } else {
         let mut line = String::new();
         let mut reader = BufReader::new(read.take(MAX_REQUEST));
@@ -75,17 +71,12 @@ async fn answer(app: Arc<App>, stream: UnixStream) {
                     );
                     execute_words(&app, &Caller::Host { by }, &req.words).await
                 }
-                Err(e) => Done {
-                    out: String::new(),
-                    err: format!("gatehouse: bad admin request: {e}\n"),
-                    code: 2,
-                },
+                Err(e) => Done::failed(format!("gatehouse: bad admin request: {e}\n"), 2),
             },
-            Err(e) => Done {
-                out: String::new(),
-                err: format!("gatehouse: cannot read the admin request: {e}\n"),
-                code: 2,
-            },
+            Err(e) => Done::failed(
+                format!("gatehouse: cannot read the admin request: {e}\n"),
+                2,
+            ),
         }
     };
     let mut reply = serde_json::to_vec(&done).unwrap_or_default();

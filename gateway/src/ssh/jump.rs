@@ -7,10 +7,9 @@
 //! the gateway's (`gatehouse container hostkeys` prints `known_hosts` lines).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use russh::server::Msg;
-use russh::{Channel, MethodKind, MethodSet};
+use russh::{Channel, MethodKind};
 use tracing::Instrument;
 
 use super::handler::Connection;
@@ -56,18 +55,6 @@ pub async fn serve(app: Arc<App>, inner: Connection, channel: Channel<Msg>) {
 
 fn config(app: &App, container: &str) -> anyhow::Result<russh::server::Config> {
     let gateway = hostkey::load_or_create(&app.config.server.state_dir)?;
-    Ok(russh::server::Config {
-        server_id: russh::SshId::Standard(
-            format!("SSH-2.0-gatehouse_{}", env!("CARGO_PKG_VERSION")).into(),
-        ),
-        methods: MethodSet::from(&[MethodKind::None][..]),
-        auth_rejection_time: Duration::from_millis(300),
-        auth_rejection_time_initial: Some(Duration::from_millis(0)),
-        keys: vec![hostkey::container_key(&gateway, container)?],
-        inactivity_timeout: None,
-        keepalive_interval: Some(Duration::from_secs(60)),
-        keepalive_max: 3,
-        nodelay: true,
-        ..Default::default()
-    })
+    let key = hostkey::container_key(&gateway, container)?;
+    Ok(super::server_config(key, &[MethodKind::None]))
 }

@@ -26,11 +26,23 @@ use crate::app::App;
 /// Builds the russh server configuration.
 fn russh_config(app: &App) -> anyhow::Result<russh::server::Config> {
     let key = hostkey::load_or_create(&app.config.server.state_dir)?;
-    Ok(russh::server::Config {
+    Ok(server_config(
+        key,
+        &[MethodKind::PublicKey, MethodKind::Password],
+    ))
+}
+
+/// The server configuration with host key `key`, offering `methods`: the gateway's own,
+/// and that of connections served inside ProxyJump channels.
+pub(super) fn server_config(
+    key: russh::keys::PrivateKey,
+    methods: &[MethodKind],
+) -> russh::server::Config {
+    russh::server::Config {
         server_id: russh::SshId::Standard(
             format!("SSH-2.0-gatehouse_{}", env!("CARGO_PKG_VERSION")).into(),
         ),
-        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        methods: MethodSet::from(methods),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::from_millis(0)),
         keys: vec![key],
@@ -40,7 +52,7 @@ fn russh_config(app: &App) -> anyhow::Result<russh::server::Config> {
         max_auth_attempts: 6,
         nodelay: true,
         ..Default::default()
-    })
+    }
 }
 
 /// Serves SSH on the configured address until the process ends. Connections beyond
