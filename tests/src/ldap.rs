@@ -18,6 +18,8 @@ pub const SUFFIX: &str = "dc=example,dc=org";
 pub const SERVICE_DN: &str = "cn=gatehouse,ou=services,dc=example,dc=org";
 /// The service account's password.
 pub const SERVICE_PW: &str = "service-secret";
+/// Where people are.
+pub const PEOPLE: &str = "ou=people,dc=example,dc=org";
 const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
 const ADMIN_PW: &str = "admin-secret";
 
@@ -191,6 +193,15 @@ impl Slapd {
         self.dir.path().join("other-ca.pem")
     }
 
+    /// The `[directory]` section of a gateway on this slapd reached at `url`, with
+    /// `extra` lines in `[directory.ldap]`.
+    pub fn directory_config(&self, url: &str, extra: &str) -> String {
+        format!(
+            "[directory]\nkind = \"ldap\"\n[directory.ldap]\nurl = \"{url}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{PEOPLE}\"\ntimeout = \"2s\"\ncache_ttl = \"off\"\n{extra}\n",
+            self.service_password_file().display()
+        )
+    }
+
     /// Writes the service password to a file and returns its path.
     pub fn service_password_file(&self) -> PathBuf {
         let p = self.dir.path().join("service.secret");
@@ -229,6 +240,28 @@ impl Slapd {
     pub fn modify(&self, ldif: &str) {
         self.ldap_tool("ldapmodify", ldif);
     }
+}
+
+/// The LDIF of a person under [`PEOPLE`] (uid and gid `number`), with a password and an
+/// SSH key if given, and `extra` attribute lines.
+pub fn person(
+    uid: &str,
+    number: u32,
+    password: Option<&str>,
+    key: Option<&str>,
+    extra: &str,
+) -> String {
+    let password = password
+        .map(|p| format!("userPassword: {p}\n"))
+        .unwrap_or_default();
+    let key = key
+        .map(|k| format!("sshPublicKey: {k}\n"))
+        .unwrap_or_default();
+    format!(
+        "dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nobjectClass: shadowAccount\nobjectClass: ldapPublicKey\n\
+         uid: {uid}\ncn: {uid}\nsn: {uid}\nuidNumber: {number}\ngidNumber: {number}\nhomeDirectory: /home/{uid}\nloginShell: /bin/bash\n\
+         {password}{key}{extra}\n"
+    )
 }
 
 impl Drop for Slapd {

@@ -2,29 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse_e2e::ldap::{Slapd, SERVICE_DN};
+use gatehouse_e2e::ldap::{person, Slapd, PEOPLE};
 use gatehouse_e2e::{stderr, stdout, Gateway};
-
-const PEOPLE: &str = "ou=people,dc=example,dc=org";
 
 /// A gateway on `slapd` reached at `url`, with `extra` lines in `[directory.ldap]`.
 fn ldap_gateway(slapd: &Slapd, url: &str, extra: &str) -> Gateway {
-    let directory = format!(
-        "[directory]\nkind = \"ldap\"\n[directory.ldap]\nurl = \"{url}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{PEOPLE}\"\ntimeout = \"2s\"\ncache_ttl = \"off\"\n{extra}\n",
-        slapd.service_password_file().display()
-    );
-    Gateway::start_custom(Some(&directory), "", "")
-}
-
-fn person(uid: &str, number: u32, password: &str, key: Option<&str>, extra: &str) -> String {
-    let key = key
-        .map(|k| format!("sshPublicKey: {k}\n"))
-        .unwrap_or_default();
-    format!(
-        "dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nobjectClass: shadowAccount\nobjectClass: ldapPublicKey\n\
-         uid: {uid}\ncn: {uid}\nsn: {uid}\nuidNumber: {number}\ngidNumber: {number}\nhomeDirectory: /home/{uid}\nloginShell: /bin/bash\n\
-         userPassword: {password}\n{key}{extra}\n"
-    )
+    Gateway::start_custom(Some(&slapd.directory_config(url, extra)), "", "")
 }
 
 /// alice (key, password, groups ops via member/memberOf and devs via memberUid), bob
@@ -33,15 +16,15 @@ fn populate(slapd: &Slapd, gw: &Gateway) {
     let mut ldif = person(
         "alice",
         20001,
-        "alice-ldap-pw",
+        Some("alice-ldap-pw"),
         Some(&gw.public_key("alice")),
         "",
     );
-    ldif += &person("bob", 20002, "bob-ldap-pw", None, "");
+    ldif += &person("bob", 20002, Some("bob-ldap-pw"), None, "");
     ldif += &person(
         "carol",
         20003,
-        "carol-ldap-pw",
+        Some("carol-ldap-pw"),
         Some(&gw.public_key("bob")),
         "shadowExpire: 1\n",
     );

@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse_e2e::ldap::{Slapd, SERVICE_DN};
+use gatehouse_e2e::ldap::{person, Slapd};
 use gatehouse_e2e::{gatehouse_bin, stderr, stdout, Gateway};
-
-const PEOPLE: &str = "ou=people,dc=example,dc=org";
 
 const PROD_POLICY: &str = r#"
 [[deny]]
@@ -57,25 +55,14 @@ impl Policies {
     }
 }
 
-fn person(uid: &str, number: u32, key: &str) -> String {
-    format!(
-        "dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nobjectClass: ldapPublicKey\n\
-         uid: {uid}\ncn: {uid}\nsn: {uid}\nuidNumber: {number}\ngidNumber: {number}\nhomeDirectory: /home/{uid}\nloginShell: /bin/bash\n\
-         sshPublicKey: {key}\n\n"
-    )
-}
-
 /// A gateway on a real slapd: alice is in `ops` and `gatehouse-admins`; bob is in `ops`
 /// and `contractors`.
 fn ldap_gateway(slapd: &Slapd, policies: &Policies) -> Gateway {
-    let directory = format!(
-        "[directory]\nkind = \"ldap\"\n[directory.ldap]\nurl = \"{}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{PEOPLE}\"\ngroup_base = \"ou=groups,dc=example,dc=org\"\ntimeout = \"2s\"\ncache_ttl = \"off\"\n",
-        slapd.url(),
-        slapd.service_password_file().display()
-    );
+    let directory =
+        slapd.directory_config(&slapd.url(), "group_base = \"ou=groups,dc=example,dc=org\"");
     let gw = Gateway::start_custom(Some(&directory), "", &policies.config());
-    let mut ldif = person("alice", 20001, &gw.public_key("alice"));
-    ldif += &person("bob", 20002, &gw.public_key("bob"));
+    let mut ldif = person("alice", 20001, None, Some(&gw.public_key("alice")), "");
+    ldif += &person("bob", 20002, None, Some(&gw.public_key("bob")), "");
     ldif += "dn: cn=ops,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: ops\nmember: uid=alice,ou=people,dc=example,dc=org\nmember: uid=bob,ou=people,dc=example,dc=org\n\n";
     ldif += "dn: cn=contractors,ou=groups,dc=example,dc=org\nobjectClass: posixGroup\ncn: contractors\ngidNumber: 3001\nmemberUid: bob\n\n";
     ldif += "dn: cn=gatehouse-admins,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: gatehouse-admins\nmember: uid=alice,ou=people,dc=example,dc=org\n\n";
