@@ -159,6 +159,9 @@ pub struct RuntimeConfig {
     pub idle_stop: String,
     /// `[runtime.network]`: give containers addresses on a host bridge.
     pub network: Option<NetworkSection>,
+    /// Which SFTP server serves `sftp` and `scp`: `auto` (the image's own `sftp-server`
+    /// if it has one, else the gateway's) or `builtin` (always the gateway's).
+    pub sftp_server: gatehouse_runtime::SftpServer,
 }
 
 /// `[runtime.network]`.
@@ -178,6 +181,7 @@ impl Default for RuntimeConfig {
             default_image: "debian-12".into(),
             idle_stop: "30m".into(),
             network: None,
+            sftp_server: gatehouse_runtime::SftpServer::Auto,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::Result;
@@ -59,6 +59,32 @@ pub struct ExecSpec {
     pub pty: Option<PtySpec>,
     /// Extra environment variables (already filtered by the caller).
     pub env: Vec<(String, String)>,
+    /// Run an SFTP server instead of the shell (`command` is then ignored).
+    pub sftp: Option<SftpServer>,
+}
+
+impl ExecSpec {
+    /// A command run through the login's shell, without a terminal.
+    pub fn command(login: &str, command: String) -> Self {
+        ExecSpec {
+            login: login.to_string(),
+            command: Some(command),
+            pty: None,
+            env: vec![],
+            sftp: None,
+        }
+    }
+}
+
+/// Which SFTP server serves a session's `sftp` subsystem.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SftpServer {
+    /// The image's own `sftp-server` (OpenSSH's) if it has one, else the gateway's.
+    #[default]
+    Auto,
+    /// Always the gateway's own server.
+    Builtin,
 }
 
 /// An account to create inside a container on first login.

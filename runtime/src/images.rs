@@ -16,7 +16,8 @@ use crate::inventory::write_atomic;
 use crate::names::validate_image_name;
 
 /// Packages added to debootstrap's minimal base so the image is a usable machine.
-pub const EXTRA_PACKAGES: &str = "procps,iproute2,iputils-ping,sudo,less,openssh-sftp-server";
+pub const EXTRA_PACKAGES: &str =
+    "procps,iproute2,iputils-ping,sudo,less,openssh-sftp-server,openssh-client,rsync";
 /// The default mirror for `image build`.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 

@@ -11,10 +11,11 @@ pub mod lockfile;
 pub mod names;
 pub mod native;
 pub mod network;
+pub mod sftp;
 
 pub use api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,
-    StartOutcome, Usage, WindowSize,
+    SftpServer, StartOutcome, Usage, WindowSize,
 };
 pub use error::{Result, RuntimeError};
 pub use inventory::{ContainerRecord, Inventory};

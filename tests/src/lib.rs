@@ -300,6 +300,40 @@ impl Gateway {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The audit log as it stands.
+    pub fn audit(&self) -> String {
+        fs::read_to_string(self.dir.path().join("state/audit/audit.jsonl")).unwrap_or_default()
+    }
+
+    /// Every audit event of type `kind` (its fields beside `type`, `seq`, `time`), oldest
+    /// first.
+    pub fn audit_events(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.audit()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["type"] == kind)
+            .collect()
+    }
+
+    /// `scp` or `sftp` (`program`) with this gateway's port (`-P`), `key_of`'s key and the
+    /// common test options, in batch mode.
+    pub fn transfer_command(&self, program: &str, key_of: &str) -> Command {
+        let mut c = Command::new(program);
+        c.args(["-P", &self.port.to_string()])
+            .arg("-i")
+            .arg(self.key(key_of))
+            .args(CLIENT_OPTIONS)
+            .args([
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ]);
+        c
+    }
+
     /// `ssh -p PORT` with the common test options and this log level (`ERROR` keeps
     /// stderr to what the gateway says; `INFO` shows banners).
     pub fn client(&self, log_level: &str) -> Command {

@@ -9,10 +9,6 @@ fn admin(gw: &Gateway, user: &str, command: &str) -> Output {
     gw.ssh(user, &format!("{user}@+admin"), command)
 }
 
-fn audit(gw: &Gateway) -> String {
-    std::fs::read_to_string(gw.dir.path().join("state/audit/audit.jsonl")).unwrap_or_default()
-}
-
 /// Puts alice in the admin group (the users file is re-read when it changes).
 fn make_alice_admin(gw: &Gateway) {
     let path = gw.dir.path().join("users.toml");
@@ -79,7 +75,7 @@ fn admins_manage_containers_over_ssh_and_others_are_refused() {
         .all(|l| !l.starts_with("mine ")));
 
     // All of it is in the audit log, with who and before/after.
-    let a = audit(&gw);
+    let a = gw.audit();
     let by_alice = |kind: &str| {
         a.lines().any(|l| {
             l.contains(&format!("\"type\":\"{kind}\""))
@@ -211,7 +207,7 @@ commands = ["sessions.*", "replay", "audit.verify"]
         list.contains("team-a") && !list.contains("other") && !list.contains("box1"),
         "{list}"
     );
-    let a = audit(&gw);
+    let a = gw.audit();
     assert!(
         a.lines()
             .any(|l| l.contains("\"type\":\"container.created\"")

@@ -51,10 +51,6 @@ fn read_from(port: u16) -> String {
     }
 }
 
-fn audit(gw: &Gateway) -> String {
-    std::fs::read_to_string(gw.dir.path().join("state/audit/audit.jsonl")).unwrap_or_default()
-}
-
 #[test]
 fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
     let port = free_port();
@@ -111,11 +107,11 @@ fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
     assert_eq!(text, "");
     // Both are in the audit log: the forward with its bytes, the refusal with its reason.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !audit(&gw).contains("\"type\":\"forward.close\"") {
-        assert!(Instant::now() < deadline, "{}", audit(&gw));
+    while !gw.audit().contains("\"type\":\"forward.close\"") {
+        assert!(Instant::now() < deadline, "{}", gw.audit());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let a = audit(&gw);
+    let a = gw.audit();
     assert!(
         a.lines()
             .any(|l| l.contains("\"type\":\"forward.close\"")
@@ -229,7 +225,7 @@ fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
         assert!(Instant::now() < deadline, "agent sockets left behind");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(audit(&gw).contains("\"type\":\"agent.forwarded\""));
+    assert!(gw.audit().contains("\"type\":\"agent.forwarded\""));
 
     // A rule without agent-forward: the session runs, without the agent.
     let policies = tempfile::tempdir().unwrap();
@@ -257,7 +253,7 @@ fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(audit(&gw2).contains("\"type\":\"agent.refused\""));
+    assert!(gw2.audit().contains("\"type\":\"agent.refused\""));
     drop(agent);
 }
 
@@ -303,9 +299,12 @@ fn remote_forwards_listen_inside_the_container_only() {
     // Nothing listens on the host for it.
     assert!(TcpStream::connect(("127.0.0.1", rport)).is_err());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !audit(&gw).contains("\"type\":\"forward.remote.connection\"") {
-        assert!(Instant::now() < deadline, "{}", audit(&gw));
+    while !gw
+        .audit()
+        .contains("\"type\":\"forward.remote.connection\"")
+    {
+        assert!(Instant::now() < deadline, "{}", gw.audit());
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(audit(&gw).contains("\"type\":\"forward.remote\""));
+    assert!(gw.audit().contains("\"type\":\"forward.remote\""));
 }

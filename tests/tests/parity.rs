@@ -126,3 +126,35 @@ fn setenv_passes_only_the_allow_list_and_keepalives_keep_the_session() {
     let out = sh(&format!("{ssh} 'sleep 5; echo still here'"));
     assert_eq!(stdout(&out), "still here\n", "{}", stderr(&out));
 }
+
+#[test]
+fn a_large_paste_into_a_terminal_arrives_whole() {
+    let gw = Gateway::start();
+    gw.create_container("par4", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    // About 1.2 MB of short lines (a terminal's line editor takes lines up to 4 KiB),
+    // then Ctrl-D to end `cat`.
+    let lines: String = (0..20_000)
+        .map(|i| format!("line {i:05} {}\n", "abcdefghij".repeat(5)))
+        .collect();
+    std::fs::write(dir.path().join("paste"), format!("{lines}\u{4}")).unwrap();
+    let ssh = ssh_line(&gw, "alice@par4", "-tt");
+    let out = sh(&format!(
+        "{ssh} 'stty -echo; cat > /tmp/paste' < {}",
+        dir.path().join("paste").display()
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sum = sh(&format!(
+        "{} 'sha256sum < /tmp/paste'",
+        ssh_line(&gw, "alice@par4", "")
+    ));
+    use sha2::Digest;
+    let expected: String = sha2::Sha256::digest(lines.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        stdout(&sum).split_whitespace().next(),
+        Some(expected.as_str())
+    );
+}

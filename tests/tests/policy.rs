@@ -95,10 +95,6 @@ fn ssh_with_reason(
         .unwrap()
 }
 
-fn audit(gw: &Gateway) -> String {
-    std::fs::read_to_string(gw.dir.path().join("state/audit/audit.jsonl")).unwrap_or_default()
-}
-
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
@@ -129,7 +125,7 @@ fn ops_need_a_reason_on_prod_and_contractors_are_denied_whatever_else_matches() 
     let json = gw.cli_ok(&["sessions", "list", "--json"]);
     assert!(json.contains("\"reason\": \"CHG-1234\""), "{json}");
     assert!(
-        audit(&gw)
+        gw.audit()
             .lines()
             .any(|l| l.contains("\"type\":\"session.start\"")
                 && l.contains("\"reason\":\"CHG-1234\""))
@@ -187,7 +183,8 @@ fn ops_need_a_reason_on_prod_and_contractors_are_denied_whatever_else_matches() 
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
     assert!(stdout(&check).contains("ALLOW") && stdout(&check).contains("a reason is required"));
     // The real decision carries the same explanation in the audit log.
-    assert!(audit(&gw)
+    assert!(gw
+        .audit()
         .lines()
         .any(|l| l.contains("\"type\":\"policy.decision\"")
             && l.contains("\"user\":\"bob\"")
@@ -209,7 +206,7 @@ fn leaving_the_ldap_group_ends_running_sessions() {
         .spawn()
         .unwrap();
     wait_until("the session", 20, || {
-        audit(&gw).contains("\"type\":\"session.start\"")
+        gw.audit().contains("\"type\":\"session.start\"")
     });
     slapd.modify(
         "dn: cn=ops,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: member\nmember: uid=alice,ou=people,dc=example,dc=org\n\n",
@@ -222,7 +219,7 @@ fn leaving_the_ldap_group_ends_running_sessions() {
         err.contains("access revoked: no policy gives alice"),
         "{err}"
     );
-    assert!(audit(&gw).contains("\"type\":\"session.revoked\""));
+    assert!(gw.audit().contains("\"type\":\"session.revoked\""));
 }
 
 #[test]
@@ -242,7 +239,7 @@ fn invalid_edits_are_rejected_valid_ones_apply_live_and_revocation_ends_sessions
         .spawn()
         .unwrap();
     wait_until("the long session", 20, || {
-        audit(&gw).contains("\"type\":\"session.start\"")
+        gw.audit().contains("\"type\":\"session.start\"")
     });
 
     // An invalid edit: validate names file, line and column; the gateway keeps the old set.
@@ -260,7 +257,7 @@ fn invalid_edits_are_rejected_valid_ones_apply_live_and_revocation_ends_sessions
         stderr(&v)
     );
     wait_until("the failed reload", 15, || {
-        audit(&gw).contains("\"type\":\"policy.reload_failed\"")
+        gw.audit().contains("\"type\":\"policy.reload_failed\"")
     });
     assert!(gw.log().contains("policy NOT reloaded"));
     let out = gw.ssh("alice", "alice@root@prod1", "true");
@@ -285,7 +282,7 @@ fn invalid_edits_are_rejected_valid_ones_apply_live_and_revocation_ends_sessions
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = audit(&gw);
+    let a = gw.audit();
     assert!(
         a.contains("\"type\":\"policy.reloaded\"") && a.contains("\"type\":\"session.revoked\""),
         "{a}"

@@ -33,12 +33,7 @@ impl Drop for Forwarded {
             (self.app.clone(), self.container.clone(), self.login.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let spec = gatehouse_runtime::ExecSpec {
-                    login,
-                    command: Some(format!("rm -rf '{dir}'")),
-                    pty: None,
-                    env: vec![],
-                };
+                let spec = gatehouse_runtime::ExecSpec::command(&login, format!("rm -rf '{dir}'"));
                 if let Ok(p) = app.runtime.exec(&container, spec).await {
                     let _ = p.exit.await;
                 }

@@ -459,7 +459,11 @@ impl russh::server::Handler for Connection {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(parent: &self.span, subsystem = name, "subsystem refused (not supported yet)");
+        if name == "sftp" {
+            // The session's task checks the policy and starts the server.
+            return Ok(session.channel_success(channel)?);
+        }
+        tracing::info!(parent: &self.span, subsystem = name, "unknown subsystem refused");
         Ok(session.channel_failure(channel)?)
     }
 

@@ -3,6 +3,7 @@
 
 mod agent;
 mod endings;
+mod files;
 mod forward;
 mod handler;
 pub mod hostkey;
@@ -14,6 +15,7 @@ pub mod record;
 mod remote;
 mod session;
 mod signals;
+mod wanted;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gatehouse_policies::Action;
 use gatehouse_runtime::{
-    Account, ExecSpec, ExitStatus, Process, PtySpec, RuntimeError, StartOutcome, WindowSize,
+    Account, ExecSpec, ExitStatus, Process, PtySpec, RuntimeError, SftpServer, StartOutcome,
+    WindowSize,
 };
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf};
@@ -16,7 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::endings::Endings;
+use super::files::FileAudit;
 use super::record::{Stream, Tap};
+use super::wanted::Wanted;
 use super::{agent, picker, reason, signals};
 use crate::access::{self, Refusal};
 use crate::app::App;
@@ -65,7 +68,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     let mut env = Vec::new();
     let mut given_reason: Option<String> = None;
     let mut agent_asked = false;
-    let command = loop {
+    let wanted = loop {
         match rx.wait().await {
             Some(ChannelMsg::RequestPty {
                 term,
@@ -102,19 +105,20 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
                 }
             }
             Some(ChannelMsg::AgentForward { .. }) => agent_asked = true,
-            Some(ChannelMsg::RequestShell { .. }) => break None,
+            Some(ChannelMsg::RequestShell { .. }) => break Wanted::Shell,
             Some(ChannelMsg::Exec { command, .. }) => {
-                break Some(String::from_utf8_lossy(&command).into_owned())
+                break Wanted::Exec(String::from_utf8_lossy(&command).into_owned())
+            }
+            // The connection answers the request; only `sftp` is accepted.
+            Some(ChannelMsg::RequestSubsystem { name, .. }) if name == "sftp" => {
+                break Wanted::Sftp
             }
             Some(ChannelMsg::Close) | None => return,
             Some(_) => {}
         }
     };
-    let action = if command.is_some() {
-        Action::Exec
-    } else {
-        Action::Shell
-    };
+    let action = wanted.action();
+    let command = wanted.command().map(str::to_string);
     let mut target = ctx.target.clone();
     let source = ctx
         .peer
@@ -160,7 +164,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
             &resolved,
             &session_id,
             reason.clone(),
-            command.as_deref(),
+            command.as_deref().or(wanted.subsystem()),
             pty.is_some(),
             size,
         ))
@@ -171,7 +175,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         None => {}
         Some(Ok((rec, channel))) => {
             let input = ctx.app.config.recording.input;
-            tap = Some(ctx.app.recorders.tap(channel, input, fail_tx).await);
+            tap = Some(ctx.app.recorders.tap(channel, input, fail_tx.clone()).await);
             recording = Some(rec);
         }
         Some(Err(e)) if ctx.app.config.recording.fail_closed => {
@@ -185,7 +189,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     }
     let start_event = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
         "container": resolved.container.name, "login": resolved.login, "command": command,
-        "pty": pty.is_some(), "rule": resolved.rule, "reason": reason});
+        "subsystem": wanted.subsystem(), "pty": pty.is_some(), "rule": resolved.rule, "reason": reason});
     if let Err(e) = ctx.app.audit.event("session.start", start_event).await {
         tracing::error!(session = %session_id, "audit: {e:#}");
         if ctx.app.config.recording.fail_closed {
@@ -200,13 +204,26 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         resolved.grants.idle_timeout,
     );
     let agent = agent_asked && agent_allowed(&ctx, &resolved).await;
-    let exit = match start(&ctx, resolved, command, pty, env, agent).await {
-        Ok((process, _agent)) => relay(process, rx, tx, &ctx, tap.clone(), fail_rx, endings).await,
+    let files = wanted.watch().map(|w| {
+        let who = json!({"session": session_id, "user": ctx.user.name,
+            "container": resolved.container.name, "login": resolved.login});
+        FileAudit::start(ctx.app.clone(), who, w, fail_tx.clone())
+    });
+    let sftp = (wanted == Wanted::Sftp).then_some(ctx.app.config.runtime.sftp_server);
+    let taps = Taps {
+        recording: tap.clone(),
+        files: files.clone(),
+    };
+    let exit = match start(&ctx, resolved, command, sftp, pty, env, agent).await {
+        Ok((process, _agent)) => relay(process, rx, tx, &ctx, taps, fail_rx, endings).await,
         Err(message) => {
             refuse(&tx, &message).await;
             "not started".to_string()
         }
     };
+    if let Some(f) = &files {
+        f.finish().await;
+    }
     if let Some(t) = &tap {
         t.finish().await;
     }
@@ -269,6 +286,7 @@ async fn start(
     ctx: &SessionContext,
     resolved: access::Resolved,
     command: Option<String>,
+    sftp: Option<SftpServer>,
     pty: Option<PtySpec>,
     env: Vec<(String, String)>,
     agent: bool,
@@ -286,6 +304,7 @@ async fn start(
         command,
         pty,
         env,
+        sftp,
     };
     // A container that is stopping right now (idle stop) is started again once.
     for attempt in 0..2 {
@@ -388,13 +407,20 @@ enum Outcome {
     Ended(String),
 }
 
+/// Where the relay copies what passes: the recording and the file audit.
+#[derive(Clone)]
+struct Taps {
+    recording: Option<Tap>,
+    files: Option<FileAudit>,
+}
+
 /// Relays until the process ends or the channel closes; returns how it ended.
 async fn relay(
     process: Process,
     mut rx: russh::ChannelReadHalf,
     tx: ChannelWriteHalf<Msg>,
     ctx: &SessionContext,
-    tap: Option<Tap>,
+    taps: Taps,
     mut recording_failed: mpsc::Receiver<String>,
     mut endings: Endings,
 ) -> String {
@@ -407,14 +433,19 @@ async fn relay(
     } = process;
     let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
     let stdin_task = tokio::spawn(pump_stdin(stdin, in_rx));
-    let out_task = tokio::spawn(pump_out(stdout, tx.make_writer(), tap.clone(), Stream::Out));
+    let tap = taps.recording.clone();
+    let out_task = tokio::spawn(pump_out(
+        stdout,
+        tx.make_writer(),
+        taps.clone(),
+        Stream::Out,
+    ));
     let err_task = stderr.map(|e| {
-        tokio::spawn(pump_out(
-            e,
-            tx.make_writer_ext(Some(1)),
-            tap.clone(),
-            Stream::Err,
-        ))
+        let taps = Taps {
+            recording: taps.recording.clone(),
+            files: None,
+        };
+        tokio::spawn(pump_out(e, tx.make_writer_ext(Some(1)), taps, Stream::Err))
     });
     let mut in_tx = Some(in_tx);
     let status = loop {
@@ -444,6 +475,9 @@ async fn relay(
                     endings.touch();
                     if let Some(t) = &tap {
                         t.input(&data).await;
+                    }
+                    if let Some(f) = &taps.files {
+                        f.client(&data).await;
                     }
                     if let Some(q) = &in_tx {
                         if q.send(data).await.is_err() {
@@ -541,12 +575,12 @@ async fn pump_stdin(
     let _ = stdin.shutdown().await;
 }
 
-/// Copies a process's output to the channel, and to the recording on the way (the same
-/// buffer for both: the recorder keeps a reference, not a copy).
+/// Copies a process's output to the channel, and to the recording and the file audit on
+/// the way (the same buffer for all: they keep a reference, not a copy).
 async fn pump_out(
     mut from: std::pin::Pin<Box<dyn AsyncRead + Send>>,
     mut to: impl AsyncWrite + Unpin,
-    tap: Option<Tap>,
+    taps: Taps,
     stream: Stream,
 ) {
     let mut buf = bytes::BytesMut::new();
@@ -563,8 +597,11 @@ async fn pump_out(
             size = (size / 2).max(OUTPUT_CHUNK_MIN);
         }
         let chunk = buf.split().freeze();
-        if let Some(t) = &tap {
+        if let Some(t) = &taps.recording {
             t.output(stream, chunk.clone()).await;
+        }
+        if let Some(f) = &taps.files {
+            f.server(&chunk).await;
         }
         if to.write_all(&chunk).await.is_err() {
             break;

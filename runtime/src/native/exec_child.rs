@@ -272,12 +272,19 @@ fn become_login_and_exec(
         env.push((k.clone(), v.clone()));
     }
     let base = entry.shell.rsplit('/').next().unwrap_or("sh").to_string();
-    let argv: Vec<String> = match &req.command {
-        Some(cmd) => vec![base, "-c".into(), cmd.clone()],
-        None => vec![format!("-{base}")],
+    let (program, argv): (String, Vec<String>) = match (&req.sftp, &req.command) {
+        (Some(server), _) => match sftp_server(*server) {
+            Some(path) => (path.to_string(), vec!["sftp-server".into()]),
+            None => match crate::sftp::serve_stdio() {
+                Ok(()) => exit(0),
+                Err(e) => return format!("sftp: {e}"),
+            },
+        },
+        (None, Some(cmd)) => (entry.shell.clone(), vec![base, "-c".into(), cmd.clone()]),
+        (None, None) => (entry.shell.clone(), vec![format!("-{base}")]),
     };
     let to_c = |s: String| CString::new(s).map_err(|_| "argument contains a NUL byte".to_string());
-    let prog = match to_c(entry.shell.clone()) {
+    let prog = match to_c(program.clone()) {
         Ok(p) => p,
         Err(e) => return e,
     };
@@ -288,11 +295,30 @@ fn become_login_and_exec(
         .collect();
     match (argv, envp) {
         (Ok(argv), Ok(envp)) => match nix::unistd::execve(&prog, &argv, &envp) {
-            Err(e) => format!("cannot run {}: {e}", entry.shell),
+            Err(e) => format!("cannot run {program}: {e}"),
             Ok(never) => match never {},
         },
         (Err(e), _) | (_, Err(e)) => e,
     }
+}
+
+/// Where images keep OpenSSH's `sftp-server` (Debian, Alpine, Fedora, Arch).
+const SFTP_SERVERS: &[&str] = &[
+    "/usr/lib/openssh/sftp-server",
+    "/usr/lib/ssh/sftp-server",
+    "/usr/libexec/openssh/sftp-server",
+    "/usr/libexec/sftp-server",
+];
+
+/// The image's own SFTP server, if it has one and `server` lets it be used.
+fn sftp_server(server: crate::api::SftpServer) -> Option<&'static str> {
+    if server == crate::api::SftpServer::Builtin {
+        return None;
+    }
+    SFTP_SERVERS
+        .iter()
+        .copied()
+        .find(|p| nix::unistd::access(*p, nix::unistd::AccessFlags::X_OK).is_ok())
 }
 
 fn exit(code: i32) -> ! {

@@ -102,17 +102,7 @@ impl NativeRuntime {
 
     /// Runs a command as `login` to completion; returns its status and combined output.
     async fn run(&self, name: &str, login: &str, command: String) -> Result<(ExitStatus, String)> {
-        let mut p = self
-            .exec(
-                name,
-                ExecSpec {
-                    login: login.into(),
-                    command: Some(command),
-                    pty: None,
-                    env: vec![],
-                },
-            )
-            .await?;
+        let mut p = self.exec(name, ExecSpec::command(login, command)).await?;
         drop(p.stdin);
         let mut out = Vec::new();
         let mut err = Vec::new();
@@ -508,6 +498,7 @@ impl Runtime for NativeRuntime {
             command: spec.command,
             pty: spec.pty.map(|p| (p.term, p.size.cols, p.size.rows)),
             env: spec.env,
+            sftp: spec.sftp,
         };
         client::exec(name, &layout.socket(), req).await
     }

@@ -50,6 +50,9 @@ pub struct ExecRequest {
     pub pty: Option<(String, u16, u16)>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Serve SFTP instead of running the shell.
+    #[serde(default)]
+    pub sftp: Option<crate::api::SftpServer>,
 }
 
 /// A reply from the supervisor.
@@ -193,6 +196,7 @@ mod tests {
             command: Some("echo hi".into()),
             pty: Some(("xterm".into(), 80, 24)),
             env: vec![("LANG".into(), "C.UTF-8".into())],
+            sftp: None,
         });
         let line = encode(&req);
         assert_eq!(*line.last().unwrap(), b'\n');

@@ -1,0 +1,504 @@
+//! Reads an SFTP conversation as it passes through the gateway (the client's requests and
+//! the server's answers) and turns it into file events: opens, reads and writes (with the
+//! size and SHA-256 of what moved, reported when the file is closed), removals, renames,
+//! new and removed directories, attribute changes, links. It only watches: the bytes go on
+//! to their destination unchanged, whichever SFTP server answers.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, Bytes, BytesMut};
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::digest::{OrderedDigest, Summary};
+use super::FileEvent;
+
+/// The longest SFTP message followed (OpenSSH's limit is 256 KiB).
+const MAX_MESSAGE: usize = 1024 * 1024;
+/// Requests awaiting an answer that are remembered (OpenSSH's clients keep 64 in flight).
+const MAX_PENDING: usize = 16 * 1024;
+/// Open handles followed at once (OpenSSH's sftp-server allows 512).
+const MAX_HANDLES: usize = 4096;
+
+/// Cuts a byte stream into SFTP messages.
+#[derive(Default)]
+struct Framer {
+    buf: BytesMut,
+}
+
+impl Framer {
+    /// Adds bytes; returns the complete messages (without their length), or an error if a
+    /// message claims to be longer than any real one.
+    fn push(&mut self, data: &[u8]) -> Result<Vec<Bytes>, String> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        while self.buf.len() >= 4 {
+            let len =
+                u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            if len > MAX_MESSAGE {
+                return Err(format!("a message of {len} bytes"));
+            }
+            if self.buf.len() < 4 + len {
+                break;
+            }
+            let mut message = self.buf.split_to(4 + len);
+            message.advance(4);
+            out.push(message.freeze());
+        }
+        Ok(out)
+    }
+}
+
+/// A request waiting for its answer.
+enum Pending {
+    Open {
+        path: String,
+        flags: OpenFlags,
+    },
+    Read {
+        handle: String,
+        offset: u64,
+    },
+    Write {
+        handle: String,
+    },
+    Close {
+        handle: String,
+    },
+    /// An operation reported once answered: its event kind and details.
+    Op(&'static str, Value),
+}
+
+/// A file the client has open.
+struct Tracked {
+    path: String,
+    flags: OpenFlags,
+    read: OrderedDigest,
+    write: OrderedDigest,
+    write_errors: u32,
+}
+
+/// The observer of one SFTP channel.
+#[derive(Default)]
+pub struct SftpWatch {
+    from_client: Framer,
+    from_server: Framer,
+    pending: HashMap<u32, Pending>,
+    handles: HashMap<String, Tracked>,
+    /// Set once the conversation could not be followed; nothing more is reported.
+    lost: bool,
+}
+
+fn flag_names(flags: OpenFlags) -> Vec<&'static str> {
+    [
+        (OpenFlags::READ, "read"),
+        (OpenFlags::WRITE, "write"),
+        (OpenFlags::APPEND, "append"),
+        (OpenFlags::CREATE, "create"),
+        (OpenFlags::TRUNCATE, "truncate"),
+        (OpenFlags::EXCLUDE, "exclusive"),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, n)| n)
+    .collect()
+}
+
+/// The attributes a `SETSTAT` changes, for the audit record.
+fn changes(attrs: &FileAttributes) -> Value {
+    let mut m = Map::new();
+    if let Some(s) = attrs.size {
+        m.insert("size".into(), json!(s));
+    }
+    if let Some(p) = attrs.permissions {
+        m.insert("mode".into(), json!(format!("{:04o}", p & 0o7777)));
+    }
+    if let Some(u) = attrs.uid {
+        m.insert("uid".into(), json!(u));
+    }
+    if let Some(g) = attrs.gid {
+        m.insert("gid".into(), json!(g));
+    }
+    if let Some(t) = attrs.mtime {
+        m.insert("mtime".into(), json!(t));
+    }
+    Value::Object(m)
+}
+
+/// Reads one SSH string from the front of an extended request's data.
+fn take_string(data: &mut &[u8]) -> Option<String> {
+    let (len, rest) = data.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let text = rest.get(..len)?;
+    *data = &rest[len..];
+    Some(String::from_utf8_lossy(text).into_owned())
+}
+
+/// A digest's summary as audit fields.
+fn summary_fields(path: &str, s: Summary) -> Value {
+    let mut v = json!({"path": path, "size": s.bytes});
+    match s.sha256 {
+        Ok(hex) => v["sha256"] = json!(hex),
+        Err(why) => v["sha256_missing"] = json!(why),
+    }
+    v
+}
+
+impl SftpWatch {
+    /// Follows bytes the client sent.
+    pub fn client(&mut self, data: &[u8], events: &mut Vec<FileEvent>) {
+        if self.lost {
+            return;
+        }
+        match self.from_client.push(data) {
+            Ok(messages) => {
+                for m in messages {
+                    self.request(m, events);
+                }
+            }
+            Err(e) => self.lose(format!("the client sent {e}"), events),
+        }
+    }
+
+    /// Follows bytes the server sent.
+    pub fn server(&mut self, data: &[u8], events: &mut Vec<FileEvent>) {
+        if self.lost {
+            return;
+        }
+        match self.from_server.push(data) {
+            Ok(messages) => {
+                for m in messages {
+                    self.answer(m, events);
+                }
+            }
+            Err(e) => self.lose(format!("the server sent {e}"), events),
+        }
+    }
+
+    /// The channel ended: files still open are reported as they stand.
+    pub fn finish(&mut self, events: &mut Vec<FileEvent>) {
+        let open: Vec<String> = self.handles.keys().cloned().collect();
+        for handle in open {
+            self.closed(
+                &handle,
+                Some("the channel ended with the file open"),
+                events,
+            );
+        }
+    }
+
+    fn lose(&mut self, why: String, events: &mut Vec<FileEvent>) {
+        self.lost = true;
+        events.push(FileEvent::new(
+            "file.audit_lost",
+            json!({"reason": format!("the SFTP conversation can no longer be followed: {why}")}),
+        ));
+        self.pending.clear();
+        self.handles.clear();
+    }
+
+    fn expect(&mut self, id: u32, pending: Pending, events: &mut Vec<FileEvent>) {
+        if self.pending.len() >= MAX_PENDING {
+            self.lose("too many requests without an answer".into(), events);
+            return;
+        }
+        self.pending.insert(id, pending);
+    }
+
+    fn request(&mut self, mut message: Bytes, events: &mut Vec<FileEvent>) {
+        let packet = match Packet::try_from(&mut message) {
+            Ok(p) => p,
+            // The server answers what it cannot read with an error; nothing happened.
+            Err(_) => return,
+        };
+        let (id, pending) = match packet {
+            Packet::Open(o) => (
+                o.id,
+                Pending::Open {
+                    path: o.filename,
+                    flags: o.pflags,
+                },
+            ),
+            Packet::Close(c) => (c.id, Pending::Close { handle: c.handle }),
+            Packet::Read(r) => (
+                r.id,
+                Pending::Read {
+                    handle: r.handle,
+                    offset: r.offset,
+                },
+            ),
+            Packet::Write(w) => {
+                if let Some(t) = self.handles.get_mut(&w.handle) {
+                    t.write.add(w.offset, &w.data);
+                }
+                (w.id, Pending::Write { handle: w.handle })
+            }
+            Packet::OpenDir(d) => (d.id, Pending::Op("file.list", json!({"path": d.path}))),
+            Packet::Remove(r) => (
+                r.id,
+                Pending::Op("file.remove", json!({"path": r.filename})),
+            ),
+            Packet::MkDir(m) => (m.id, Pending::Op("file.mkdir", json!({"path": m.path}))),
+            Packet::RmDir(r) => (r.id, Pending::Op("file.rmdir", json!({"path": r.path}))),
+            Packet::Rename(r) => (
+                r.id,
+                Pending::Op("file.rename", json!({"from": r.oldpath, "to": r.newpath})),
+            ),
+            Packet::SetStat(s) => (
+                s.id,
+                Pending::Op(
+                    "file.setstat",
+                    json!({"path": s.path, "set": changes(&s.attrs)}),
+                ),
+            ),
+            Packet::FSetStat(s) => {
+                let path = self.handles.get(&s.handle).map(|t| t.path.clone());
+                (
+                    s.id,
+                    Pending::Op(
+                        "file.setstat",
+                        json!({"path": path, "set": changes(&s.attrs)}),
+                    ),
+                )
+            }
+            // OpenSSH (and every client after it) sends the target first, then the link.
+            Packet::Symlink(s) => (
+                s.id,
+                Pending::Op(
+                    "file.symlink",
+                    json!({"target": s.linkpath, "path": s.targetpath}),
+                ),
+            ),
+            Packet::Extended(e) => {
+                let mut data = e.data.as_slice();
+                let (kind, extra) = match e.request.as_str() {
+                    "posix-rename@openssh.com" => ("file.rename", json!({"replace": true})),
+                    "hardlink@openssh.com" => ("file.link", json!({})),
+                    _ => return,
+                };
+                let (Some(from), Some(to)) = (take_string(&mut data), take_string(&mut data))
+                else {
+                    return;
+                };
+                let mut detail = json!({"from": from, "to": to});
+                if let (Some(d), Some(x)) = (detail.as_object_mut(), extra.as_object()) {
+                    d.extend(x.clone());
+                }
+                (e.id, Pending::Op(kind, detail))
+            }
+            _ => return,
+        };
+        self.expect(id, pending, events);
+    }
+
+    fn answer(&mut self, mut message: Bytes, events: &mut Vec<FileEvent>) {
+        let Ok(packet) = Packet::try_from(&mut message) else {
+            return;
+        };
+        match packet {
+            Packet::Handle(h) => match self.pending.remove(&h.id) {
+                Some(Pending::Open { path, flags }) => {
+                    events.push(FileEvent::new(
+                        "file.open",
+                        json!({"path": path, "flags": flag_names(flags)}),
+                    ));
+                    if self.handles.len() < MAX_HANDLES {
+                        self.handles.insert(
+                            h.handle,
+                            Tracked {
+                                path,
+                                flags,
+                                read: OrderedDigest::default(),
+                                write: OrderedDigest::default(),
+                                write_errors: 0,
+                            },
+                        );
+                    }
+                }
+                Some(Pending::Op(kind, detail)) => events.push(FileEvent::new(kind, detail)),
+                _ => {}
+            },
+            Packet::Data(d) => {
+                if let Some(Pending::Read { handle, offset }) = self.pending.remove(&d.id) {
+                    if let Some(t) = self.handles.get_mut(&handle) {
+                        t.read.add(offset, &d.data);
+                    }
+                }
+            }
+            Packet::Status(s) => {
+                let error = (s.status_code != StatusCode::Ok).then(|| {
+                    if s.error_message.is_empty() {
+                        s.status_code.to_string()
+                    } else {
+                        s.error_message.clone()
+                    }
+                });
+                match self.pending.remove(&s.id) {
+                    Some(Pending::Open { path, flags }) => events.push(FileEvent::new(
+                        "file.open",
+                        json!({"path": path, "flags": flag_names(flags), "error": error}),
+                    )),
+                    Some(Pending::Close { handle }) => self.closed(&handle, None, events),
+                    Some(Pending::Write { handle }) if error.is_some() => {
+                        if let Some(t) = self.handles.get_mut(&handle) {
+                            t.write_errors += 1;
+                        }
+                    }
+                    Some(Pending::Op(kind, mut detail)) => {
+                        if let Some(e) = error {
+                            detail["error"] = json!(e);
+                        }
+                        events.push(FileEvent::new(kind, detail));
+                    }
+                    _ => {}
+                }
+            }
+            // Answers to stat, realpath, readdir and readlink and extensions.
+            Packet::Name(n) => {
+                self.pending.remove(&n.id);
+            }
+            Packet::Attrs(a) => {
+                self.pending.remove(&a.id);
+            }
+            Packet::ExtendedReply(r) => {
+                self.pending.remove(&r.id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Reports what moved through a closed (or abandoned) file.
+    fn closed(&mut self, handle: &str, note: Option<&str>, events: &mut Vec<FileEvent>) {
+        let Some(t) = self.handles.remove(handle) else {
+            return;
+        };
+        let writing = t.flags.contains(OpenFlags::WRITE);
+        if writing {
+            let mut v = summary_fields(&t.path, t.write.finish());
+            if t.write_errors > 0 {
+                v["write_errors"] = json!(t.write_errors);
+            }
+            if let Some(n) = note {
+                v["note"] = json!(n);
+            }
+            events.push(FileEvent::new("file.write", v));
+        }
+        if !writing || !t.read.is_empty() {
+            let mut v = summary_fields(&t.path, t.read.finish());
+            if let Some(n) = note {
+                v["note"] = json!(n);
+            }
+            events.push(FileEvent::new("file.read", v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Copies one direction of a conversation, showing each chunk to the watch.
+    async fn pass(
+        mut from: impl tokio::io::AsyncRead + Unpin,
+        mut to: impl tokio::io::AsyncWrite + Unpin,
+        watch: Arc<Mutex<(SftpWatch, Vec<FileEvent>)>>,
+        client: bool,
+    ) {
+        let mut buf = vec![0u8; 7000];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            {
+                let mut w = watch.lock().unwrap();
+                let (watch, events) = &mut *w;
+                if client {
+                    watch.client(&buf[..n], events);
+                } else {
+                    watch.server(&buf[..n], events);
+                }
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_real_conversation_yields_each_file_with_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_string_lossy().into_owned();
+        std::fs::write(dir.path().join("down.bin"), vec![9u8; 200_000]).unwrap();
+        let (client_end, middle_a) = tokio::io::duplex(16 * 1024);
+        let (middle_b, server_end) = tokio::io::duplex(16 * 1024);
+        let watch = Arc::new(Mutex::new((SftpWatch::default(), Vec::new())));
+        let (a_read, a_write) = tokio::io::split(middle_a);
+        let (b_read, b_write) = tokio::io::split(middle_b);
+        tokio::spawn(pass(a_read, b_write, watch.clone(), true));
+        tokio::spawn(pass(b_read, a_write, watch.clone(), false));
+        tokio::spawn(gatehouse_runtime::sftp::serve(server_end));
+        let sftp = russh_sftp::client::SftpSession::new(client_end)
+            .await
+            .unwrap();
+
+        let up: Vec<u8> = (0..150_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let mut f = sftp.create(format!("{root}/up.bin")).await.unwrap();
+        f.write_all(&up).await.unwrap();
+        f.shutdown().await.unwrap();
+        drop(f);
+        let down = sftp.read(format!("{root}/down.bin")).await.unwrap();
+        sftp.create_dir(format!("{root}/d")).await.unwrap();
+        sftp.rename(format!("{root}/up.bin"), format!("{root}/d/up.bin"))
+            .await
+            .unwrap();
+        assert!(sftp.remove_file(format!("{root}/absent")).await.is_err());
+        sftp.remove_file(format!("{root}/d/up.bin")).await.unwrap();
+        sftp.close().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+        let hex = |d: &[u8]| super::super::digest::hex(&sha2::Sha256::digest(d));
+        let (_, events) = &*watch.lock().unwrap();
+        let find = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.kind == kind)
+                .map(|e| e.detail.clone())
+                .collect::<Vec<_>>()
+        };
+        let written = find("file.write");
+        assert_eq!(written.len(), 1, "{events:?}");
+        assert_eq!(written[0]["path"], format!("{root}/up.bin"));
+        assert_eq!(written[0]["size"], up.len());
+        assert_eq!(written[0]["sha256"], hex(&up));
+        let read = find("file.read");
+        assert_eq!(read.len(), 1, "{events:?}");
+        assert_eq!(read[0]["size"], down.len());
+        assert_eq!(read[0]["sha256"], hex(&down));
+        assert_eq!(find("file.open").len(), 2);
+        assert_eq!(find("file.mkdir")[0]["path"], format!("{root}/d"));
+        assert_eq!(find("file.rename")[0]["to"], format!("{root}/d/up.bin"));
+        let removed = find("file.remove");
+        assert_eq!(removed.len(), 2);
+        assert!(removed[0]["error"].is_string(), "{removed:?}");
+        assert!(removed[1].get("error").is_none());
+    }
+
+    #[test]
+    fn garbage_is_reported_once_and_never_panics() {
+        let mut w = SftpWatch::default();
+        let mut events = Vec::new();
+        w.client(&[0, 0, 0, 5, 3, 1, 2], &mut events);
+        w.client(&[9, 9, 0, 0, 0, 1, 200], &mut events);
+        w.server(&[0, 0, 0, 1, 101], &mut events);
+        assert!(events.is_empty(), "{events:?}");
+        w.client(&[0x7f, 0xff, 0xff, 0xff], &mut events);
+        w.client(&[0; 64], &mut events);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "file.audit_lost");
+    }
+}
