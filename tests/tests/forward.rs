@@ -152,10 +152,6 @@ fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
     );
 }
 
-/// Asks the agent at `$SSH_AUTH_SOCK` for its identities (the agent protocol, in perl:
-/// the image has no ssh-add) and prints `type=12 keys=N`.
-const ASK_AGENT: &str = r#"perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => $ENV{SSH_AUTH_SOCK}) or die "no agent: $!\n"; print $s pack("NC", 1, 11); read($s, $h, 4); $n = unpack("N", $h); read($s, $b, $n); ($t, $c) = unpack("CN", $b); print "type=$t keys=$c\n"'"#;
-
 #[test]
 fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
     let gw = Gateway::start();
@@ -194,11 +190,22 @@ fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
             .output()
             .unwrap()
     };
-    let out = run("alice@agt1", &["-A"], ASK_AGENT);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "type=12 keys=1\n",
-        "{}\n{}",
+    // The container's own ssh-add lists the client's key through the forwarded agent.
+    let fingerprint = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(gw.key("alice"))
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("no fingerprint")
+        .to_string();
+    let out = run("alice@agt1", &["-A"], "ssh-add -l");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.lines().count() == 1 && listed.contains(&fingerprint),
+        "{listed}\n{}\n{}",
         String::from_utf8_lossy(&out.stderr),
         gw.log()
     );
