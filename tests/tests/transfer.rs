@@ -291,3 +291,58 @@ fn a_login_without_the_sftp_action_cannot_transfer_files() {
     assert!(refusals.len() >= 3, "{}", gw.audit());
     assert!(gw.audit_events("file.write").is_empty());
 }
+
+#[test]
+fn scp_and_sftp_through_proxyjump_are_audited_as_the_outer_login() {
+    let gw = Gateway::start();
+    gw.create_container("tr5", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, gw.cli_ok(&["container", "hostkeys", "tr5"])).unwrap();
+    // 127.0.0.1 is the gateway; tr5 is reached through it, its host key checked.
+    let cfg = dir.path().join("config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host 127.0.0.1\n  Port {}\n  User alice\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  BatchMode yes\n\
+             Host tr5\n  ProxyJump 127.0.0.1\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n",
+            gw.port,
+            gw.key("alice").display(),
+            known.display()
+        ),
+    )
+    .unwrap();
+    let body: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let local = dir.path().join("j.bin");
+    std::fs::write(&local, &body).unwrap();
+    let sum = sha256(&local);
+    let scp = Command::new("scp")
+        .arg("-F")
+        .arg(&cfg)
+        .arg(&local)
+        .arg("alice@tr5:/tmp/j.bin")
+        .output()
+        .unwrap();
+    ok(&scp, "scp through ProxyJump");
+    let batch = dir.path().join("batch");
+    let back = dir.path().join("back.bin");
+    std::fs::write(&batch, format!("get /tmp/j.bin {}\n", back.display())).unwrap();
+    let sftp = Command::new("sftp")
+        .arg("-F")
+        .arg(&cfg)
+        .arg("-b")
+        .arg(&batch)
+        .arg("alice@tr5")
+        .output()
+        .unwrap();
+    ok(&sftp, "sftp through ProxyJump");
+    assert_eq!(sha256(&back), sum);
+    for kind in ["file.write", "file.read"] {
+        let e = file_event(&gw, kind, "/tmp/j.bin");
+        assert_eq!(e["sha256"], sum, "{e}");
+        assert_eq!(e["user"], "alice", "{e}");
+        assert_eq!(e["container"], "tr5", "{e}");
+    }
+}
