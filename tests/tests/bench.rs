@@ -22,6 +22,8 @@ fn bench_quick_mode_prints_the_table() {
         "time to shell, median",
         "keystroke echo p99",
         "download",
+        "sftp get",
+        "sftp put",
         "logins/s",
         "memory per idle session",
         "memory per idle container",
