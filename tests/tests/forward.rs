@@ -51,6 +51,36 @@ fn read_from(port: u16) -> String {
     }
 }
 
+/// Asks the SOCKS5 proxy on `proxy` (ssh -D) for `host:port` and reads what comes back,
+/// retrying while the proxy comes up.
+fn socks5_read(proxy: u16, host: &str, port: u16) -> String {
+    use std::io::Write;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", proxy)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut reply = [0u8; 2];
+            let mut request = vec![5, 1, 0, 3, host.len() as u8];
+            request.extend_from_slice(host.as_bytes());
+            request.extend_from_slice(&port.to_be_bytes());
+            let mut head = [0u8; 10];
+            if s.write_all(&[5, 1, 0]).is_ok()
+                && s.read_exact(&mut reply).is_ok()
+                && reply == [5, 0]
+                && s.write_all(&request).is_ok()
+                && s.read_exact(&mut head).is_ok()
+                && head[1] == 0
+            {
+                let mut text = String::new();
+                let _ = s.read_to_string(&mut text);
+                return text;
+            }
+        }
+        assert!(Instant::now() < deadline, "the SOCKS proxy did not answer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
     let port = free_port();
@@ -94,6 +124,18 @@ fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
     let local = free_port();
     let _fwd = forward(&gw, "alice@fwd1", local, &format!("localhost:{port}"));
     assert_eq!(read_from(local), "hello from inside\n", "{}", gw.log());
+    // Dynamic forwarding (-D, SOCKS5) lands in the same place, by name.
+    let socks = free_port();
+    let _dynamic = Kill(
+        gw.ssh_command("alice", "alice@fwd1")
+            .args(["-N", "-D", &format!("127.0.0.1:{socks}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(socks5_read(socks, "localhost", port), "hello from inside\n");
     // A port the policy does not list: the channel is refused, nothing comes through.
     let other = free_port();
     let local2 = free_port();
