@@ -159,9 +159,55 @@ pub struct RuntimeConfig {
     pub idle_stop: String,
     /// `[runtime.network]`: give containers addresses on a host bridge.
     pub network: Option<NetworkSection>,
+    /// `[runtime.lxd]`: where LXD is and how to use it (with `kind = "lxd"`).
+    pub lxd: Option<LxdSection>,
     /// Which SFTP server serves `sftp` and `scp`: `auto` (the image's own `sftp-server`
     /// if it has one, else the gateway's) or `builtin` (always the gateway's).
     pub sftp_server: gatehouse_runtime::SftpServer,
+}
+
+/// `[runtime.lxd]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LxdSection {
+    /// The daemon's unix socket (default: LXD's, else Incus's usual path).
+    pub socket: Option<PathBuf>,
+    /// The LXD project (default `default`).
+    #[serde(default = "default_project")]
+    pub project: String,
+    /// Profiles for new instances (default `["default"]`).
+    #[serde(default = "default_profiles")]
+    pub profiles: Vec<String>,
+    /// A storage pool for new instances (default: the profiles' root disk).
+    pub pool: Option<String>,
+}
+
+fn default_project() -> String {
+    "default".into()
+}
+
+fn default_profiles() -> Vec<String> {
+    vec!["default".into()]
+}
+
+impl RuntimeConfig {
+    /// The LXD settings (`[runtime.lxd]`, or the defaults).
+    pub fn lxd_settings(&self) -> gatehouse_runtime::lxd::LxdSettings {
+        let section = self.lxd.clone().unwrap_or(LxdSection {
+            socket: None,
+            project: default_project(),
+            profiles: default_profiles(),
+            pool: None,
+        });
+        gatehouse_runtime::lxd::LxdSettings {
+            socket: section
+                .socket
+                .unwrap_or_else(gatehouse_runtime::lxd::LxdSettings::default_socket),
+            project: section.project,
+            profiles: section.profiles,
+            pool: section.pool,
+        }
+    }
 }
 
 /// `[runtime.network]`.
@@ -181,6 +227,7 @@ impl Default for RuntimeConfig {
             default_image: "debian-12".into(),
             idle_stop: "30m".into(),
             network: None,
+            lxd: None,
             sftp_server: gatehouse_runtime::SftpServer::Auto,
         }
     }
@@ -291,10 +338,7 @@ impl Config {
             }
         }
         match self.runtime.kind.as_str() {
-            "native" => {}
-            "lxd" => anyhow::bail!(
-                "[runtime] kind = \"lxd\" is not available in this build yet; use \"native\""
-            ),
+            "native" | "lxd" => {}
             other => {
                 anyhow::bail!("[runtime] kind = \"{other}\" is unknown; use \"native\" or \"lxd\"")
             }

@@ -183,6 +183,30 @@ pub struct Process {
     pub exit: ExitFuture,
 }
 
+impl Process {
+    /// Runs it to the end with no input; returns its status and its output (stdout, then
+    /// stderr).
+    pub async fn finish(mut self) -> Result<(ExitStatus, String)> {
+        use tokio::io::AsyncReadExt;
+        drop(self.stdin);
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let stderr = self.stderr.take();
+        let read_err = async {
+            if let Some(mut s) = stderr {
+                let _ = s.read_to_end(&mut err).await;
+            }
+        };
+        let read_out = async {
+            let _ = self.stdout.read_to_end(&mut out).await;
+        };
+        tokio::join!(read_out, read_err);
+        let status = self.exit.await?;
+        out.extend_from_slice(&err);
+        Ok((status, String::from_utf8_lossy(&out).into_owned()))
+    }
+}
+
 /// Control of a running process.
 #[async_trait]
 pub trait ProcessControl: Send + Sync {

@@ -74,6 +74,12 @@ pub enum RuntimeError {
     /// A request was invalid (bad limit value, bad archive, …).
     #[error("{0}")]
     Invalid(String),
+    /// The container engine (LXD) is unreachable or refused an operation.
+    #[error("LXD: {0}")]
+    Engine(String),
+    /// This runtime cannot do that (yet).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl RuntimeError {

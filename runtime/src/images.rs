@@ -183,73 +183,16 @@ impl Images {
         mirror: &str,
         progress: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        if !suite
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            || suite.is_empty()
-        {
-            return Err(RuntimeError::Invalid(format!("invalid suite '{suite}'")));
-        }
-        if !(mirror.starts_with("http://")
-            || mirror.starts_with("https://")
-            || mirror.starts_with("file:/"))
-        {
-            return Err(RuntimeError::Invalid(format!(
-                "invalid mirror '{mirror}': use an http://, https:// or file:/ URL"
-            )));
-        }
         let staging = self.staging(name)?;
-        let rootfs = staging.join("rootfs");
-        let mut child = Command::new("debootstrap")
-            .args([
-                "--variant=minbase",
-                &format!("--include={EXTRA_PACKAGES}"),
-                suite,
-            ])
-            .arg(&rootfs)
-            .arg(mirror)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                RuntimeError::Tool(format!(
-                    "cannot run debootstrap ({e}); install it with `apt-get install debootstrap`"
-                ))
-            })?;
-        let stderr = child.stderr.take();
-        let err_thread = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut e) = stderr {
-                let _ = e.read_to_string(&mut s);
-            }
-            s
-        });
-        let mut last = String::new();
-        if let Some(out) = child.stdout.take() {
-            for line in BufReader::new(out)
-                .lines()
-                .map_while(std::result::Result::ok)
-            {
-                progress(&line);
-                last = line;
-            }
-        }
-        let status = child
-            .wait()
-            .map_err(|e| RuntimeError::Tool(format!("debootstrap: {e}")))?;
-        let err = err_thread.join().unwrap_or_default();
-        if !status.success() {
+        if let Err(e) = debootstrap(
+            &staging.join("rootfs"),
+            suite,
+            mirror,
+            EXTRA_PACKAGES,
+            progress,
+        ) {
             let _ = std::fs::remove_dir_all(&staging);
-            let detail = err
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or(&last)
-                .to_string();
-            return Err(RuntimeError::Tool(format!(
-                "debootstrap failed ({status}): {detail}"
-            )));
+            return Err(e);
         }
         self.commit(name, &staging, format!("debootstrap {suite} {mirror}"))
     }
@@ -455,6 +398,79 @@ fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
             .map_err(|e| RuntimeError::io("cannot install", &rootfs, e))?;
         std::fs::remove_dir_all(&into)
             .map_err(|e| RuntimeError::io("cannot clean up", &into, e))?;
+    }
+    Ok(())
+}
+
+/// Runs debootstrap (`--variant=minbase`, with `packages`) for `suite` from `mirror` into
+/// `rootfs`. `progress` receives each line it prints.
+pub fn debootstrap(
+    rootfs: &Path,
+    suite: &str,
+    mirror: &str,
+    packages: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    if suite.is_empty()
+        || !suite
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(RuntimeError::Invalid(format!("invalid suite '{suite}'")));
+    }
+    if !(mirror.starts_with("http://")
+        || mirror.starts_with("https://")
+        || mirror.starts_with("file:/"))
+    {
+        return Err(RuntimeError::Invalid(format!(
+            "invalid mirror '{mirror}': use an http://, https:// or file:/ URL"
+        )));
+    }
+    let mut child = Command::new("debootstrap")
+        .args(["--variant=minbase", &format!("--include={packages}"), suite])
+        .arg(rootfs)
+        .arg(mirror)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            RuntimeError::Tool(format!(
+                "cannot run debootstrap ({e}); install it with `apt-get install debootstrap`"
+            ))
+        })?;
+    let stderr = child.stderr.take();
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let mut last = String::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            progress(&line);
+            last = line;
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| RuntimeError::Tool(format!("debootstrap: {e}")))?;
+    let err = err_thread.join().unwrap_or_default();
+    if !status.success() {
+        let detail = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or(&last)
+            .to_string();
+        return Err(RuntimeError::Tool(format!(
+            "debootstrap failed ({status}): {detail}"
+        )));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Containers for gatehouse: the [`Runtime`] trait the gateway talks to, the embedded
 //! [`native`] runtime, root filesystem [`images`], and the container [`inventory`].
 
+pub mod accounts;
 pub mod affinity;
 pub mod api;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod images;
 pub mod inventory;
 pub mod limits;
 pub mod lockfile;
+pub mod lxd;
 pub mod names;
 pub mod native;
 pub mod network;

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
 pub mod ldap;
+pub mod lxd;
 use std::time::{Duration, Instant};
 
 /// The gatehouse binary under test (built by `cargo build` before the tests run).
@@ -118,6 +119,29 @@ pub struct TestUser {
     pub key: PathBuf,
 }
 
+/// The container runtime a test gateway uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded native runtime.
+    Native,
+    /// A real LXD daemon (a project of its own per gateway).
+    Lxd,
+}
+
+/// Runs each named test function (taking a [`Backend`]) once per runtime, as
+/// `native::NAME` and `lxd::NAME`.
+#[macro_export]
+macro_rules! on_every_runtime {
+    ($($name:ident),* $(,)?) => {
+        mod native {
+            $( #[test] fn $name() { super::$name($crate::Backend::Native) } )*
+        }
+        mod lxd {
+            $( #[test] fn $name() { super::$name($crate::Backend::Lxd) } )*
+        }
+    };
+}
+
 /// A running gateway with its own state, users and port.
 pub struct Gateway {
     /// Temporary directory holding everything.
@@ -129,6 +153,8 @@ pub struct Gateway {
     child: Option<Child>,
     /// Users: alice (uid 10001) and bob (uid 10002), each with a key.
     pub users: Vec<TestUser>,
+    /// The LXD project its containers live in (LXD backend).
+    pub lxd_project: Option<String>,
 }
 
 impl Gateway {
@@ -140,6 +166,33 @@ impl Gateway {
     /// Like [`Gateway::start`], with extra TOML appended to the configuration.
     pub fn start_with(extra_config: &str) -> Gateway {
         Self::start_custom(None, "", extra_config)
+    }
+
+    /// A gateway on `backend`, otherwise like [`Gateway::start`].
+    pub fn start_on(backend: Backend) -> Gateway {
+        match backend {
+            Backend::Native => Self::start(),
+            Backend::Lxd => Self::start_lxd("", None),
+        }
+    }
+
+    /// A gateway on LXD, in `project` (a new one if `None`; it is deleted with the
+    /// gateway only if it was made here), with `extra_config` appended.
+    pub fn start_lxd(extra_config: &str, project: Option<&str>) -> Gateway {
+        let (project, owned) = match project {
+            Some(p) => (p.to_string(), false),
+            None => (lxd::new_project(), true),
+        };
+        let mut gw = Self::start_custom(
+            None,
+            "",
+            &format!(
+                "[runtime]\nkind = \"lxd\"\n[runtime.lxd]\nsocket = \"{}\"\nproject = \"{project}\"\n{extra_config}",
+                lxd::SOCKET
+            ),
+        );
+        gw.lxd_project = owned.then_some(project);
+        gw
     }
 
     /// A gateway whose `[directory]` section is `directory` (default: the users file
@@ -208,6 +261,7 @@ impl Gateway {
             port,
             child: None,
             users,
+            lxd_project: None,
         };
         gw.spawn();
         gw
@@ -496,6 +550,10 @@ impl Drop for Gateway {
             eprintln!("keeping {}", self.dir.path().display());
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
             let _ = dir.keep();
+        }
+        if let Some(project) = &self.lxd_project {
+            lxd::drop_project(project);
+            return;
         }
         // Stop every container of this state directory so nothing is left running.
         if let Ok(out) = Command::new(gatehouse_bin())

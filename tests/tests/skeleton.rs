@@ -1,13 +1,13 @@
 //! The walking skeleton, end to end: the real OpenSSH client through the real gateway
-//! into a persistent container of a real Debian rootfs.
+//! into a persistent container of a real Debian rootfs — on the native runtime and on a
+//! real LXD daemon, from the same test code.
 
 use std::time::Duration;
 
-use gatehouse_e2e::{stderr, stdout, Gateway, Terminal};
+use gatehouse_e2e::{on_every_runtime, stderr, stdout, Backend, Gateway, Terminal};
 
-#[test]
-fn lands_in_the_container_as_the_login() {
-    let gw = Gateway::start();
+fn lands_in_the_container_as_the_login(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("web01", "alice");
     let out = gw.ssh("alice", "alice@web01", "hostname; id -un; id -u");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -20,12 +20,11 @@ fn lands_in_the_container_as_the_login() {
     assert_eq!(stdout(&out), "web01\n", "{}", stderr(&out));
 }
 
-#[test]
-fn exit_status_stdin_and_streams_are_relayed() {
-    let gw = Gateway::start();
+fn exit_status_stdin_and_streams_are_relayed(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("box1", "alice");
     let out = gw.ssh("alice", "alice@box1", "echo out; echo err >&2; exit 3");
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(stdout(&out), "out\n");
     assert_eq!(stderr(&out), "err\n");
     // stdin reaches the process and EOF ends it; bytes survive unchanged.
@@ -64,9 +63,8 @@ fn only_the_containers_processes_are_visible() {
     }
 }
 
-#[test]
-fn files_persist_across_sessions_stops_and_gateway_restarts() {
-    let mut gw = Gateway::start();
+fn files_persist_across_sessions_stops_and_gateway_restarts(backend: Backend) {
+    let mut gw = Gateway::start_on(backend);
     gw.create_container("web01", "alice");
     assert_eq!(gw.state_of("web01"), "stopped");
     // The first connection starts the stopped container.
@@ -120,9 +118,8 @@ fn files_persist_across_sessions_stops_and_gateway_restarts() {
     );
 }
 
-#[test]
-fn bad_inputs_are_refused_cleanly() {
-    let mut gw = Gateway::start();
+fn bad_inputs_are_refused_cleanly(backend: Backend) {
+    let mut gw = Gateway::start_on(backend);
     gw.create_container("web01", "alice");
     gw.create_container("bobs", "bob");
     let long = "a".repeat(300);
@@ -172,9 +169,8 @@ fn bad_inputs_are_refused_cleanly() {
 }
 
 /// Drives an interactive PTY session in tmux, so the client has a real terminal.
-#[test]
-fn pty_size_follows_the_clients_window() {
-    let gw = Gateway::start();
+fn pty_size_follows_the_clients_window(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("tty1", "alice");
     let term = Terminal::start(&gw.interactive_ssh("alice", "alice@tty1"), 100, 30);
     term.wait_for("alice@tty1");
@@ -189,9 +185,8 @@ fn pty_size_follows_the_clients_window() {
     term.wait_for("ssh-exit=4");
 }
 
-#[test]
-fn several_containers_give_a_picker_with_a_terminal_and_a_list_without() {
-    let gw = Gateway::start();
+fn several_containers_give_a_picker_with_a_terminal_and_a_list_without(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("pick-a", "alice");
     gw.create_container("pick-b", "alice");
     let out = gw.ssh("alice", "alice", "hostname");
@@ -207,9 +202,8 @@ fn several_containers_give_a_picker_with_a_terminal_and_a_list_without() {
     term.wait_for("ssh-exit=0");
 }
 
-#[test]
-fn password_login_with_the_real_client() {
-    let gw = Gateway::start();
+fn password_login_with_the_real_client(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("pw1", "alice");
     let out = gw.ssh_password("alice@pw1", &gatehouse_e2e::password_of("alice"), "id -un");
     assert_eq!(stdout(&out), "alice\n", "{}", stderr(&out));
@@ -220,3 +214,13 @@ fn password_login_with_the_real_client() {
     let out = gw.ssh_password("alice@pw1", &gatehouse_e2e::password_of("bob"), "id -un");
     assert!(stdout(&out).is_empty());
 }
+
+on_every_runtime!(
+    lands_in_the_container_as_the_login,
+    exit_status_stdin_and_streams_are_relayed,
+    files_persist_across_sessions_stops_and_gateway_restarts,
+    bad_inputs_are_refused_cleanly,
+    pty_size_follows_the_clients_window,
+    several_containers_give_a_picker_with_a_terminal_and_a_list_without,
+    password_login_with_the_real_client,
+);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use gatehouse_runtime::images::{Images, DEFAULT_MIRROR};
 use gatehouse_runtime::names::is_user_name;
-use gatehouse_runtime::{ContainerRecord, Limits, Runtime};
+use gatehouse_runtime::{ContainerRecord, Limits};
 
 use crate::config::Config;
 

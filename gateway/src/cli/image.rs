@@ -49,13 +49,7 @@ pub fn build(images: &Images, name: &str, suite: Option<&str>, mirror: &str) -> 
             "cannot tell the Debian suite from image name '{name}'; pass --suite (e.g. bookworm)"
         ),
     };
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar.set_message(format!("building image {name} (debootstrap {suite})"));
+    let bar = spinner(format!("building image {name} (debootstrap {suite})"));
     let result = images.build(name, &suite, mirror, &mut |line| {
         bar.set_message(format!("{name}: {}", line.trim_start_matches("I: ")));
     });
@@ -65,8 +59,66 @@ pub fn build(images: &Images, name: &str, suite: Option<&str>, mirror: &str) -> 
     Ok(())
 }
 
+/// A spinner on stderr for a long image job.
+fn spinner(message: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(message);
+    bar
+}
+
+/// Image commands against LXD's image store (`[runtime] kind = "lxd"`).
+async fn run_lxd(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
+    let rt = gatehouse_runtime::lxd::LxdRuntime::new(config.runtime.lxd_settings());
+    match cmd {
+        ImageCommand::Build {
+            name,
+            suite,
+            mirror,
+        } => {
+            let Some(suite) = suite.or_else(|| suite_for(&name).map(str::to_string)) else {
+                anyhow::bail!(
+                    "cannot tell the Debian suite from image name '{name}'; pass --suite (e.g. bookworm)"
+                );
+            };
+            let bar = spinner(format!("building LXD image {name} (debootstrap {suite})"));
+            let b = bar.clone();
+            let n = name.clone();
+            let progress = Box::new(move |line: &str| {
+                b.set_message(format!("{n}: {}", line.trim_start_matches("I: ")));
+            });
+            let result = rt.build_image(&name, &suite, &mirror, progress).await;
+            bar.finish_and_clear();
+            result?;
+            eprintln!("image {name} built and published to LXD");
+        }
+        ImageCommand::Import { name, file } => {
+            rt.publish(&name, &file).await?;
+            eprintln!("image {name} imported into LXD");
+        }
+        ImageCommand::List => {
+            println!("{:<20} {:<25} FINGERPRINT", "NAME", "CREATED");
+            for i in rt.images().await? {
+                println!("{:<20} {:<25} {}", i.name, i.created, i.fingerprint);
+            }
+        }
+        ImageCommand::Delete { name } => {
+            rt.delete_image(&name).await?;
+            eprintln!("image {name} deleted from LXD");
+        }
+    }
+    Ok(())
+}
+
 /// Runs an image command.
 pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
+    if config.runtime.kind == "lxd" {
+        return run_lxd(config, cmd).await;
+    }
     let images = images(config)?;
     match cmd {
         ImageCommand::Build {

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use gatehouse_runtime::Runtime;
 
 use crate::app::App;
 use crate::config::Config;
@@ -86,9 +85,12 @@ pub enum Command {
 }
 
 /// Opens the configured runtime.
-pub fn open_runtime(
-    config: &Config,
-) -> anyhow::Result<Arc<gatehouse_runtime::native::NativeRuntime>> {
+pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<dyn gatehouse_runtime::Runtime>> {
+    if config.runtime.kind == "lxd" {
+        return Ok(Arc::new(gatehouse_runtime::lxd::LxdRuntime::new(
+            config.runtime.lxd_settings(),
+        )));
+    }
     let state = &config.server.state_dir;
     std::fs::create_dir_all(state)
         .map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state.display()))?;

@@ -30,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::io::AsyncReadExt;
 
 pub use self::client::{signal_name, signal_number};
 use self::layout::ContainerLayout;
@@ -42,7 +41,7 @@ use crate::api::{
 use crate::error::{Result, RuntimeError};
 use crate::images::{Images, ID_BASE};
 use crate::inventory::{ContainerRecord, Inventory};
-use crate::names::{is_user_name, validate_container_name};
+use crate::names::validate_container_name;
 use crate::network::{hosts_file, NetworkConfig};
 
 /// Where the host's cgroup hierarchy is mounted.
@@ -102,23 +101,10 @@ impl NativeRuntime {
 
     /// Runs a command as `login` to completion; returns its status and combined output.
     async fn run(&self, name: &str, login: &str, command: String) -> Result<(ExitStatus, String)> {
-        let mut p = self.exec(name, ExecSpec::command(login, command)).await?;
-        drop(p.stdin);
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let stderr = p.stderr.take();
-        let read_err = async {
-            if let Some(mut s) = stderr {
-                let _ = s.read_to_end(&mut err).await;
-            }
-        };
-        let read_out = async {
-            let _ = p.stdout.read_to_end(&mut out).await;
-        };
-        tokio::join!(read_out, read_err);
-        let status = p.exit.await?;
-        out.extend_from_slice(&err);
-        Ok((status, String::from_utf8_lossy(&out).into_owned()))
+        self.exec(name, ExecSpec::command(login, command))
+            .await?
+            .finish()
+            .await
     }
 
     async fn lock_is_free(&self, layout: &ContainerLayout) -> bool {
@@ -175,58 +161,6 @@ pub fn supervise_main(
             1
         }
     }
-}
-
-/// A shell script that creates `account` unless it exists; serialised inside the
-/// container (two first logins at once) and judged by the result.
-fn account_script(account: &Account) -> Result<String> {
-    if !is_user_name(&account.name) {
-        return Err(RuntimeError::Invalid(format!(
-            "invalid account name '{}'",
-            account.name
-        )));
-    }
-    // Absolute, no `..`, and nothing the shell script below would interpret.
-    let safe_path = |p: &str| {
-        p.starts_with('/')
-            && !p.contains("..")
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
-    };
-    let shell = account.shell.as_deref().unwrap_or("/bin/bash");
-    if !safe_path(shell) {
-        return Err(RuntimeError::Invalid(format!(
-            "invalid login shell '{shell}'"
-        )));
-    }
-    let home = account
-        .home
-        .clone()
-        .unwrap_or_else(|| format!("/home/{}", account.name));
-    if !safe_path(&home) {
-        return Err(RuntimeError::Invalid(format!(
-            "invalid home directory '{home}'"
-        )));
-    }
-    let (n, uid, gid) = (&account.name, account.uid, account.gid);
-    // sudo ignores files in sudoers.d whose names contain a dot.
-    let rule = format!("/etc/sudoers.d/gatehouse-{}", n.replace('.', "_"));
-    let sudo = if account.sudo {
-        format!(
-            "mkdir -p /etc/sudoers.d && echo '{n} ALL=(ALL:ALL) NOPASSWD: ALL' > {rule}.tmp && \
-             chmod 0440 {rule}.tmp && mv {rule}.tmp {rule}\n"
-        )
-    } else {
-        format!("rm -f {rule}\n")
-    };
-    Ok(format!(
-        "exec 9>/run/gatehouse-accounts.lock; command -v flock >/dev/null && flock 9; \
-         if ! grep -q '^{n}:' /etc/passwd; then \
-           sh={shell}; [ -x \"$sh\" ] || sh=/bin/sh; \
-           getent group {gid} >/dev/null || groupadd -g {gid} {n}; \
-           mkdir -p \"$(dirname {home})\"; useradd -m -d {home} -u {uid} -g {gid} -s \"$sh\" {n}; \
-         fi; grep -q '^{n}:' /etc/passwd || exit 1\n{sudo}"
-    ))
 }
 
 /// Every container with an address, for `/etc/hosts`.
@@ -409,7 +343,7 @@ impl Runtime for NativeRuntime {
     async fn prepare_session(&self, name: &str, account: Option<&Account>) -> Result<()> {
         let mut script = String::new();
         if let Some(account) = account {
-            script.push_str(&account_script(account)?);
+            script.push_str(&crate::accounts::script(account)?);
         }
         if self.options.network.is_some() {
             // Containers started since this one learn of each other here.

@@ -1,0 +1,266 @@
+//! Images in LXD's own image store: built with debootstrap (plus an init, since LXD boots
+//! the image's `/sbin/init`) and published as a unified tarball (`metadata.yaml` and
+//! `rootfs/`), or imported from such a tarball. No image server is needed.
+
+use std::path::Path;
+
+use hyper::Method;
+use serde_json::json;
+
+use super::LxdRuntime;
+use crate::api::Runtime as _;
+use crate::error::{Result, RuntimeError};
+use crate::images::{debootstrap, EXTRA_PACKAGES};
+use crate::names::validate_image_name;
+
+/// What an LXD image adds to the native runtime's package list: an init for LXD to boot.
+pub const LXD_PACKAGES: &str = "systemd-sysv";
+
+/// An image as LXD lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LxdImage {
+    /// Its alias (the name containers use).
+    pub name: String,
+    /// LXD's fingerprint.
+    pub fingerprint: String,
+    /// When it was uploaded.
+    pub created: String,
+}
+
+/// `metadata.yaml` of a unified image tarball: LXD writes each instance's own
+/// `/etc/hostname` and `/etc/hosts` from the [`TEMPLATES`] when it creates it.
+fn metadata(suite: &str, name: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut text = format!(
+        "architecture: {}\ncreation_date: {now}\nproperties:\n  os: debian\n  release: {suite}\n  description: gatehouse image {name}\ntemplates:\n",
+        std::env::consts::ARCH
+    );
+    for (path, template, _) in TEMPLATES {
+        text.push_str(&format!(
+            "  {path}:\n    when: [create, copy]\n    template: {template}\n"
+        ));
+    }
+    text
+}
+
+/// Files LXD renders per instance: (path, template name, template text).
+const TEMPLATES: &[(&str, &str, &str)] = &[
+    ("/etc/hostname", "hostname.tpl", "{{ container.name }}\n"),
+    (
+        "/etc/hosts",
+        "hosts.tpl",
+        "127.0.0.1 localhost\n127.0.1.1 {{ container.name }}\n::1 localhost ip6-localhost ip6-loopback\n",
+    ),
+];
+
+/// Whether `file` is a unified LXD image tarball (a `metadata.yaml` at its top).
+fn is_unified(file: &Path) -> Result<bool> {
+    let f = std::fs::File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
+    let mut archive = tar::Archive::new(f);
+    let entries = archive.entries().map_err(|e| {
+        RuntimeError::Invalid(format!("{} is not a tar archive: {e}", file.display()))
+    })?;
+    for e in entries.take(64) {
+        let e = e.map_err(|e| RuntimeError::Invalid(format!("{}: {e}", file.display())))?;
+        let path = e
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.trim_start_matches("./") == "metadata.yaml" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+impl LxdRuntime {
+    /// The images in LXD's store that have an alias.
+    pub async fn images(&self) -> Result<Vec<LxdImage>> {
+        let aliases = self.client().get("/1.0/images/aliases?recursion=1").await?;
+        let mut out = Vec::new();
+        for a in aliases.as_array().into_iter().flatten() {
+            let fingerprint = a["target"].as_str().unwrap_or_default().to_string();
+            let created = self
+                .client()
+                .get(&format!("/1.0/images/{fingerprint}"))
+                .await
+                .ok()
+                .and_then(|i| i["uploaded_at"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            out.push(LxdImage {
+                name: a["name"].as_str().unwrap_or_default().to_string(),
+                fingerprint,
+                created,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn alias_exists(&self, name: &str) -> Result<bool> {
+        match self
+            .client()
+            .get(&format!("/1.0/images/aliases/{name}"))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(RuntimeError::Engine(m)) if m.starts_with("not found") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a unified image tarball and names it `name`.
+    pub async fn publish(&self, name: &str, tarball: &Path) -> Result<()> {
+        validate_image_name(name)?;
+        if self.alias_exists(name).await? {
+            return Err(RuntimeError::ImageExists(name.to_string()));
+        }
+        if !is_unified(tarball)? {
+            return Err(RuntimeError::Invalid(format!(
+                "{} is not an LXD image (a tarball with metadata.yaml and rootfs/); \
+                 build one with `gatehouse image build`",
+                tarball.display()
+            )));
+        }
+        let data = tokio::fs::read(tarball)
+            .await
+            .map_err(|e| RuntimeError::io("cannot read", tarball, e))?;
+        let done = self
+            .client()
+            .upload("/1.0/images", &[("X-LXD-public", "false")], data.into())
+            .await?;
+        let fingerprint = done["fingerprint"]
+            .as_str()
+            .ok_or_else(|| RuntimeError::Engine("the image upload gave no fingerprint".into()))?
+            .to_string();
+        self.client()
+            .call(
+                Method::POST,
+                "/1.0/images/aliases",
+                Some(&json!({"name": name, "target": fingerprint})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Builds a Debian image with debootstrap and publishes it as `name`.
+    pub async fn build_image(
+        &self,
+        name: &str,
+        suite: &str,
+        mirror: &str,
+        progress: Box<dyn FnMut(&str) + Send>,
+    ) -> Result<()> {
+        validate_image_name(name)?;
+        if self.alias_exists(name).await? {
+            return Err(RuntimeError::ImageExists(name.to_string()));
+        }
+        let work = tempfile::Builder::new()
+            .prefix("gatehouse-lxd-image-")
+            .tempdir()
+            .map_err(|e| RuntimeError::Tool(format!("cannot create a build directory: {e}")))?;
+        let (suite_s, mirror_s, name_s) = (suite.to_string(), mirror.to_string(), name.to_string());
+        let dir = work.path().to_path_buf();
+        let tarball = tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
+            let mut progress = progress;
+            let rootfs = dir.join("rootfs");
+            let packages = format!("{EXTRA_PACKAGES},{LXD_PACKAGES}");
+            debootstrap(&rootfs, &suite_s, &mirror_s, &packages, &mut *progress)?;
+            let tarball = dir.join("image.tar");
+            let f = std::fs::File::create(&tarball)
+                .map_err(|e| RuntimeError::io("cannot create", &tarball, e))?;
+            let mut b = tar::Builder::new(f);
+            b.follow_symlinks(false);
+            let fail = |e: std::io::Error| RuntimeError::io("cannot write", &tarball, e);
+            let mut small = |path: &str, text: &str| {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(text.len() as u64);
+                header.set_mode(0o644);
+                header.set_cksum();
+                b.append_data(&mut header, path, text.as_bytes())
+            };
+            small("metadata.yaml", &metadata(&suite_s, &name_s)).map_err(fail)?;
+            for (_, template, text) in TEMPLATES {
+                small(&format!("templates/{template}"), text).map_err(fail)?;
+            }
+            b.append_dir_all("rootfs", &rootfs).map_err(fail)?;
+            b.finish().map_err(fail)?;
+            Ok(tarball)
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(format!("image build: {e}")))?;
+        let result = match tarball {
+            Ok(t) => self.publish(name, &t).await,
+            Err(e) => Err(e),
+        };
+        drop(work);
+        result
+    }
+
+    /// Deletes image `name` unless a container uses it.
+    pub async fn delete_image(&self, name: &str) -> Result<()> {
+        let users: Vec<String> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|c| c.image == name)
+            .map(|c| c.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(RuntimeError::Invalid(format!(
+                "image {name} is used by containers {}; delete them first",
+                users.join(", ")
+            )));
+        }
+        let alias = self
+            .client()
+            .get(&format!("/1.0/images/aliases/{name}"))
+            .await
+            .map_err(|_| RuntimeError::NoSuchImage(name.to_string()))?;
+        let fingerprint = alias["target"].as_str().unwrap_or_default();
+        self.client()
+            .call(Method::DELETE, &format!("/1.0/images/{fingerprint}"), None)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_names_the_architecture_and_release() {
+        let m = metadata("bookworm", "debian-12");
+        assert!(m.contains(&format!("architecture: {}", std::env::consts::ARCH)));
+        assert!(m.contains("release: bookworm"));
+        assert!(m.contains("creation_date: "));
+    }
+
+    #[test]
+    fn only_unified_tarballs_count_as_lxd_images() {
+        let dir = std::env::temp_dir().join(format!("gh-unified-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let make = |name: &str, with_meta: bool| {
+            let path = dir.join(name);
+            let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+            let mut add = |p: &str| {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(1);
+                h.set_cksum();
+                b.append_data(&mut h, p, &b"x"[..]).unwrap();
+            };
+            if with_meta {
+                add("metadata.yaml");
+            }
+            add("rootfs/etc/hostname");
+            b.finish().unwrap();
+            path
+        };
+        assert!(is_unified(&make("u.tar", true)).unwrap());
+        assert!(!is_unified(&make("p.tar", false)).unwrap());
+        std::fs::write(dir.join("junk"), b"not a tarball at all").unwrap();
+        assert!(is_unified(&dir.join("junk")).is_err() || !is_unified(&dir.join("junk")).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

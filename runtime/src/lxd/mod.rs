@@ -1,0 +1,501 @@
+//! The LXD backend: containers are LXD instances, driven through LXD's REST API on its
+//! unix socket ([`client`]); the inventory lives in the instances' config
+//! ([`records`]); processes run through the exec API's websockets ([`exec`]).
+
+pub mod client;
+pub mod exec;
+pub mod images;
+pub mod records;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use hyper::Method;
+use serde_json::{json, Value};
+
+use self::client::LxdClient;
+use crate::api::{
+    Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome, Usage,
+};
+use crate::error::{Result, RuntimeError};
+use crate::inventory::ContainerRecord;
+use crate::names::validate_container_name;
+
+/// Where LXD and Incus put their local socket, in the order tried.
+pub const SOCKETS: &[&str] = &[
+    "/var/lib/lxd/unix.socket",
+    "/var/snap/lxd/common/lxd/unix.socket",
+    "/var/lib/incus/unix.socket",
+];
+
+/// `[runtime.lxd]`.
+#[derive(Debug, Clone)]
+pub struct LxdSettings {
+    /// The daemon's unix socket.
+    pub socket: PathBuf,
+    /// The LXD project containers live in.
+    pub project: String,
+    /// Profiles given to new instances.
+    pub profiles: Vec<String>,
+    /// A storage pool for new instances' root disks (else the profiles' choice).
+    pub pool: Option<String>,
+}
+
+impl LxdSettings {
+    /// The first of [`SOCKETS`] that exists (LXD's own path if none does).
+    pub fn default_socket() -> PathBuf {
+        SOCKETS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from(SOCKETS[0]))
+    }
+}
+
+/// A login inside an instance, as `getent passwd` tells it.
+#[derive(Debug, Clone)]
+struct Login {
+    uid: u32,
+    gid: u32,
+    home: String,
+    shell: String,
+}
+
+/// How long a graceful stop may take before it is forced.
+const STOP_TIMEOUT_SECS: i64 = 30;
+
+/// The LXD runtime.
+pub struct LxdRuntime {
+    client: LxdClient,
+    settings: LxdSettings,
+    logins: std::sync::Mutex<HashMap<(String, String), Login>>,
+}
+
+fn instance(name: &str) -> Result<String> {
+    validate_container_name(name)?;
+    Ok(format!("/1.0/instances/{name}"))
+}
+
+/// LXD's "not found" for an instance, as ours.
+fn missing(name: &str) -> impl Fn(RuntimeError) -> RuntimeError + '_ {
+    move |e| match e {
+        RuntimeError::Engine(m) if m.starts_with("not found") => {
+            RuntimeError::NoSuchContainer(name.to_string())
+        }
+        other => other,
+    }
+}
+
+impl LxdRuntime {
+    /// A runtime talking to the daemon `settings` name.
+    pub fn new(settings: LxdSettings) -> Self {
+        LxdRuntime {
+            client: LxdClient::new(&settings.socket, &settings.project),
+            settings,
+            logins: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The API client (for images and tests).
+    pub fn client(&self) -> &LxdClient {
+        &self.client
+    }
+
+    async fn instance_json(&self, name: &str) -> Result<Value> {
+        self.client
+            .get(&instance(name)?)
+            .await
+            .map_err(missing(name))
+    }
+
+    async fn set_state(&self, name: &str, action: &str, force: bool) -> Result<()> {
+        let body = json!({"action": action, "timeout": STOP_TIMEOUT_SECS, "force": force});
+        self.client
+            .call(
+                Method::PUT,
+                &format!("{}/state", instance(name)?),
+                Some(&body),
+            )
+            .await
+            .map(|_| ())
+            .map_err(missing(name))
+    }
+
+    /// Runs `argv` as root to the end; its status and output.
+    async fn run_as_root(&self, name: &str, argv: Vec<String>) -> Result<(ExitStatus, String)> {
+        let req = exec::ExecRequest {
+            command: argv,
+            env: vec![("PATH".into(), ROOT_PATH.into())],
+            pty: None,
+            user: (0, 0),
+            cwd: "/root".into(),
+        };
+        exec::exec(&self.client, name, req).await?.finish().await
+    }
+
+    async fn login(&self, name: &str, login: &str) -> Result<Login> {
+        let key = (name.to_string(), login.to_string());
+        if let Some(l) = self.logins.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(l);
+        }
+        let (status, out) = self
+            .run_as_root(name, vec!["getent".into(), "passwd".into(), login.into()])
+            .await?;
+        let fields: Vec<&str> = out.trim_end().split(':').collect();
+        let parsed = match (status, fields.as_slice()) {
+            (ExitStatus::Code(0), [n, _, uid, gid, _, home, shell]) if *n == login => {
+                match (uid.parse(), gid.parse()) {
+                    (Ok(uid), Ok(gid)) => Some(Login {
+                        uid,
+                        gid,
+                        home: home.to_string(),
+                        shell: if shell.is_empty() {
+                            "/bin/sh".into()
+                        } else {
+                            shell.to_string()
+                        },
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let l = parsed.ok_or_else(|| {
+            tracing::warn!(container = name, login, ?status, output = %out.trim(), "account lookup failed");
+            RuntimeError::Invalid(format!("no account '{login}' in container '{name}'"))
+        })?;
+        if let Ok(mut m) = self.logins.lock() {
+            m.insert(key, l.clone());
+        }
+        Ok(l)
+    }
+}
+
+const ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games";
+
+#[async_trait]
+impl Runtime for LxdRuntime {
+    fn kind(&self) -> &'static str {
+        "lxd"
+    }
+
+    async fn create(&self, record: ContainerRecord) -> Result<()> {
+        let path = instance(&record.name)?;
+        match self.client.get(&path).await {
+            Ok(_) => return Err(RuntimeError::ContainerExists(record.name)),
+            Err(RuntimeError::Engine(m)) if m.starts_with("not found") => {}
+            Err(e) => return Err(e),
+        }
+        let mut config = records::to_config(&record, None);
+        config.retain(|_, v| v.as_str() != Some(""));
+        // Started on demand by the gateway, never by LXD at boot.
+        config.insert("boot.autostart".into(), json!("false"));
+        let mut body = json!({"name": record.name, "type": "container",
+            "source": {"type": "image", "alias": record.image},
+            "profiles": self.settings.profiles, "config": config});
+        if let Some(pool) = &self.settings.pool {
+            body["devices"] = json!({"root": {"type": "disk", "path": "/", "pool": pool}});
+        }
+        match self
+            .client
+            .call(Method::POST, "/1.0/instances", Some(&body))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::Engine(m)) if m.contains("Image alias not found") => {
+                Err(RuntimeError::NoSuchImage(record.image))
+            }
+            Err(e) => {
+                // No half-created instance is left behind.
+                let _ = self.client.call(Method::DELETE, &path, None).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<ContainerRecord> {
+        records::from_instance(&self.instance_json(name).await?)?
+            .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_string()))
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerRecord>> {
+        let all = self.client.get("/1.0/instances?recursion=1").await?;
+        let mut out = Vec::new();
+        for i in all.as_array().into_iter().flatten() {
+            if let Some(r) = records::from_instance(i)? {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn update(&self, record: &ContainerRecord) -> Result<()> {
+        let current = self.instance_json(&record.name).await?;
+        let config = records::to_config(record, current["config"].as_object());
+        self.client
+            .call(
+                Method::PATCH,
+                &instance(&record.name)?,
+                Some(&json!({"config": config})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                RuntimeError::Engine(m) => {
+                    RuntimeError::Invalid(format!("LXD refused the change: {m}"))
+                }
+                other => other,
+            })
+    }
+
+    async fn state(&self, name: &str) -> Result<ContainerState> {
+        let i = self.instance_json(name).await?;
+        Ok(match i["status"].as_str() {
+            Some("Running") | Some("Frozen") => ContainerState::Running {
+                since: i["last_used_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+            },
+            _ => ContainerState::Stopped,
+        })
+    }
+
+    async fn usage(&self, name: &str) -> Result<Option<Usage>> {
+        let s = self
+            .client
+            .get(&format!("{}/state", instance(name)?))
+            .await
+            .map_err(missing(name))?;
+        if s["status"] != "Running" {
+            return Ok(None);
+        }
+        Ok(Some(Usage {
+            memory_bytes: s["memory"]["usage"].as_u64(),
+            processes: s["processes"].as_u64(),
+            cpu_usec: s["cpu"]["usage"].as_u64().map(|ns| ns / 1000),
+        }))
+    }
+
+    async fn apply_limits(&self, name: &str) -> Result<bool> {
+        // LXD applies limits as the config changes (update); nothing more to do.
+        Ok(self.state(name).await? != ContainerState::Stopped)
+    }
+
+    async fn start(&self, name: &str) -> Result<StartOutcome> {
+        if self.state(name).await? != ContainerState::Stopped {
+            return Ok(StartOutcome::AlreadyRunning);
+        }
+        for other in crate::affinity::kept_apart(&self.list().await?, name) {
+            if self.state(&other).await? != ContainerState::Stopped {
+                return Err(RuntimeError::Placement(format!(
+                    "container '{name}' must not run on the same host as '{other}' (label {}); \
+                     this LXD server is not a cluster: stop '{other}' first",
+                    crate::affinity::DR_OF
+                )));
+            }
+        }
+        match self.set_state(name, "start", false).await {
+            Ok(()) => {
+                self.settle(name).await;
+                Ok(StartOutcome::Started)
+            }
+            Err(RuntimeError::Engine(m)) if m.contains("already running") => {
+                Ok(StartOutcome::AlreadyRunning)
+            }
+            Err(RuntimeError::Engine(m)) => Err(RuntimeError::StartFailed {
+                name: name.to_string(),
+                reason: m,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn stop(&self, name: &str) -> Result<()> {
+        if self.state(name).await? == ContainerState::Stopped {
+            return Ok(());
+        }
+        if self.set_state(name, "stop", false).await.is_err() {
+            self.set_state(name, "stop", true).await?;
+        }
+        self.forget_logins(name);
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.get(name).await?;
+        if self.state(name).await? != ContainerState::Stopped {
+            self.set_state(name, "stop", true).await?;
+        }
+        self.client
+            .call(Method::DELETE, &instance(name)?, None)
+            .await
+            .map_err(missing(name))?;
+        self.forget_logins(name);
+        Ok(())
+    }
+
+    async fn prepare_session(&self, name: &str, account: Option<&Account>) -> Result<()> {
+        let Some(account) = account else {
+            return Ok(());
+        };
+        let script = crate::accounts::script(account)?;
+        let (status, output) = self
+            .run_as_root(name, vec!["/bin/sh".into(), "-c".into(), script])
+            .await?;
+        if status != ExitStatus::Code(0) {
+            return Err(RuntimeError::Invalid(format!(
+                "cannot create account '{}' in '{name}': {}",
+                account.name,
+                output.trim()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn snapshot(&self, name: &str, snap: &str) -> Result<()> {
+        crate::names::validate_container_name(snap)
+            .map_err(|_| RuntimeError::Invalid(format!("invalid snapshot name '{snap}'")))?;
+        self.client
+            .call(
+                Method::POST,
+                &format!("{}/snapshots", instance(name)?),
+                Some(&json!({"name": snap, "stateful": false})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(missing(name))
+    }
+
+    async fn backup(&self, name: &str, file: &Path) -> Result<()> {
+        let base = instance(name)?;
+        let backup = format!("gatehouse-{}", Utc::now().format("%Y%m%d%H%M%S"));
+        self.client
+            .call(
+                Method::POST,
+                &format!("{base}/backups"),
+                Some(&json!({"name": backup, "instance_only": true, "compression_algorithm": "gzip"})),
+            )
+            .await
+            .map_err(missing(name))?;
+        let data = self
+            .client
+            .download(&format!("{base}/backups/{backup}/export"))
+            .await;
+        let _ = self
+            .client
+            .call(Method::DELETE, &format!("{base}/backups/{backup}"), None)
+            .await;
+        let data = data?;
+        crate::inventory::write_atomic(file, &data)
+    }
+
+    async fn restore(&self, file: &Path, as_name: Option<&str>) -> Result<String> {
+        let Some(name) = as_name else {
+            return Err(RuntimeError::Invalid(
+                "on LXD, give the restored container a name (--as NAME)".into(),
+            ));
+        };
+        validate_container_name(name)?;
+        let data = tokio::fs::read(file)
+            .await
+            .map_err(|e| RuntimeError::io("cannot read", file, e))?;
+        self.client
+            .upload("/1.0/instances", &[("X-LXD-name", name)], data.into())
+            .await?;
+        Ok(name.to_string())
+    }
+
+    async fn reconcile(&self) -> Result<Vec<String>> {
+        // LXD keeps its own state; nothing of ours can be left half-made.
+        Ok(vec![])
+    }
+
+    async fn exec(&self, name: &str, spec: ExecSpec) -> Result<Process> {
+        let l = self.login(name, &spec.login).await?;
+        let mut env = vec![
+            ("HOME".to_string(), l.home.clone()),
+            ("USER".to_string(), spec.login.clone()),
+            ("LOGNAME".to_string(), spec.login.clone()),
+            ("SHELL".to_string(), l.shell.clone()),
+            (
+                "PATH".to_string(),
+                if l.uid == 0 { ROOT_PATH } else { USER_PATH }.to_string(),
+            ),
+        ];
+        if let Some(p) = &spec.pty {
+            env.push(("TERM".to_string(), p.term.clone()));
+        }
+        for (k, v) in spec.env {
+            env.retain(|(ek, _)| *ek != k);
+            env.push((k, v));
+        }
+        let command = match (&spec.sftp, spec.command) {
+            (Some(_), _) => vec!["/usr/lib/openssh/sftp-server".to_string()],
+            (None, Some(c)) => vec![l.shell.clone(), "-c".into(), c],
+            (None, None) => vec![l.shell.clone(), "-l".into()],
+        };
+        let req = exec::ExecRequest {
+            command,
+            env,
+            pty: spec.pty.as_ref().map(|p| (p.size.cols, p.size.rows)),
+            user: (l.uid, l.gid),
+            cwd: l.home,
+        };
+        exec::exec(&self.client, name, req).await
+    }
+
+    async fn connect(
+        &self,
+        _name: &str,
+        _addr: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::TcpStream> {
+        Err(unsupported("port forwarding"))
+    }
+
+    async fn listen(
+        &self,
+        _name: &str,
+        _addr: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::TcpListener> {
+        Err(unsupported("remote forwarding"))
+    }
+
+    async fn agent_listener(
+        &self,
+        _name: &str,
+        _login: &str,
+    ) -> Result<(tokio::net::UnixListener, String)> {
+        Err(unsupported("agent forwarding"))
+    }
+}
+
+fn unsupported(what: &str) -> RuntimeError {
+    RuntimeError::Unsupported(format!("{what} into LXD instances is not supported yet"))
+}
+
+/// Waits (up to 10 s) until an init system that has one (systemd) reports the boot
+/// finished: accounts created while it still sets up the system can be lost.
+const SETTLE: &str = "command -v systemctl >/dev/null 2>&1 || exit 0; i=0; while [ $i -lt 200 ]; do \
+    s=$(systemctl is-system-running --wait 2>/dev/null); \
+    case \"$s\" in running|degraded|maintenance|stopping) exit 0;; esac; i=$((i+1)); sleep 0.05; done";
+
+impl LxdRuntime {
+    /// Lets a freshly started instance finish booting (see [`SETTLE`]).
+    async fn settle(&self, name: &str) {
+        let argv = vec!["/bin/sh".to_string(), "-c".to_string(), SETTLE.to_string()];
+        if let Err(e) = self.run_as_root(name, argv).await {
+            tracing::warn!(container = name, "waiting for the boot to finish: {e}");
+        }
+    }
+
+    fn forget_logins(&self, name: &str) {
+        if let Ok(mut m) = self.logins.lock() {
+            m.retain(|(c, _), _| c != name);
+        }
+    }
+}
