@@ -106,16 +106,13 @@ pub async fn resolve(
             Err(RuntimeError::NoSuchContainer(_)) => {
                 return Err(format!("no container named '{name}'").into())
             }
-            Err(e) => {
-                tracing::error!("inventory: {e}");
-                return Err("the container inventory is unavailable; try again later".into());
-            }
+            Err(e) => return Err(unavailable(app, user, e).await),
         },
         None => {
-            let all = app.runtime.list().await.map_err(|e| {
-                tracing::error!("inventory: {e}");
-                "the container inventory is unavailable; try again later".to_string()
-            })?;
+            let all = match app.runtime.list().await {
+                Ok(all) => all,
+                Err(e) => return Err(unavailable(app, user, e).await),
+            };
             let mine: Vec<ContainerRecord> = all
                 .into_iter()
                 .filter(|c| {
@@ -167,4 +164,22 @@ pub async fn resolve(
         }),
         Decision::Deny { reason, .. } => Err(format!("access denied: {reason}").into()),
     }
+}
+
+/// The runtime could not be asked (LXD unreachable, a state file unreadable): logged,
+/// audited with the details, and refused with a message that names the runtime.
+async fn unavailable(app: &App, user: &User, e: RuntimeError) -> Refusal {
+    tracing::error!("inventory: {e}");
+    app.audit
+        .note(
+            "session.refused",
+            serde_json::json!({"user": user.name, "runtime": app.runtime.kind(),
+                "reason": format!("the container runtime is unavailable: {e}")}),
+        )
+        .await;
+    format!(
+        "the container runtime ({}) is unavailable; try again later (the administrators have the details)",
+        app.runtime.kind()
+    )
+    .into()
 }

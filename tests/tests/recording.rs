@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_e2e::{stderr, stdout, Gateway, Terminal};
+use gatehouse_e2e::{on_every_runtime, stderr, stdout, Backend, Gateway, Terminal};
 
 fn sessions(gw: &Gateway) -> Vec<serde_json::Value> {
     let json = gw.cli_ok(&["sessions", "list", "--json"]);
@@ -73,9 +73,8 @@ fn asciinema_cat(path: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn exec_sessions_are_recorded_with_command_output_and_exit_status() {
-    let gw = Gateway::start();
+fn exec_sessions_are_recorded_with_command_output_and_exit_status(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("rec1", "alice");
     let out = gw.ssh(
         "alice",
@@ -114,9 +113,8 @@ fn exec_sessions_are_recorded_with_command_output_and_exit_status() {
     );
 }
 
-#[test]
-fn binary_streams_are_kept_byte_for_byte_beside_the_cast() {
-    let gw = Gateway::start();
+fn binary_streams_are_kept_byte_for_byte_beside_the_cast(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("rec2", "alice");
     // Text first, then data: 300 KB that are not UTF-8 (and a NUL), in and out.
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -159,9 +157,8 @@ fn binary_streams_are_kept_byte_for_byte_beside_the_cast() {
     );
 }
 
-#[test]
-fn an_interactive_session_with_typos_is_found_as_executed() {
-    let gw = Gateway::start();
+fn an_interactive_session_with_typos_is_found_as_executed(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("rec2", "alice");
     let term = Terminal::start(&gw.interactive_ssh("alice", "alice@rec2"), 100, 30);
     term.wait_for("alice@rec2");
@@ -398,3 +395,9 @@ fn replay_plays_in_real_time_and_follows_a_running_session() {
         Some(1)
     );
 }
+
+on_every_runtime!(
+    exec_sessions_are_recorded_with_command_output_and_exit_status,
+    binary_streams_are_kept_byte_for_byte_beside_the_cast,
+    an_interactive_session_with_typos_is_found_as_executed,
+);

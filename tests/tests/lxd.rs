@@ -1,0 +1,154 @@
+//! What is particular to the LXD backend, against a real LXD daemon: the inventory lives
+//! in LXD (a new gateway with empty state sees it), limits change live, placement rules
+//! hold on one LXD host, file transfer works, and an unreachable LXD is a clear refusal.
+
+use gatehouse_e2e::{lxd, stderr, stdout, Gateway};
+
+fn lxc_get(project: &str, name: &str, key: &str) -> String {
+    let out = std::process::Command::new("lxc")
+        .args(["config", "get", "--project", project, name, key])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_inventory_lives_in_lxd_and_survives_a_new_gateway() {
+    let project = lxd::new_project();
+    {
+        let gw = Gateway::start_lxd("", Some(&project));
+        gw.create_container("inv1", "alice");
+        gw.cli_ok(&[
+            "container",
+            "set",
+            "inv1",
+            "--purpose",
+            "shop backend",
+            "--label",
+            "env=prod",
+            "--memory",
+            "512M",
+            "--pids",
+            "300",
+        ]);
+        let out = gw.ssh("alice", "alice@inv1", "echo kept > ~/f; hostname");
+        assert_eq!(stdout(&out), "inv1\n", "{}", stderr(&out));
+        assert_eq!(lxc_get(&project, "inv1", "user.gatehouse.owner"), "alice");
+        assert_eq!(lxc_get(&project, "inv1", "limits.memory"), "536870912");
+        // Live: the running instance's limit changes at once.
+        gw.cli_ok(&["container", "set", "inv1", "--memory", "300M"]);
+        assert_eq!(lxc_get(&project, "inv1", "limits.memory"), "314572800");
+        assert_eq!(
+            lxc_get(&project, "inv1", "user.gatehouse.label.env"),
+            "prod"
+        );
+    }
+    // A second gateway with a fresh state directory, on the same LXD project.
+    let gw = Gateway::start_lxd("", Some(&project));
+    let show = gw.cli_ok(&["container", "show", "inv1"]);
+    for want in ["alice", "shop backend", "env=prod", "300"] {
+        assert!(show.contains(want), "{want} missing from:\n{show}");
+    }
+    assert!(!show.contains("never"), "the last login was lost:\n{show}");
+    let out = gw.ssh("alice", "alice@inv1", "cat ~/f");
+    assert_eq!(stdout(&out), "kept\n", "{}", stderr(&out));
+    gw.cli_ok(&["container", "set", "inv1", "--label", "env="]);
+    assert_eq!(lxc_get(&project, "inv1", "user.gatehouse.label.env"), "");
+    drop(gw);
+    lxd::drop_project(&project);
+}
+
+#[test]
+fn disaster_recovery_twins_never_run_together_on_one_lxd_host() {
+    let gw = Gateway::start_lxd("", None);
+    gw.create_container("app1", "alice");
+    gw.cli_ok(&[
+        "container",
+        "create",
+        "app1-dr",
+        "--owner",
+        "alice",
+        "--label",
+        "dr-of=app1",
+    ]);
+    let out = gw.ssh("alice", "alice@app1", "true");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = gw.ssh("alice", "alice@app1-dr", "true");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("must not run on the same host as 'app1'"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(gw.state_of("app1-dr"), "stopped");
+}
+
+#[test]
+fn sftp_works_and_is_audited_on_lxd() {
+    let gw = Gateway::start_lxd("", None);
+    gw.create_container("files1", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("up.bin");
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&local, &body).unwrap();
+    let out = gw
+        .transfer_command("scp", "alice")
+        .arg(&local)
+        .arg("alice@files1@127.0.0.1:/tmp/up.bin")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sum = stdout(&gw.ssh("alice", "alice@files1", "sha256sum < /tmp/up.bin"));
+    let sum = sum
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(sum.len(), 64);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if gw
+            .audit_events("file.write")
+            .iter()
+            .any(|e| e["path"] == "/tmp/up.bin" && e["sha256"] == sum.as_str())
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", gw.audit());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_unreachable_lxd_is_a_clear_refusal() {
+    let mut gw = Gateway::start_custom(
+        None,
+        "",
+        "[runtime]\nkind = \"lxd\"\n[runtime.lxd]\nsocket = \"/nonexistent/lxd.socket\"\n",
+    );
+    let out = gw.ssh("alice", "alice@web01", "true");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("the container runtime (lxd) is unavailable"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gw.log().contains("is LXD running?"), "{}", gw.log());
+    assert!(
+        gw.audit_events("session.refused")
+            .iter()
+            .any(|e| e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("cannot reach the daemon"))),
+        "{}",
+        gw.audit()
+    );
+    let out = gw.cli(&["container", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot reach the daemon"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gw.is_alive());
+}
