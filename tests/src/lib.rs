@@ -170,9 +170,14 @@ impl Gateway {
 
     /// A gateway on `backend`, otherwise like [`Gateway::start`].
     pub fn start_on(backend: Backend) -> Gateway {
+        Self::start_on_with(backend, "")
+    }
+
+    /// A gateway on `backend` with `extra_config` appended.
+    pub fn start_on_with(backend: Backend, extra_config: &str) -> Gateway {
         match backend {
-            Backend::Native => Self::start(),
-            Backend::Lxd => Self::start_lxd("", None),
+            Backend::Native => Self::start_with(extra_config),
+            Backend::Lxd => Self::start_lxd(extra_config, None),
         }
     }
 

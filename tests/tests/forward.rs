@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse_e2e::{free_port, Gateway};
+use gatehouse_e2e::{free_port, on_every_runtime, Backend, Gateway};
 
 /// Kills a child process when dropped.
 struct Kill(Child);
@@ -81,8 +81,7 @@ fn socks5_read(proxy: u16, host: &str, port: u16) -> String {
     }
 }
 
-#[test]
-fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
+fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports(backend: Backend) {
     let port = free_port();
     let policies = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -92,10 +91,10 @@ fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports() {
         ),
     )
     .unwrap();
-    let gw = Gateway::start_with(&format!(
-        "[policy]\npaths = [\"{}\"]\n",
-        policies.path().display()
-    ));
+    let gw = Gateway::start_on_with(
+        backend,
+        &format!("[policy]\npaths = [\"{}\"]\n", policies.path().display()),
+    );
     gw.create_container("fwd1", "alice");
     // The same port on the host's loopback answers differently: it must not be reached.
     let host = TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -306,9 +305,8 @@ fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
     drop(agent);
 }
 
-#[test]
-fn remote_forwards_listen_inside_the_container_only() {
-    let gw = Gateway::start();
+fn remote_forwards_listen_inside_the_container_only(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("rfw1", "alice");
     // What the client side offers.
     let client_side = TcpListener::bind(("127.0.0.1", 0)).unwrap();
@@ -357,3 +355,8 @@ fn remote_forwards_listen_inside_the_container_only() {
     }
     assert!(gw.audit().contains("\"type\":\"forward.remote\""));
 }
+
+on_every_runtime!(
+    local_forwards_reach_the_container_not_the_host_and_only_allowed_ports,
+    remote_forwards_listen_inside_the_container_only,
+);

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod exec;
 pub mod images;
+pub mod netns;
 pub mod records;
 
 use std::collections::HashMap;
@@ -71,6 +72,8 @@ pub struct LxdRuntime {
     client: LxdClient,
     settings: LxdSettings,
     logins: std::sync::Mutex<HashMap<(String, String), Login>>,
+    /// One start at a time per container (LXD refuses a second while one runs).
+    starting: std::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn instance(name: &str) -> Result<String> {
@@ -95,6 +98,7 @@ impl LxdRuntime {
             client: LxdClient::new(&settings.socket, &settings.project),
             settings,
             logins: std::sync::Mutex::new(HashMap::new()),
+            starting: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -287,6 +291,12 @@ impl Runtime for LxdRuntime {
     }
 
     async fn start(&self, name: &str) -> Result<StartOutcome> {
+        let lock = self
+            .starting
+            .lock()
+            .map(|mut m| m.entry(name.to_string()).or_default().clone())
+            .unwrap_or_default();
+        let _one_at_a_time = lock.lock().await;
         if self.state(name).await? != ContainerState::Stopped {
             return Ok(StartOutcome::AlreadyRunning);
         }
@@ -299,7 +309,20 @@ impl Runtime for LxdRuntime {
                 )));
             }
         }
-        match self.set_state(name, "start", false).await {
+        // Another gateway sharing this LXD may be starting it too: LXD then says it is
+        // busy, or already running.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut result = self.set_state(name, "start", false).await;
+        while matches!(&result, Err(RuntimeError::Engine(m)) if m.contains("busy"))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if self.state(name).await? != ContainerState::Stopped {
+                return Ok(StartOutcome::AlreadyRunning);
+            }
+            result = self.set_state(name, "start", false).await;
+        }
+        match result {
             Ok(()) => {
                 self.settle(name).await;
                 Ok(StartOutcome::Started)
@@ -451,18 +474,18 @@ impl Runtime for LxdRuntime {
 
     async fn connect(
         &self,
-        _name: &str,
-        _addr: std::net::SocketAddrV4,
+        name: &str,
+        addr: std::net::SocketAddrV4,
     ) -> Result<tokio::net::TcpStream> {
-        Err(unsupported("port forwarding"))
+        netns::connect(self.init_pid(name).await?, addr).await
     }
 
     async fn listen(
         &self,
-        _name: &str,
-        _addr: std::net::SocketAddrV4,
+        name: &str,
+        addr: std::net::SocketAddrV4,
     ) -> Result<tokio::net::TcpListener> {
-        Err(unsupported("remote forwarding"))
+        netns::listen(self.init_pid(name).await?, addr).await
     }
 
     async fn agent_listener(
@@ -485,6 +508,21 @@ const SETTLE: &str = "command -v systemctl >/dev/null 2>&1 || exit 0; i=0; while
     case \"$s\" in running|degraded|maintenance|stopping) exit 0;; esac; i=$((i+1)); sleep 0.05; done";
 
 impl LxdRuntime {
+    /// The host pid of a running instance's init (a local daemon's instances only).
+    async fn init_pid(&self, name: &str) -> Result<i64> {
+        let s = self
+            .client
+            .get(&format!("{}/state", instance(name)?))
+            .await
+            .map_err(missing(name))?;
+        match s["pid"].as_i64() {
+            Some(pid) if pid > 0 && s["status"] == "Running" => Ok(pid),
+            _ => Err(RuntimeError::Invalid(format!(
+                "container '{name}' is not running"
+            ))),
+        }
+    }
+
     /// Lets a freshly started instance finish booting (see [`SETTLE`]).
     async fn settle(&self, name: &str) {
         let argv = vec!["/bin/sh".to_string(), "-c".to_string(), SETTLE.to_string()];
