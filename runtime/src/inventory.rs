@@ -41,6 +41,9 @@ pub struct ContainerRecord {
     /// the runtime's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_stop: Option<String>,
+    /// The host it is placed on, where the runtime has several (an LXD cluster member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The inventory directory (`state_dir/containers`).
@@ -199,6 +202,7 @@ mod tests {
             created: Utc::now(),
             last_login: None,
             address: None,
+            host: None,
             idle_stop: None,
         }
     }

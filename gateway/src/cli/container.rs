@@ -264,6 +264,7 @@ pub async fn run(
                 created: chrono::Utc::now(),
                 last_login: None,
                 address: None,
+                host: None,
                 idle_stop: None,
             };
             meta.apply(&mut record)?;
@@ -306,8 +307,8 @@ pub async fn run(
                 c.say(serde_json::to_string_pretty(&rows)?);
             } else {
                 c.say(format!(
-                    "{:<20} {:<12} {:<8} {:<15} {:<10} {:<14} {:<20} PURPOSE",
-                    "NAME", "OWNER", "STATE", "ADDRESS", "IMAGE", "UPTIME", "LAST LOGIN"
+                    "{:<20} {:<12} {:<8} {:<15} {:<12} {:<10} {:<14} {:<20} PURPOSE",
+                    "NAME", "OWNER", "STATE", "ADDRESS", "HOST", "IMAGE", "UPTIME", "LAST LOGIN"
                 ));
                 for r in rows {
                     let uptime = r
@@ -321,11 +322,12 @@ pub async fn run(
                         .unwrap_or_else(|| "never".into());
                     let address = r.record.address.map_or("-".to_string(), |a| a.to_string());
                     c.say(format!(
-                        "{:<20} {:<12} {:<8} {:<15} {:<10} {:<14} {:<20} {}",
+                        "{:<20} {:<12} {:<8} {:<15} {:<12} {:<10} {:<14} {:<20} {}",
                         r.record.name,
                         r.record.owner,
                         r.state,
                         address,
+                        r.record.host.as_deref().unwrap_or("-"),
                         r.record.image,
                         uptime,
                         last,
@@ -350,6 +352,9 @@ pub async fn run(
                 "address:    {}",
                 r.address.map_or("-".to_string(), |a| a.to_string())
             ));
+            if let Some(h) = &r.host {
+                c.say(format!("host:       {h}"));
+            }
             c.say(format!("limits:     {}", limits_text(&r.limits)));
             c.say(format!(
                 "idle stop:  {}",

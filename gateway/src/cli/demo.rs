@@ -95,6 +95,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             created: chrono::Utc::now(),
             last_login: None,
             address: None,
+            host: None,
             idle_stop: None,
         })
         .await?;

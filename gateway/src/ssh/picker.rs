@@ -71,6 +71,7 @@ mod tests {
             created: chrono::Utc::now(),
             last_login: None,
             address: None,
+            host: None,
             idle_stop: None,
         }
     }

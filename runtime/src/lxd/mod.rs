@@ -6,6 +6,7 @@ pub mod client;
 pub mod exec;
 pub mod images;
 pub mod netns;
+pub mod placement;
 pub mod records;
 
 use std::collections::HashMap;
@@ -197,17 +198,18 @@ impl Runtime for LxdRuntime {
         config.retain(|_, v| v.as_str() != Some(""));
         // Started on demand by the gateway, never by LXD at boot.
         config.insert("boot.autostart".into(), json!("false"));
+        let target = self.placement(&record).await?;
         let mut body = json!({"name": record.name, "type": "container",
             "source": {"type": "image", "alias": record.image},
             "profiles": self.settings.profiles, "config": config});
         if let Some(pool) = &self.settings.pool {
             body["devices"] = json!({"root": {"type": "disk", "path": "/", "pool": pool}});
         }
-        match self
-            .client
-            .call(Method::POST, "/1.0/instances", Some(&body))
-            .await
-        {
+        let create = match &target {
+            Some(member) => format!("/1.0/instances?target={member}"),
+            None => "/1.0/instances".to_string(),
+        };
+        match self.client.call(Method::POST, &create, Some(&body)).await {
             Ok(_) => Ok(()),
             Err(RuntimeError::Engine(m)) if m.contains("Image alias not found") => {
                 Err(RuntimeError::NoSuchImage(record.image))
@@ -300,7 +302,23 @@ impl Runtime for LxdRuntime {
         if self.state(name).await? != ContainerState::Stopped {
             return Ok(StartOutcome::AlreadyRunning);
         }
-        for other in crate::affinity::kept_apart(&self.list().await?, name) {
+        let all = self.list().await?;
+        let host_of = |n: &str| {
+            all.iter()
+                .find(|r| r.name == n)
+                .and_then(|r| r.host.clone())
+        };
+        for other in crate::affinity::kept_apart(&all, name) {
+            // On a cluster twins run at once, on different members (placed so at creation).
+            if let (Some(mine), Some(theirs)) = (host_of(name), host_of(&other)) {
+                if mine == theirs {
+                    return Err(RuntimeError::Placement(format!(
+                        "container '{name}' and its twin '{other}' are both on cluster member \
+                         {mine}; move one (lxc move --target) before starting it"
+                    )));
+                }
+                continue;
+            }
             if self.state(&other).await? != ContainerState::Stopped {
                 return Err(RuntimeError::Placement(format!(
                     "container '{name}' must not run on the same host as '{other}' (label {}); \
@@ -508,6 +526,29 @@ const SETTLE: &str = "command -v systemctl >/dev/null 2>&1 || exit 0; i=0; while
     case \"$s\" in running|degraded|maintenance|stopping) exit 0;; esac; i=$((i+1)); sleep 0.05; done";
 
 impl LxdRuntime {
+    /// On a cluster, the member a new container must go to (see [`placement`]).
+    async fn placement(&self, record: &ContainerRecord) -> Result<Option<String>> {
+        let cluster = self.client.get("/1.0/cluster").await?;
+        if cluster["enabled"] != true {
+            return Ok(None);
+        }
+        let mut all = self.list().await?;
+        all.push(record.clone());
+        let twins: Vec<(String, Option<String>)> = crate::affinity::kept_apart(&all, &record.name)
+            .into_iter()
+            .map(|t| {
+                let host = all
+                    .iter()
+                    .find(|r| r.name == t)
+                    .and_then(|r| r.host.clone());
+                (t, host)
+            })
+            .collect();
+        let members =
+            placement::members(&self.client.get("/1.0/cluster/members?recursion=1").await?);
+        placement::choose(&members, &record.name, &twins).map_err(RuntimeError::Placement)
+    }
+
     /// The host pid of a running instance's init (a local daemon's instances only).
     async fn init_pid(&self, name: &str) -> Result<i64> {
         let s = self

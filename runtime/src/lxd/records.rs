@@ -130,6 +130,10 @@ pub fn from_instance(instance: &Value) -> Result<Option<ContainerRecord>> {
         created: time("user.gatehouse.created")?.unwrap_or_else(Utc::now),
         last_login: time("user.gatehouse.last_login")?,
         address: None,
+        host: instance["location"]
+            .as_str()
+            .filter(|l| !l.is_empty() && *l != "none")
+            .map(str::to_string),
         idle_stop: Some(get("user.gatehouse.idle_stop").to_string()).filter(|s| !s.is_empty()),
     }))
 }
@@ -154,6 +158,7 @@ mod tests {
             created: "2026-11-27T01:00:00Z".parse().unwrap(),
             last_login: Some("2026-11-27T02:00:00Z".parse().unwrap()),
             address: None,
+            host: None,
             idle_stop: Some("2h".into()),
         }
     }
