@@ -192,21 +192,22 @@ fn default_profiles() -> Vec<String> {
 
 impl RuntimeConfig {
     /// The LXD settings (`[runtime.lxd]`, or the defaults).
-    pub fn lxd_settings(&self) -> gatehouse_runtime::lxd::LxdSettings {
+    pub fn lxd_settings(&self) -> anyhow::Result<gatehouse_runtime::lxd::LxdSettings> {
         let section = self.lxd.clone().unwrap_or(LxdSection {
             socket: None,
             project: default_project(),
             profiles: default_profiles(),
             pool: None,
         });
-        gatehouse_runtime::lxd::LxdSettings {
+        Ok(gatehouse_runtime::lxd::LxdSettings {
             socket: section
                 .socket
                 .unwrap_or_else(gatehouse_runtime::lxd::LxdSettings::default_socket),
             project: section.project,
             profiles: section.profiles,
             pool: section.pool,
-        }
+            idle_stop: gatehouse_runtime::limits::parse_duration(&self.idle_stop)?,
+        })
     }
 }
 

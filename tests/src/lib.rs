@@ -182,7 +182,8 @@ impl Gateway {
     }
 
     /// A gateway on LXD, in `project` (a new one if `None`; it is deleted with the
-    /// gateway only if it was made here), with `extra_config` appended.
+    /// gateway only if it was made here). `extra_config` goes right after `[runtime]
+    /// kind = "lxd"`: keys for `[runtime]` first, then any tables.
     pub fn start_lxd(extra_config: &str, project: Option<&str>) -> Gateway {
         let (project, owned) = match project {
             Some(p) => (p.to_string(), false),
@@ -192,7 +193,7 @@ impl Gateway {
             None,
             "",
             &format!(
-                "[runtime]\nkind = \"lxd\"\n[runtime.lxd]\nsocket = \"{}\"\nproject = \"{project}\"\n{extra_config}",
+                "[runtime]\nkind = \"lxd\"\n{extra_config}\n[runtime.lxd]\nsocket = \"{}\"\nproject = \"{project}\"\n",
                 lxd::SOCKET
             ),
         );

@@ -152,3 +152,19 @@ fn an_unreachable_lxd_is_a_clear_refusal() {
     );
     assert!(gw.is_alive());
 }
+
+#[test]
+fn an_idle_instance_is_stopped_and_started_again_on_demand() {
+    let gw = Gateway::start_lxd("idle_stop = \"2s\"\n", None);
+    gw.create_container("idle1", "alice");
+    let out = gw.ssh("alice", "alice@idle1", "echo up");
+    assert_eq!(stdout(&out), "up\n", "{}", stderr(&out));
+    assert!(
+        gw.wait_for_state("idle1", "stopped", 40),
+        "still {} after its idle time:\n{}",
+        gw.state_of("idle1"),
+        gw.log()
+    );
+    let out = gw.ssh("alice", "alice@idle1", "echo again");
+    assert_eq!(stdout(&out), "again\n", "{}", stderr(&out));
+}

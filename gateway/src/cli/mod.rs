@@ -87,9 +87,9 @@ pub enum Command {
 /// Opens the configured runtime.
 pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<dyn gatehouse_runtime::Runtime>> {
     if config.runtime.kind == "lxd" {
-        return Ok(Arc::new(gatehouse_runtime::lxd::LxdRuntime::new(
-            config.runtime.lxd_settings(),
-        )));
+        return Ok(gatehouse_runtime::lxd::LxdRuntime::new(
+            config.runtime.lxd_settings()?,
+        ));
     }
     let state = &config.server.state_dir;
     std::fs::create_dir_all(state)

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod exec;
+pub mod idle;
 pub mod images;
 pub mod netns;
 pub mod placement;
@@ -43,6 +44,9 @@ pub struct LxdSettings {
     pub profiles: Vec<String>,
     /// A storage pool for new instances' root disks (else the profiles' choice).
     pub pool: Option<String>,
+    /// Stop an instance this long after the last session this gateway ran in it
+    /// (`None`: never), unless its record says otherwise.
+    pub idle_stop: Option<std::time::Duration>,
 }
 
 impl LxdSettings {
@@ -73,6 +77,15 @@ pub struct LxdRuntime {
     client: LxdClient,
     settings: LxdSettings,
     logins: std::sync::Mutex<HashMap<(String, String), Login>>,
+    /// Accounts made ready since the container started (container, account), so later
+    /// sessions skip the round trip.
+    prepared: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Sessions running per instance, for idle stop.
+    sessions: idle::Sessions,
+    /// Whether the idle sweeper runs.
+    sweeping: std::sync::atomic::AtomicBool,
+    /// This runtime, for the sweeper (set by [`LxdRuntime::new`]).
+    me: std::sync::Weak<LxdRuntime>,
     /// One start at a time per container (LXD refuses a second while one runs).
     starting: std::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -94,12 +107,41 @@ fn missing(name: &str) -> impl Fn(RuntimeError) -> RuntimeError + '_ {
 
 impl LxdRuntime {
     /// A runtime talking to the daemon `settings` name.
-    pub fn new(settings: LxdSettings) -> Self {
-        LxdRuntime {
+    pub fn new(settings: LxdSettings) -> std::sync::Arc<Self> {
+        std::sync::Arc::new_cyclic(|me| LxdRuntime {
+            sessions: idle::Sessions::default(),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
+            me: me.clone(),
             client: LxdClient::new(&settings.socket, &settings.project),
             settings,
             logins: std::sync::Mutex::new(HashMap::new()),
             starting: std::sync::Mutex::new(HashMap::new()),
+            prepared: std::sync::Mutex::new(std::collections::HashSet::new()),
+        })
+    }
+
+    /// Stops the instances idle for longer than their idle time.
+    async fn stop_idle(&self) {
+        let records = match self.list().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("idle stop: {e}");
+                return;
+            }
+        };
+        let default = self.settings.idle_stop;
+        let idle_for = |name: &str| match records.iter().find(|r| r.name == name) {
+            Some(r) => match &r.idle_stop {
+                Some(own) => crate::limits::parse_duration(own).unwrap_or(default),
+                None => default,
+            },
+            None => None,
+        };
+        for name in self.sessions.idle(idle_for) {
+            tracing::info!(container = %name, "stopping idle container");
+            if let Err(e) = self.stop(&name).await {
+                tracing::warn!(container = %name, "idle stop: {e}");
+            }
         }
     }
 
@@ -384,6 +426,10 @@ impl Runtime for LxdRuntime {
         let Some(account) = account else {
             return Ok(());
         };
+        let key = (name.to_string(), format!("{account:?}"));
+        if self.prepared.lock().is_ok_and(|p| p.contains(&key)) {
+            return Ok(());
+        }
         let script = crate::accounts::script(account)?;
         let (status, output) = self
             .run_as_root(name, vec!["/bin/sh".into(), "-c".into(), script])
@@ -394,6 +440,9 @@ impl Runtime for LxdRuntime {
                 account.name,
                 output.trim()
             )));
+        }
+        if let Ok(mut p) = self.prepared.lock() {
+            p.insert(key);
         }
         Ok(())
     }
@@ -487,7 +536,21 @@ impl Runtime for LxdRuntime {
             user: (l.uid, l.gid),
             cwd: l.home,
         };
-        exec::exec(&self.client, name, req).await
+        let mut process = exec::exec(&self.client, name, req).await?;
+        // The session counts (for idle stop) until its exit is known or it is dropped.
+        let guard = self.sessions.begin(name);
+        let exit = process.exit;
+        process.exit = Box::pin(async move {
+            let _session = guard;
+            exit.await
+        });
+        if !self
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            idle::spawn_sweeper(self.me.clone());
+        }
+        Ok(process)
     }
 
     async fn connect(
@@ -575,6 +638,9 @@ impl LxdRuntime {
     fn forget_logins(&self, name: &str) {
         if let Ok(mut m) = self.logins.lock() {
             m.retain(|(c, _), _| c != name);
+        }
+        if let Ok(mut p) = self.prepared.lock() {
+            p.retain(|(c, _)| c != name);
         }
     }
 }
