@@ -369,6 +369,33 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_example_configurations_parse() {
+        for (name, text) in [
+            (
+                "gatehouse.toml",
+                include_str!("../../deploy/gatehouse.toml"),
+            ),
+            ("lxd.toml", include_str!("../../deploy/lxd.toml")),
+            (
+                "ldap-openldap.toml",
+                include_str!("../../deploy/ldap-openldap.toml"),
+            ),
+            (
+                "ldap-active-directory.toml",
+                include_str!("../../deploy/ldap-active-directory.toml"),
+            ),
+        ] {
+            let c = Config::parse(text).unwrap_or_else(|e| panic!("deploy/{name}: {e:#}"));
+            if name == "lxd.toml" {
+                let lxd = c.runtime.lxd_settings().unwrap();
+                assert_eq!(c.runtime.kind, "lxd");
+                assert_eq!(lxd.project, "default");
+                assert_eq!(lxd.idle_stop, Some(std::time::Duration::from_secs(1800)));
+            }
+        }
+    }
     use super::*;
 
     #[test]
