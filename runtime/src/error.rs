@@ -77,9 +77,6 @@ pub enum RuntimeError {
     /// The container engine (LXD) is unreachable or refused an operation.
     #[error("LXD: {0}")]
     Engine(String),
-    /// This runtime cannot do that (yet).
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 impl RuntimeError {

@@ -2,11 +2,10 @@
 
 use std::fs::File;
 
-use gatehouse_e2e::{stderr, stdout, Gateway};
+use gatehouse_e2e::{on_every_runtime, stderr, stdout, Backend, Gateway};
 
-#[test]
-fn backup_delete_restore_gives_back_the_same_files() {
-    let gw = Gateway::start();
+fn backup_delete_restore_gives_back_the_same_files(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("bk1", "alice");
     let setup = "echo precious > ~/data; mkdir -p ~/dir; head -c 100000 /dev/urandom > ~/dir/blob; sha256sum ~/data ~/dir/blob";
     let before = stdout(&gw.ssh("alice", "alice@bk1", setup));
@@ -144,3 +143,5 @@ fn malicious_image_archives_are_refused_with_a_clear_error() {
     }
     assert!(!std::path::Path::new("/etc/evil").exists());
 }
+
+on_every_runtime!(backup_delete_restore_gives_back_the_same_files);

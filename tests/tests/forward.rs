@@ -193,9 +193,8 @@ fn local_forwards_reach_the_container_not_the_host_and_only_allowed_ports(backen
     );
 }
 
-#[test]
-fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
-    let gw = Gateway::start();
+fn a_forwarded_agent_answers_inside_the_container_where_policy_allows(backend: Backend) {
+    let gw = Gateway::start_on(backend);
     gw.create_container("agt1", "alice");
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("agent.sock");
@@ -282,10 +281,10 @@ fn a_forwarded_agent_answers_inside_the_container_where_policy_allows() {
         "[[allow]]\nusers = [\"alice\"]\nowned = true\n",
     )
     .unwrap();
-    let gw2 = Gateway::start_with(&format!(
-        "[policy]\npaths = [\"{}\"]\n",
-        policies.path().display()
-    ));
+    let gw2 = Gateway::start_on_with(
+        backend,
+        &format!("[policy]\npaths = [\"{}\"]\n", policies.path().display()),
+    );
     gw2.create_container("agt2", "alice");
     let out = gw2
         .ssh_command("alice", "alice@agt2")
@@ -357,6 +356,7 @@ fn remote_forwards_listen_inside_the_container_only(backend: Backend) {
 }
 
 on_every_runtime!(
+    a_forwarded_agent_answers_inside_the_container_where_policy_allows,
     local_forwards_reach_the_container_not_the_host_and_only_allowed_ports,
     remote_forwards_listen_inside_the_container_only,
 );

@@ -95,15 +95,15 @@ impl LxdClient {
         })
     }
 
-    /// Sends one request; returns the status and the raw body.
-    async fn send(
+    /// Sends one request; returns the answer with its body still to be read.
+    async fn open(
         &self,
         method: Method,
         path: &str,
         content_type: &str,
         headers: &[(&str, &str)],
         body: Bytes,
-    ) -> Result<(StatusCode, Bytes)> {
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -120,16 +120,28 @@ impl LxdClient {
             req = req.header(*k, *v);
         }
         let req = req.body(Full::new(body)).map_err(engine)?;
-        let exchange = async {
-            let resp = sender.send_request(req).await.map_err(engine)?;
-            let status = resp.status();
-            let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
-            let body = limited.collect().await.map_err(engine)?.to_bytes();
-            Ok::<_, RuntimeError>((status, body))
-        };
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))
             .await
             .map_err(|_| engine(format!("no answer to {path} within {REQUEST_TIMEOUT:?}")))?
+            .map_err(engine)
+    }
+
+    /// Sends one request; returns the status and the raw body.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes)> {
+        let resp = self.open(method, path, content_type, headers, body).await?;
+        let status = resp.status();
+        let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
+        let read = tokio::time::timeout(REQUEST_TIMEOUT, limited.collect())
+            .await
+            .map_err(|_| engine(format!("{path}: the answer did not arrive in time")))?;
+        Ok((status, read.map_err(engine)?.to_bytes()))
     }
 
     fn answer(path: &str, status: StatusCode, body: &[u8]) -> Result<Answer> {
@@ -258,19 +270,35 @@ impl LxdClient {
         }
     }
 
-    /// Reads a raw body (a backup export).
-    pub async fn download(&self, path: &str) -> Result<Bytes> {
-        let (status, raw) = self
-            .send(Method::GET, path, "application/json", &[], Bytes::new())
+    /// Writes a raw body (a backup export, any size) to `file`.
+    pub async fn download_to(&self, path: &str, file: &Path) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let resp = self
+            .open(Method::GET, path, "application/json", &[], Bytes::new())
             .await?;
-        if status.is_success() {
-            Ok(raw)
-        } else {
-            Err(match Self::answer(path, status, &raw) {
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let limited = http_body_util::Limited::new(body, MAX_ANSWER);
+            let raw = limited.collect().await.map_err(engine)?.to_bytes();
+            return Err(match Self::answer(path, status, &raw) {
                 Err(e) => e,
                 Ok(_) => engine(format!("{path}: HTTP {status}")),
-            })
+            });
         }
+        let mut out = tokio::fs::File::create(file)
+            .await
+            .map_err(|e| RuntimeError::io("cannot create", file, e))?;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(engine)?.into_data() {
+                out.write_all(&data)
+                    .await
+                    .map_err(|e| RuntimeError::io("cannot write", file, e))?;
+            }
+        }
+        out.sync_all()
+            .await
+            .map_err(|e| RuntimeError::io("cannot write", file, e))
     }
 
     /// Opens a websocket on `path` (an operation's websocket with its secret).

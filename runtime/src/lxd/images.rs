@@ -28,7 +28,8 @@ pub struct LxdImage {
 }
 
 /// `metadata.yaml` of a unified image tarball: LXD writes each instance's own
-/// `/etc/hostname` and `/etc/hosts` from the [`TEMPLATES`] when it creates it.
+/// `/etc/hostname` and `/etc/hosts` from the [`TEMPLATES`] when it creates, copies or
+/// starts it (so a restored copy under a new name takes its new name).
 fn metadata(suite: &str, name: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     let mut text = format!(
@@ -37,7 +38,7 @@ fn metadata(suite: &str, name: &str) -> String {
     );
     for (path, template, _) in TEMPLATES {
         text.push_str(&format!(
-            "  {path}:\n    when: [create, copy]\n    template: {template}\n"
+            "  {path}:\n    when: [create, copy, start]\n    template: {template}\n"
         ));
     }
     text

@@ -2,6 +2,7 @@
 //! unix socket ([`client`]); the inventory lives in the instances' config
 //! ([`records`]); processes run through the exec API's websockets ([`exec`]).
 
+pub mod agent;
 pub mod client;
 pub mod exec;
 pub mod idle;
@@ -472,32 +473,44 @@ impl Runtime for LxdRuntime {
             )
             .await
             .map_err(missing(name))?;
-        let data = self
+        // Written beside the target and renamed into place once complete.
+        let partial = file.with_extension("partial");
+        let got = self
             .client
-            .download(&format!("{base}/backups/{backup}/export"))
+            .download_to(&format!("{base}/backups/{backup}/export"), &partial)
             .await;
         let _ = self
             .client
             .call(Method::DELETE, &format!("{base}/backups/{backup}"), None)
             .await;
-        let data = data?;
-        crate::inventory::write_atomic(file, &data)
+        if let Err(e) = got {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        std::fs::rename(&partial, file).map_err(|e| RuntimeError::io("cannot write", file, e))
     }
 
     async fn restore(&self, file: &Path, as_name: Option<&str>) -> Result<String> {
-        let Some(name) = as_name else {
-            return Err(RuntimeError::Invalid(
-                "on LXD, give the restored container a name (--as NAME)".into(),
-            ));
-        };
-        validate_container_name(name)?;
+        let path = file.to_path_buf();
+        let named = tokio::task::spawn_blocking(move || backup_name(&path))
+            .await
+            .map_err(|e| RuntimeError::Tool(e.to_string()))??;
+        let name = as_name.unwrap_or(&named).to_string();
+        validate_container_name(&name)?;
+        if self.client.get(&instance(&name)?).await.is_ok() {
+            return Err(RuntimeError::ContainerExists(name));
+        }
         let data = tokio::fs::read(file)
             .await
             .map_err(|e| RuntimeError::io("cannot read", file, e))?;
         self.client
-            .upload("/1.0/instances", &[("X-LXD-name", name)], data.into())
+            .upload(
+                "/1.0/instances",
+                &[("X-LXD-name", name.as_str())],
+                data.into(),
+            )
             .await?;
-        Ok(name.to_string())
+        Ok(name)
     }
 
     async fn reconcile(&self) -> Result<Vec<String>> {
@@ -571,15 +584,45 @@ impl Runtime for LxdRuntime {
 
     async fn agent_listener(
         &self,
-        _name: &str,
-        _login: &str,
+        name: &str,
+        login: &str,
     ) -> Result<(tokio::net::UnixListener, String)> {
-        Err(unsupported("agent forwarding"))
+        let l = self.login(name, login).await?;
+        let pid = self.init_pid(name).await?;
+        let (listener, path) = agent::listen(pid, l.uid, l.gid)?;
+        let listener = tokio::net::UnixListener::from_std(listener)
+            .map_err(|e| RuntimeError::Engine(format!("agent socket: {e}")))?;
+        Ok((listener, path))
     }
 }
 
-fn unsupported(what: &str) -> RuntimeError {
-    RuntimeError::Unsupported(format!("{what} into LXD instances is not supported yet"))
+/// The instance name an LXD backup holds (`name:` in its `backup/index.yaml`).
+fn backup_name(file: &Path) -> Result<String> {
+    use std::io::Read;
+    let not_backup = |why: String| {
+        RuntimeError::Invalid(format!("{} is not an LXD backup: {why}", file.display()))
+    };
+    let f = std::fs::File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let entries = archive.entries().map_err(|e| not_backup(e.to_string()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| not_backup(e.to_string()))?;
+        let path = entry.path().map_err(|e| not_backup(e.to_string()))?;
+        if path.to_string_lossy().trim_start_matches("./") != "backup/index.yaml" {
+            continue;
+        }
+        let mut text = String::new();
+        entry
+            .take(1024 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| not_backup(e.to_string()))?;
+        return text
+            .lines()
+            .find_map(|l| l.strip_prefix("name: "))
+            .map(|n| n.trim().trim_matches('"').to_string())
+            .ok_or_else(|| not_backup("its index names no instance".into()));
+    }
+    Err(not_backup("no backup/index.yaml".into()))
 }
 
 /// Waits (up to 10 s) until an init system that has one (systemd) reports the boot
