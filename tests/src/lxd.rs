@@ -160,3 +160,84 @@ fn rand_u32() -> u32 {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
     u32::from_ne_bytes(b) ^ std::process::id()
 }
+
+/// Where the two members of the test cluster keep their state.
+const CLUSTER_DIRS: [&str; 2] = ["/tmp/gh-lxd-cluster-a", "/tmp/gh-lxd-cluster-b"];
+
+/// Brings up two private LXD daemons on this machine (members `a` on 127.0.0.2 and `b`
+/// on 127.0.0.3, a `dir` pool each, no network), joins them into a cluster and gives it
+/// the `debian-12` image of the main daemon. Everything is removed on drop.
+const CLUSTER_UP: &str = r#"set -e
+A=/tmp/gh-lxd-cluster-a; B=/tmp/gh-lxd-cluster-b
+for d in $A $B; do mkdir -p $d; chmod 711 $d; LXD_DIR=$d setsid lxd --group root --logfile $d.log </dev/null >/dev/null 2>&1 & done
+for d in $A $B; do LXD_DIR=$d lxd waitready --timeout 60; done
+printf 'config:\n  core.https_address: 127.0.0.2:8443\n  images.auto_update_interval: "0"\nstorage_pools:\n- name: default\n  driver: dir\nprofiles:\n- name: default\n  devices:\n    root:\n      path: /\n      pool: default\n      type: disk\ncluster:\n  server_name: a\n  enabled: true\n' | LXD_DIR=$A lxd init --preseed
+TOKEN=$(LXD_DIR=$A lxc cluster add b --quiet)
+printf 'cluster:\n  enabled: true\n  server_name: b\n  server_address: 127.0.0.3:8443\n  cluster_token: %s\n  member_config:\n  - entity: storage-pool\n    name: default\n    key: source\n    value: ""\n' "$TOKEN" | LXD_DIR=$B lxd init --preseed
+export_dir=$(mktemp -d)
+env -u LXD_DIR lxc image export debian-12 $export_dir/image >/dev/null
+LXD_DIR=$A lxc image import $export_dir/image* --alias debian-12 >/dev/null
+rm -rf $export_dir
+"#;
+
+const CLUSTER_DOWN: &str = r#"
+for d in /tmp/gh-lxd-cluster-b /tmp/gh-lxd-cluster-a; do
+  [ -S $d/unix.socket ] || continue
+  LXD_DIR=$d timeout 30 lxc stop --all --force >/dev/null 2>&1
+done
+for d in /tmp/gh-lxd-cluster-b /tmp/gh-lxd-cluster-a; do
+  [ -S $d/unix.socket ] && LXD_DIR=$d timeout 60 lxd shutdown >/dev/null 2>&1
+done
+for m in $(awk '$2 ~ "^/tmp/gh-lxd-cluster-" {print $2}' /proc/self/mounts | sort -r); do umount -l "$m"; done
+rm -rf /tmp/gh-lxd-cluster-a /tmp/gh-lxd-cluster-b /tmp/gh-lxd-cluster-a.log /tmp/gh-lxd-cluster-b.log
+true
+"#;
+
+/// A two-member LXD cluster for placement tests (one at a time).
+pub struct Cluster;
+
+impl Cluster {
+    /// Forms the cluster (a few seconds).
+    pub fn start() -> Cluster {
+        ensure();
+        let _ = Command::new("bash").args(["-c", CLUSTER_DOWN]).status();
+        let out = Command::new("bash")
+            .args(["-c", CLUSTER_UP])
+            .env_remove("LXD_DIR")
+            .output()
+            .expect("bash");
+        let cluster = Cluster;
+        assert!(
+            out.status.success(),
+            "forming the LXD test cluster failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    /// The first member's socket (any member answers for the whole cluster).
+    pub fn socket(&self) -> String {
+        format!("{}/unix.socket", CLUSTER_DIRS[0])
+    }
+
+    /// The member instance `name` is on, as LXD says.
+    pub fn location(&self, name: &str) -> String {
+        let out = Command::new("lxc")
+            .args(["list", "-c", "nL", "-f", "csv"])
+            .env("LXD_DIR", CLUSTER_DIRS[0])
+            .output()
+            .expect("lxc");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name},")))
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").args(["-c", CLUSTER_DOWN]).status();
+    }
+}

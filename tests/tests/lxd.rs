@@ -168,3 +168,56 @@ fn an_idle_instance_is_stopped_and_started_again_on_demand() {
     let out = gw.ssh("alice", "alice@idle1", "echo again");
     assert_eq!(stdout(&out), "again\n", "{}", stderr(&out));
 }
+
+#[test]
+fn on_a_real_cluster_twins_are_placed_on_different_members_and_run_together() {
+    let cluster = lxd::Cluster::start();
+    let gw = Gateway::start_custom(
+        None,
+        "",
+        &format!(
+            "[runtime]\nkind = \"lxd\"\n[runtime.lxd]\nsocket = \"{}\"\n",
+            cluster.socket()
+        ),
+    );
+    gw.create_container("web01", "alice");
+    gw.cli_ok(&[
+        "container",
+        "create",
+        "web01-dr",
+        "--owner",
+        "alice",
+        "--label",
+        "dr-of=web01",
+    ]);
+    let (a, b) = (cluster.location("web01"), cluster.location("web01-dr"));
+    assert!(
+        ["a", "b"].contains(&a.as_str()) && ["a", "b"].contains(&b.as_str()) && a != b,
+        "web01 on {a:?}, web01-dr on {b:?}"
+    );
+    // container list names the host; both run at once, each on its own member.
+    let list = gw.cli_ok(&["container", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("web01-dr ") && l.split_whitespace().any(|w| w == b)),
+        "{list}"
+    );
+    for name in ["web01", "web01-dr"] {
+        let out = gw.ssh("alice", &format!("alice@{name}"), "hostname");
+        assert_eq!(stdout(&out), format!("{name}\n"), "{}", stderr(&out));
+    }
+    assert_eq!(gw.state_of("web01"), "running");
+    assert_eq!(gw.state_of("web01-dr"), "running");
+    // A container whose twins occupy both members cannot be placed: refused, with why.
+    gw.cli_ok(&["container", "set", "web01", "--label", "dr-of=n3"]);
+    gw.cli_ok(&["container", "set", "web01-dr", "--label", "dr-of=n3"]);
+    let out = gw.cli(&["container", "create", "n3", "--owner", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no online cluster member can take 'n3'"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(gw.cli(&["container", "show", "n3"]).status.code(), Some(1));
+    drop(gw);
+}

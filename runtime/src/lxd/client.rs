@@ -154,12 +154,9 @@ impl LxdClient {
         match env.kind.as_str() {
             "sync" => Ok(Answer::Sync(env.metadata)),
             "async" => {
-                let id = env
-                    .operation
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                // `/1.0/operations/ID`, with `?project=…` on a cluster member's behalf.
+                let path = env.operation.split('?').next().unwrap_or_default();
+                let id = path.rsplit('/').next().unwrap_or_default().to_string();
                 Ok(Answer::Async {
                     id,
                     metadata: env.metadata,
@@ -341,6 +338,12 @@ mod tests {
         let op = br#"{"type":"async","operation":"/1.0/operations/abc","metadata":{"id":"abc"}}"#;
         assert!(matches!(
             LxdClient::answer("/p", StatusCode::ACCEPTED, op).unwrap(),
+            Answer::Async { id, .. } if id == "abc"
+        ));
+        let remote =
+            br#"{"type":"async","operation":"/1.0/operations/abc?project=default","metadata":{}}"#;
+        assert!(matches!(
+            LxdClient::answer("/p", StatusCode::ACCEPTED, remote).unwrap(),
             Answer::Async { id, .. } if id == "abc"
         ));
         let err = br#"{"type":"error","error":"Instance not found","error_code":404}"#;
