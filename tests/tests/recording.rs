@@ -258,10 +258,12 @@ fn a_killed_gateway_leaves_a_readable_recording_and_a_valid_chain() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let list = sessions(&gw);
+        // The session's channel is listed once its recorder has started.
         let ok = list.first().is_some_and(|s| {
-            std::fs::read_to_string(cast_of(&gw, s))
-                .unwrap_or_default()
-                .contains("before-kill")
+            s["channels"][0]["file"].is_string()
+                && std::fs::read_to_string(cast_of(&gw, s))
+                    .unwrap_or_default()
+                    .contains("before-kill")
         });
         if ok {
             break;
