@@ -14,6 +14,7 @@ pub mod names;
 pub mod native;
 pub mod network;
 pub mod sftp;
+pub mod signals;
 
 pub use api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,

@@ -88,6 +88,18 @@ pub fn shorten(name: &str) -> String {
     out
 }
 
+/// 16 random hex digits, for names others must not guess (agent socket directories).
+pub fn random_tag() -> crate::error::Result<String> {
+    use std::io::Read;
+    let mut random = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|e| {
+            crate::error::RuntimeError::io("cannot read", std::path::Path::new("/dev/urandom"), e)
+        })?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! there, owned by the login — mapped through the instance's uid map to the host ids
 //! LXD gave it — so only that login can use it.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::error::{Result, RuntimeError};
@@ -29,7 +29,13 @@ pub fn map_id(map: &str, inner: u32) -> Option<u32> {
 
 /// Binds an agent socket for the instance whose init is host process `pid`, for the
 /// login with ids `uid`/`gid` inside; returns it and its path inside the instance.
+///
+/// Everything the instance controls is resolved inside its root: `tmp` with
+/// `RESOLVE_IN_ROOT` (a symlinked `/tmp` cannot lead to the host's files), the new
+/// directory by descriptor, and the socket is made and protected while the directory
+/// still belongs to the host's root, before it is handed to the login.
 pub fn listen(pid: i64, uid: u32, gid: u32) -> Result<(std::os::unix::net::UnixListener, String)> {
+    use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
     let proc = format!("/proc/{pid}");
     let read = |f: &str| {
         std::fs::read_to_string(format!("{proc}/{f}"))
@@ -44,41 +50,64 @@ pub fn listen(pid: i64, uid: u32, gid: u32) -> Result<(std::os::unix::net::UnixL
             )))
         }
     };
-    let mut suffix = [0u8; 6];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom")
-            .map_err(|e| RuntimeError::Engine(e.to_string()))?,
-        &mut suffix,
+    let fail = |what: &str, e: rustix::io::Errno| {
+        RuntimeError::Engine(format!("agent socket in the instance: {what}: {e}"))
+    };
+    let root = std::fs::File::open(format!("{proc}/root"))
+        .map_err(|e| RuntimeError::Engine(format!("cannot open {proc}/root: {e}")))?;
+    let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let tmp = rustix::fs::openat2(
+        &root,
+        "tmp",
+        dir_flags,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
     )
-    .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-    let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let inside_dir = format!("/tmp/gatehouse-agent-{hex}");
-    let dir = format!("{proc}/root{inside_dir}");
-    let io =
-        |what: &'static str, p: &str, e: std::io::Error| RuntimeError::io(what, Path::new(p), e);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| io("cannot create", &dir, e))?;
-    let sock = format!("{dir}/agent.sock");
+    .map_err(|e| fail("/tmp", e))?;
+    let name = format!("gatehouse-agent-{}", crate::names::random_tag()?);
+    rustix::fs::mkdirat(&tmp, name.as_str(), Mode::from_raw_mode(0o700))
+        .map_err(|e| fail("mkdir", e))?;
+    let dir = rustix::fs::openat(
+        &tmp,
+        name.as_str(),
+        dir_flags | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| fail("open the directory", e))?;
+    let inside = format!("/tmp/{name}/agent.sock");
     let made = (|| {
-        std::os::unix::fs::chown(&dir, Some(host_uid), Some(host_gid))
-            .map_err(|e| io("cannot give", &dir, e))?;
-        let listener = std::os::unix::net::UnixListener::bind(&sock)
-            .map_err(|e| io("cannot bind", &sock, e))?;
+        use std::os::fd::AsRawFd;
+        let sock = format!("/proc/self/fd/{}/agent.sock", dir.as_raw_fd());
+        let io =
+            |what: &'static str, e: std::io::Error| RuntimeError::io(what, Path::new(&inside), e);
+        let listener =
+            std::os::unix::net::UnixListener::bind(&sock).map_err(|e| io("cannot bind", e))?;
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io("cannot protect", &sock, e))?;
-        std::os::unix::fs::chown(&sock, Some(host_uid), Some(host_gid))
-            .map_err(|e| io("cannot give", &sock, e))?;
+            .map_err(|e| io("cannot protect", e))?;
+        let owner = (
+            Some(rustix::fs::Uid::from_raw(host_uid)),
+            Some(rustix::fs::Gid::from_raw(host_gid)),
+        );
+        rustix::fs::chownat(
+            &dir,
+            "agent.sock",
+            owner.0,
+            owner.1,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| fail("chown the socket", e))?;
+        rustix::fs::chownat(&dir, "", owner.0, owner.1, AtFlags::EMPTY_PATH)
+            .map_err(|e| fail("chown the directory", e))?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| io("cannot configure", &sock, e))?;
+            .map_err(|e| io("cannot configure", e))?;
         Ok(listener)
     })();
     match made {
-        Ok(l) => Ok((l, format!("{inside_dir}/agent.sock"))),
+        Ok(l) => Ok((l, inside)),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = rustix::fs::unlinkat(&dir, "agent.sock", AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&tmp, name.as_str(), AtFlags::REMOVEDIR);
             Err(e)
         }
     }

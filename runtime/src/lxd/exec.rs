@@ -20,6 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::client::{Answer, LxdClient};
 use crate::api::{ExitStatus, Process, ProcessControl, WindowSize};
 use crate::error::{Result, RuntimeError};
+use crate::signals::signal_number;
 
 type Ws = WebSocketStream<UnixStream>;
 type Sink = Arc<Mutex<SplitSink<Ws, Message>>>;
@@ -180,33 +181,11 @@ struct Control {
     pty: bool,
 }
 
-/// The signals SSH names, with their Linux numbers.
-const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", 1),
-    ("INT", 2),
-    ("QUIT", 3),
-    ("ILL", 4),
-    ("ABRT", 6),
-    ("FPE", 8),
-    ("KILL", 9),
-    ("USR1", 10),
-    ("SEGV", 11),
-    ("USR2", 12),
-    ("PIPE", 13),
-    ("ALRM", 14),
-    ("TERM", 15),
-];
-
-/// The number of a signal SSH names.
-fn signal_number(name: &str) -> Option<i32> {
-    SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-}
-
 /// LXD reports a process killed by signal N as exit code 128+N (as a shell would);
 /// those become signals again, so the client sees what sshd would have sent.
 fn status_from_code(code: i32) -> ExitStatus {
-    match SIGNALS.iter().find(|(_, n)| 128 + n == code) {
-        Some((name, _)) if code > 128 => ExitStatus::Signal {
+    match crate::signals::known_signal(code - 128) {
+        Some(name) if code > 128 => ExitStatus::Signal {
             name,
             core_dumped: false,
         },

@@ -33,11 +33,7 @@ fn make(init_pid: i32, cgroup: &Cgroup, login: &str) -> Result<(UnixListener, St
         .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
     let entry = passwd::lookup(&text, login)
         .ok_or_else(|| format!("no account '{login}' in the container"))?;
-    let mut random = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
-        .map_err(|e| format!("/dev/urandom: {e}"))?;
-    let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let tag = crate::names::random_tag().map_err(|e| e.to_string())?;
     let dir = format!("/tmp/gatehouse-agent-{tag}");
     // mkdir does not follow a final symlink; we are inside the container's root.
     nix::unistd::mkdir(

@@ -1,5 +1,6 @@
 //! The gateway's side of the supervisor protocol, on tokio.
 
+use crate::signals::{signal_name, signal_number};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdStream;
 use std::path::{Path, PathBuf};
@@ -252,58 +253,5 @@ impl ProcessControl for NativeControl {
             .write_all(&line)
             .await
             .map_err(|e| RuntimeError::Invalid(format!("cannot signal: {e}")))
-    }
-}
-
-const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("QUIT", libc::SIGQUIT),
-    ("ILL", libc::SIGILL),
-    ("ABRT", libc::SIGABRT),
-    ("FPE", libc::SIGFPE),
-    ("KILL", libc::SIGKILL),
-    ("SEGV", libc::SIGSEGV),
-    ("PIPE", libc::SIGPIPE),
-    ("ALRM", libc::SIGALRM),
-    ("TERM", libc::SIGTERM),
-    ("USR1", libc::SIGUSR1),
-    ("USR2", libc::SIGUSR2),
-    ("BUS", libc::SIGBUS),
-    ("CONT", libc::SIGCONT),
-    ("STOP", libc::SIGSTOP),
-    ("TSTP", libc::SIGTSTP),
-    ("WINCH", libc::SIGWINCH),
-    ("SYS", libc::SIGSYS),
-    ("TRAP", libc::SIGTRAP),
-    ("XCPU", libc::SIGXCPU),
-    ("XFSZ", libc::SIGXFSZ),
-];
-
-/// The number of an SSH signal name (`TERM`, `INT`, …).
-pub fn signal_number(name: &str) -> Option<i32> {
-    SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-}
-
-/// The SSH name of a signal number.
-pub fn signal_name(number: i32) -> &'static str {
-    SIGNALS
-        .iter()
-        .find(|(_, v)| *v == number)
-        .map(|(n, _)| *n)
-        .unwrap_or("KILL")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signal_names_round_trip() {
-        for (n, v) in SIGNALS {
-            assert_eq!(signal_number(n), Some(*v));
-            assert_eq!(signal_name(*v), *n);
-        }
-        assert_eq!(signal_number("NOPE"), None);
     }
 }

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-pub use self::client::{signal_name, signal_number};
 use self::layout::ContainerLayout;
 use self::supervisor::SupervisorConfig;
 pub use self::supervisor::EXIT_BUSY;
