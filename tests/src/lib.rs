@@ -552,6 +552,13 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            // A failing test shows what the gateway said (its last 60 lines).
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("--- gateway log (tail) ---\n{}", tail.join("\n"));
+        }
         if std::env::var_os("GATEHOUSE_E2E_KEEP").is_some() {
             eprintln!("keeping {}", self.dir.path().display());
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));

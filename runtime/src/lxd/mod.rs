@@ -188,36 +188,51 @@ impl LxdRuntime {
         if let Some(l) = self.logins.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(l);
         }
-        let (status, out) = self
-            .run_as_root(name, vec!["getent".into(), "passwd".into(), login.into()])
-            .await?;
-        let fields: Vec<&str> = out.trim_end().split(':').collect();
-        let parsed = match (status, fields.as_slice()) {
-            (ExitStatus::Code(0), [n, _, uid, gid, _, home, shell]) if *n == login => {
-                match (uid.parse(), gid.parse()) {
-                    (Ok(uid), Ok(gid)) => Some(Login {
-                        uid,
-                        gid,
-                        home: home.to_string(),
-                        shell: if shell.is_empty() {
-                            "/bin/sh".into()
-                        } else {
-                            shell.to_string()
-                        },
-                    }),
-                    _ => None,
-                }
+        // A look-up can come back empty now and then on an instance that has just booted
+        // (its output lost, or /etc/passwd being rewritten at that moment): ask again
+        // before saying the account is missing, and never remember a miss.
+        let mut attempt = 0;
+        let l = loop {
+            let (status, out) = self
+                .run_as_root(name, vec!["getent".into(), "passwd".into(), login.into()])
+                .await?;
+            if let Some(l) = parse_passwd_line(status, &out, login) {
+                break l;
             }
-            _ => None,
+            attempt += 1;
+            tracing::warn!(container = name, login, attempt, ?status, output = %out.trim(), "account lookup failed");
+            if attempt == LOOKUP_ATTEMPTS || status == ExitStatus::Code(2) && attempt > 1 {
+                return Err(RuntimeError::Invalid(format!(
+                    "no account '{login}' in container '{name}'"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
         };
-        let l = parsed.ok_or_else(|| {
-            tracing::warn!(container = name, login, ?status, output = %out.trim(), "account lookup failed");
-            RuntimeError::Invalid(format!("no account '{login}' in container '{name}'"))
-        })?;
         if let Ok(mut m) = self.logins.lock() {
             m.insert(key, l.clone());
         }
         Ok(l)
+    }
+}
+
+/// How many times a login is looked up before it is called missing.
+const LOOKUP_ATTEMPTS: u32 = 4;
+
+/// `getent passwd LOGIN`'s answer, if it is one line for `login`.
+fn parse_passwd_line(status: ExitStatus, out: &str, login: &str) -> Option<Login> {
+    let fields: Vec<&str> = out.trim_end().split(':').collect();
+    match (status, fields.as_slice()) {
+        (ExitStatus::Code(0), [n, _, uid, gid, _, home, shell]) if *n == login => Some(Login {
+            uid: uid.parse().ok()?,
+            gid: gid.parse().ok()?,
+            home: home.to_string(),
+            shell: if shell.is_empty() {
+                "/bin/sh".into()
+            } else {
+                shell.to_string()
+            },
+        }),
+        _ => None,
     }
 }
 
@@ -629,7 +644,8 @@ fn backup_name(file: &Path) -> Result<String> {
 /// finished: accounts created while it still sets up the system can be lost.
 const SETTLE: &str = "command -v systemctl >/dev/null 2>&1 || exit 0; i=0; while [ $i -lt 200 ]; do \
     s=$(systemctl is-system-running --wait 2>/dev/null); \
-    case \"$s\" in running|degraded|maintenance|stopping) exit 0;; esac; i=$((i+1)); sleep 0.05; done";
+    case \"$s\" in running|degraded|maintenance|stopping) exit 0;; esac; i=$((i+1)); sleep 0.05; done; \
+    echo \"systemd still says: $s\"; exit 1";
 
 impl LxdRuntime {
     /// On a cluster, the member a new container must go to (see [`placement`]).
@@ -671,10 +687,26 @@ impl LxdRuntime {
     }
 
     /// Lets a freshly started instance finish booting (see [`SETTLE`]).
+    /// An exec refused while the instance comes up is tried again, for a while.
     async fn settle(&self, name: &str) {
         let argv = vec!["/bin/sh".to_string(), "-c".to_string(), SETTLE.to_string()];
-        if let Err(e) = self.run_as_root(name, argv).await {
-            tracing::warn!(container = name, "waiting for the boot to finish: {e}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.run_as_root(name, argv.clone()).await {
+                Ok((ExitStatus::Code(0), _)) => return,
+                Ok((status, out)) => {
+                    tracing::warn!(container = name, ?status, output = %out.trim(), "the boot did not finish in time");
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(container = name, "waiting for the boot to finish: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(container = name, "waiting for the boot to finish: {e}");
+                    return;
+                }
+            }
         }
     }
 
@@ -685,5 +717,32 @@ impl LxdRuntime {
         if let Ok(mut p) = self.prepared.lock() {
             p.retain(|(c, _)| c != name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passwd_line_is_read_only_for_the_login_asked() {
+        let l = parse_passwd_line(
+            ExitStatus::Code(0),
+            "alice:x:10001:10001:Alice:/home/alice:\n",
+            "alice",
+        )
+        .expect("parsed");
+        assert_eq!(
+            (l.uid, l.gid, l.home.as_str()),
+            (10001, 10001, "/home/alice")
+        );
+        assert_eq!(l.shell, "/bin/sh", "an empty shell is /bin/sh");
+        let line = "alice:x:10001:10001::/home/alice:/bin/bash";
+        assert!(parse_passwd_line(ExitStatus::Code(0), line, "bob").is_none());
+        assert!(parse_passwd_line(ExitStatus::Code(2), line, "alice").is_none());
+        assert!(parse_passwd_line(ExitStatus::Code(0), "", "alice").is_none());
+        assert!(
+            parse_passwd_line(ExitStatus::Code(0), "alice:x:-1:0::/:/bin/sh", "alice").is_none()
+        );
     }
 }
