@@ -172,6 +172,15 @@ pub struct RuntimeConfig {
 pub struct LxdSection {
     /// The daemon's unix socket (default: LXD's, else Incus's usual path).
     pub socket: Option<PathBuf>,
+    /// A remote daemon instead: `https://host[:port]` (port 8443 by default).
+    pub url: Option<String>,
+    /// With `url`: the gateway's client certificate (PEM), trusted by the daemon.
+    pub client_cert: Option<PathBuf>,
+    /// With `url`: its private key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// With `url`: the daemon's certificate (PEM; its `server.crt`, or `cluster.crt` on a
+    /// cluster), the only one accepted.
+    pub server_cert: Option<PathBuf>,
     /// The LXD project (default `default`).
     #[serde(default = "default_project")]
     pub project: String,
@@ -195,11 +204,45 @@ impl RuntimeConfig {
     pub fn lxd_settings(&self) -> anyhow::Result<gatehouse_runtime::lxd::LxdSettings> {
         let section = self.lxd.clone().unwrap_or(LxdSection {
             socket: None,
+            url: None,
+            client_cert: None,
+            client_key: None,
+            server_cert: None,
             project: default_project(),
             profiles: default_profiles(),
             pool: None,
         });
+        let remote = match (&section.url, &section.socket) {
+            (None, _) => {
+                if section.client_cert.is_some()
+                    || section.client_key.is_some()
+                    || section.server_cert.is_some()
+                {
+                    anyhow::bail!(
+                        "[runtime.lxd] client_cert, client_key and server_cert go with url"
+                    );
+                }
+                None
+            }
+            (Some(_), Some(_)) => {
+                anyhow::bail!("[runtime.lxd] has both socket and url; set one of them")
+            }
+            (Some(url), None) => {
+                let need = |v: &Option<PathBuf>, key: &str| {
+                    v.clone().ok_or_else(|| {
+                        anyhow::anyhow!("[runtime.lxd] url needs {key} (a PEM file)")
+                    })
+                };
+                Some(gatehouse_runtime::lxd::transport::Remote {
+                    url: url.clone(),
+                    client_cert: need(&section.client_cert, "client_cert")?,
+                    client_key: need(&section.client_key, "client_key")?,
+                    server_cert: need(&section.server_cert, "server_cert")?,
+                })
+            }
+        };
         Ok(gatehouse_runtime::lxd::LxdSettings {
+            remote,
             socket: section
                 .socket
                 .unwrap_or_else(gatehouse_runtime::lxd::LxdSettings::default_socket),

@@ -73,7 +73,7 @@ fn spinner(message: String) -> indicatif::ProgressBar {
 
 /// Image commands against LXD's image store (`[runtime] kind = "lxd"`).
 async fn run_lxd(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
-    let rt = gatehouse_runtime::lxd::LxdRuntime::new(config.runtime.lxd_settings()?);
+    let rt = gatehouse_runtime::lxd::LxdRuntime::new(config.runtime.lxd_settings()?)?;
     match cmd {
         ImageCommand::Build {
             name,

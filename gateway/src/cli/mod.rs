@@ -89,7 +89,7 @@ pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<dyn gatehouse_runtime
     if config.runtime.kind == "lxd" {
         return Ok(gatehouse_runtime::lxd::LxdRuntime::new(
             config.runtime.lxd_settings()?,
-        ));
+        )?);
     }
     let state = &config.server.state_dir;
     std::fs::create_dir_all(state)

@@ -1,9 +1,10 @@
-//! A small, typed client for LXD's REST API over its unix socket: requests with JSON
-//! bodies, the sync/async/error envelope, waiting for operations, raw uploads and
-//! downloads, and websockets (exec). One connection per request: LXD answers on a local
-//! socket in well under a millisecond, and nothing here keeps state between requests.
+//! A small, typed client for LXD's REST API, over its unix socket or HTTPS (see
+//! [`super::transport`]): requests with JSON bodies, the sync/async/error envelope,
+//! waiting for operations, raw uploads and downloads, and websockets (exec). One
+//! connection per request: LXD answers on a local socket in well under a millisecond,
+//! and nothing here keeps state between requests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,8 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::net::UnixStream;
+
+use super::transport::{Conn, Endpoint, HangupTolerant};
 
 use crate::error::{Result, RuntimeError};
 
@@ -55,7 +57,7 @@ pub enum Answer {
 /// A connection to one LXD daemon, in one project.
 #[derive(Debug, Clone)]
 pub struct LxdClient {
-    socket: PathBuf,
+    endpoint: Endpoint,
     project: String,
 }
 
@@ -64,17 +66,17 @@ fn engine(what: impl std::fmt::Display) -> RuntimeError {
 }
 
 impl LxdClient {
-    /// A client for the daemon listening on `socket`, working in `project`.
-    pub fn new(socket: impl Into<PathBuf>, project: &str) -> Self {
+    /// A client for the daemon at `endpoint`, working in `project`.
+    pub fn new(endpoint: Endpoint, project: &str) -> Self {
         LxdClient {
-            socket: socket.into(),
+            endpoint,
             project: project.to_string(),
         }
     }
 
-    /// The daemon's socket.
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// Where the daemon is.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// `path` with the project added to its query.
@@ -86,15 +88,6 @@ impl LxdClient {
         format!("{path}{sep}project={}", self.project)
     }
 
-    async fn connect(&self) -> Result<UnixStream> {
-        UnixStream::connect(&self.socket).await.map_err(|e| {
-            engine(format!(
-                "cannot reach the daemon at {} ({e}); is LXD running?",
-                self.socket.display()
-            ))
-        })
-    }
-
     /// Sends one request; returns the answer with its body still to be read.
     async fn open(
         &self,
@@ -104,7 +97,7 @@ impl LxdClient {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
-        let stream = self.connect().await?;
+        let stream = self.endpoint.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(engine)?;
@@ -169,6 +162,10 @@ impl LxdClient {
     fn error(code: u16, message: &str) -> RuntimeError {
         match code {
             404 => RuntimeError::Engine(format!("not found: {message}")),
+            403 => RuntimeError::Engine(format!(
+                "{message} (the daemon does not trust this gateway's certificate: \
+                 `lxc config trust add` it, or check the project)"
+            )),
             _ => RuntimeError::Engine(message.to_string()),
         }
     }
@@ -299,16 +296,19 @@ impl LxdClient {
     }
 
     /// Opens a websocket on `path` (an operation's websocket with its secret).
-    pub async fn websocket(
-        &self,
-        path: &str,
-    ) -> Result<tokio_tungstenite::WebSocketStream<UnixStream>> {
-        let stream = self.connect().await?;
-        let (ws, _) = tokio_tungstenite::client_async(format!("ws://lxd{path}"), stream)
-            .await
-            .map_err(|e| engine(format!("websocket {path}: {e}")))?;
-        Ok(ws)
+    pub async fn websocket(&self, path: &str) -> Result<tokio_tungstenite::WebSocketStream<Conn>> {
+        upgrade(self.endpoint.connect().await?, path).await
     }
+}
+
+/// Makes `stream` a websocket on `path`, tolerant of the daemon hanging up first (see
+/// [`HangupTolerant`]).
+async fn upgrade(stream: Conn, path: &str) -> Result<tokio_tungstenite::WebSocketStream<Conn>> {
+    let stream: Conn = Box::new(HangupTolerant(stream));
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://lxd{path}"), stream)
+        .await
+        .map_err(|e| engine(format!("websocket {path}: {e}")))?;
+    Ok(ws)
 }
 
 #[cfg(test)]
@@ -317,9 +317,9 @@ mod tests {
 
     #[test]
     fn the_project_goes_into_the_query_unless_it_is_the_default() {
-        let c = LxdClient::new("/x", "default");
+        let c = LxdClient::new(Endpoint::unix("/x"), "default");
         assert_eq!(c.url("/1.0/instances"), "/1.0/instances");
-        let c = LxdClient::new("/x", "team");
+        let c = LxdClient::new(Endpoint::unix("/x"), "team");
         assert_eq!(c.url("/1.0/instances"), "/1.0/instances?project=team");
         assert_eq!(
             c.url("/1.0/instances?recursion=1"),
@@ -350,5 +350,35 @@ mod tests {
         let e = LxdClient::answer("/p", StatusCode::NOT_FOUND, err).unwrap_err();
         assert_eq!(e.to_string(), "LXD: not found: Instance not found");
         assert!(LxdClient::answer("/p", StatusCode::OK, b"<html>").is_err());
+    }
+
+    /// LXD pings, sends the last output and hangs up before the gateway reads anything:
+    /// the unanswerable ping must not cost the output.
+    #[tokio::test]
+    async fn output_sent_before_the_daemon_hangs_up_is_read() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        let daemon = tokio::spawn(async move {
+            let mut ws = tokio_tungstenite::accept_async(theirs).await.unwrap();
+            ws.send(Message::Ping("keepalive".into())).await.unwrap();
+            ws.send(Message::Binary("last output".into()))
+                .await
+                .unwrap();
+            ws.send(Message::Text("".into())).await.unwrap();
+            // Hang up without a close handshake, as LXD does when an exec ends.
+        });
+        let mut ws = upgrade(Box::new(ours), "/1.0/operations/x/websocket")
+            .await
+            .unwrap();
+        daemon.await.unwrap();
+        let mut got = vec![];
+        while let Some(Ok(m)) = ws.next().await {
+            got.push(m);
+        }
+        assert!(
+            got.contains(&Message::Binary("last output".into())),
+            "{got:?}"
+        );
     }
 }

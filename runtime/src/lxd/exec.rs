@@ -12,7 +12,6 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -22,7 +21,7 @@ use crate::api::{ExitStatus, Process, ProcessControl, WindowSize};
 use crate::error::{Result, RuntimeError};
 use crate::signals::signal_number;
 
-type Ws = WebSocketStream<UnixStream>;
+type Ws = WebSocketStream<super::transport::Conn>;
 type Sink = Arc<Mutex<SplitSink<Ws, Message>>>;
 
 /// Bytes buffered between a websocket and the gateway, each way.

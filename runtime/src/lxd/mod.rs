@@ -10,6 +10,8 @@ pub mod images;
 pub mod netns;
 pub mod placement;
 pub mod records;
+pub mod tls;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,8 +39,11 @@ pub const SOCKETS: &[&str] = &[
 /// `[runtime.lxd]`.
 #[derive(Debug, Clone)]
 pub struct LxdSettings {
-    /// The daemon's unix socket.
+    /// The daemon's unix socket (unless `remote` is set).
     pub socket: PathBuf,
+    /// A remote daemon reached over HTTPS instead of the local socket. Port and agent
+    /// forwarding need the gateway on the daemon's host, so they are refused then.
+    pub remote: Option<transport::Remote>,
     /// The LXD project containers live in.
     pub project: String,
     /// Profiles given to new instances.
@@ -58,6 +63,14 @@ impl LxdSettings {
             .map(PathBuf::from)
             .find(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from(SOCKETS[0]))
+    }
+
+    /// Where the daemon is: the remote one if set, else the local socket.
+    pub fn endpoint(&self) -> Result<transport::Endpoint> {
+        match &self.remote {
+            Some(r) => transport::Endpoint::https(r),
+            None => Ok(transport::Endpoint::unix(&self.socket)),
+        }
     }
 }
 
@@ -107,18 +120,19 @@ fn missing(name: &str) -> impl Fn(RuntimeError) -> RuntimeError + '_ {
 }
 
 impl LxdRuntime {
-    /// A runtime talking to the daemon `settings` name.
-    pub fn new(settings: LxdSettings) -> std::sync::Arc<Self> {
-        std::sync::Arc::new_cyclic(|me| LxdRuntime {
+    /// A runtime talking to the daemon `settings` name. Fails only on a remote daemon's unreadable or mismatched certificate files.
+    pub fn new(settings: LxdSettings) -> Result<std::sync::Arc<Self>> {
+        let endpoint = settings.endpoint()?;
+        Ok(std::sync::Arc::new_cyclic(|me| LxdRuntime {
             sessions: idle::Sessions::default(),
             sweeping: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
-            client: LxdClient::new(&settings.socket, &settings.project),
+            client: LxdClient::new(endpoint, &settings.project),
             settings,
             logins: std::sync::Mutex::new(HashMap::new()),
             starting: std::sync::Mutex::new(HashMap::new()),
             prepared: std::sync::Mutex::new(std::collections::HashSet::new()),
-        })
+        }))
     }
 
     /// Stops the instances idle for longer than their idle time.
@@ -671,8 +685,31 @@ impl LxdRuntime {
         placement::choose(&members, &record.name, &twins).map_err(RuntimeError::Placement)
     }
 
-    /// The host pid of a running instance's init (a local daemon's instances only).
+    /// The host pid of a running instance's init: only an instance of a local daemon, on
+    /// this very member of a cluster, has one the gateway can enter (to forward a port
+    /// or an agent).
     async fn init_pid(&self, name: &str) -> Result<i64> {
+        if self.client.endpoint().local_socket().is_none() {
+            return Err(RuntimeError::Invalid(format!(
+                "forwarding into '{name}' needs the gateway on the LXD host; this gateway \
+                 reaches LXD at {}",
+                self.client.endpoint().describe()
+            )));
+        }
+        let server = self.client.get("/1.0").await?;
+        let here = server["environment"]["server_name"]
+            .as_str()
+            .unwrap_or_default();
+        let record = self.get(name).await?;
+        if server["environment"]["server_clustered"] == true
+            && record.host.as_deref().is_some_and(|h| h != here)
+        {
+            return Err(RuntimeError::Invalid(format!(
+                "forwarding into '{name}' needs the gateway on its cluster member ({}); this \
+                 gateway runs beside {here}",
+                record.host.as_deref().unwrap_or_default()
+            )));
+        }
         let s = self
             .client
             .get(&format!("{}/state", instance(name)?))
