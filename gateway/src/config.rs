@@ -441,6 +441,29 @@ mod tests {
     }
     use super::*;
 
+    fn lxd_section(lines: &str) -> anyhow::Result<gatehouse_runtime::lxd::LxdSettings> {
+        let text = format!("[runtime]\nkind = \"lxd\"\n[runtime.lxd]\n{lines}\n");
+        Config::parse(&text)?.runtime.lxd_settings()
+    }
+
+    #[test]
+    fn a_remote_lxd_needs_its_url_and_all_three_certificates() {
+        let full = "url = \"https://lxd1:8443\"\nclient_cert = \"/c.crt\"\nclient_key = \"/c.key\"\nserver_cert = \"/s.crt\"";
+        let remote = lxd_section(full).unwrap().remote.expect("remote");
+        assert_eq!(remote.url, "https://lxd1:8443");
+        assert_eq!(remote.server_cert, PathBuf::from("/s.crt"));
+        assert!(lxd_section("socket = \"/x.sock\"")
+            .unwrap()
+            .remote
+            .is_none());
+        let err = |lines: &str| format!("{:#}", lxd_section(lines).unwrap_err());
+        assert!(
+            err(&full.replace("client_key = \"/c.key\"\n", "")).contains("url needs client_key")
+        );
+        assert!(err(&format!("{full}\nsocket = \"/x\"")).contains("both socket and url"));
+        assert!(err("server_cert = \"/s.crt\"").contains("go with url"));
+    }
+
     #[test]
     fn defaults_and_product_example() {
         let c = Config::parse("").unwrap();

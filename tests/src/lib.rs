@@ -185,6 +185,13 @@ impl Gateway {
     /// gateway only if it was made here). `extra_config` goes right after `[runtime]
     /// kind = "lxd"`: keys for `[runtime]` first, then any tables.
     pub fn start_lxd(extra_config: &str, project: Option<&str>) -> Gateway {
+        let socket = format!("socket = \"{}\"", lxd::SOCKET);
+        Self::start_lxd_at(&socket, extra_config, project)
+    }
+
+    /// [`Gateway::start_lxd`] with `endpoint` (`socket = …`, or `url = …` and the
+    /// certificates) in `[runtime.lxd]`.
+    pub fn start_lxd_at(endpoint: &str, extra_config: &str, project: Option<&str>) -> Gateway {
         let (project, owned) = match project {
             Some(p) => (p.to_string(), false),
             None => (lxd::new_project(), true),
@@ -193,8 +200,7 @@ impl Gateway {
             None,
             "",
             &format!(
-                "[runtime]\nkind = \"lxd\"\n{extra_config}\n[runtime.lxd]\nsocket = \"{}\"\nproject = \"{project}\"\n",
-                lxd::SOCKET
+                "[runtime]\nkind = \"lxd\"\n{extra_config}\n[runtime.lxd]\n{endpoint}\nproject = \"{project}\"\n"
             ),
         );
         gw.lxd_project = owned.then_some(project);

@@ -162,6 +162,67 @@ fn rand_u32() -> u32 {
 }
 
 /// Where the two members of the test cluster keep their state.
+/// The main daemon's HTTPS address, for the remote-daemon tests.
+pub const HTTPS: &str = "127.0.0.1:18443";
+
+/// Certificates for reaching the main daemon over HTTPS, in [`REMOTE_DIR`].
+pub struct RemoteCerts {
+    /// A client certificate the daemon trusts, and its key.
+    pub client: (String, String),
+    /// A client certificate the daemon does not know, and its key.
+    pub stranger: (String, String),
+    /// The daemon's certificate.
+    pub server: String,
+    /// A certificate that is not the daemon's.
+    pub impostor: String,
+}
+
+/// Where [`remote`] keeps its certificates.
+pub const REMOTE_DIR: &str = "/tmp/gh-lxd-remote";
+
+static REMOTE: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+
+/// Makes the main daemon listen on [`HTTPS`] and trust a fresh client certificate.
+pub fn remote() -> RemoteCerts {
+    ensure();
+    let mut ready = REMOTE.lock().unwrap_or_else(|e| e.into_inner());
+    if ready.is_none() {
+        let script = format!(
+            r#"set -e
+mkdir -p {REMOTE_DIR}; cd {REMOTE_DIR}
+for n in client stranger impostor; do
+  [ -s $n.crt ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:secp384r1 -nodes \
+    -keyout $n.key -out $n.crt -days 3650 -subj /CN=gatehouse-test-$n 2>/dev/null
+done
+lxc config set core.https_address {HTTPS}
+lxc config trust list --format csv | grep -q gatehouse-test-client || \
+  lxc config trust add client.crt --name gatehouse-test-client
+"#
+        );
+        let out = Command::new("sh").args(["-c", &script]).output();
+        *ready = Some(match out {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
+            Err(e) => Err(e.to_string()),
+        });
+    }
+    if let Some(Err(e)) = ready.as_ref() {
+        panic!("cannot reach LXD over HTTPS for the tests: {e}");
+    }
+    let pair = |n: &str| {
+        (
+            format!("{REMOTE_DIR}/{n}.crt"),
+            format!("{REMOTE_DIR}/{n}.key"),
+        )
+    };
+    RemoteCerts {
+        client: pair("client"),
+        stranger: pair("stranger"),
+        server: "/var/lib/lxd/server.crt".into(),
+        impostor: format!("{REMOTE_DIR}/impostor.crt"),
+    }
+}
+
 const CLUSTER_DIRS: [&str; 2] = ["/tmp/gh-lxd-cluster-a", "/tmp/gh-lxd-cluster-b"];
 
 /// Brings up two private LXD daemons on this machine (members `a` on 127.0.0.2 and `b`

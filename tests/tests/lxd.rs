@@ -221,3 +221,78 @@ fn on_a_real_cluster_twins_are_placed_on_different_members_and_run_together() {
     assert_eq!(gw.cli(&["container", "show", "n3"]).status.code(), Some(1));
     drop(gw);
 }
+
+#[test]
+fn a_remote_lxd_is_reached_over_https_with_a_client_certificate_and_a_pinned_certificate() {
+    let certs = lxd::remote();
+    let endpoint = |(cert, key): &(String, String), server: &str| {
+        format!(
+            "url = \"https://{}\"\nclient_cert = \"{cert}\"\nclient_key = \"{key}\"\nserver_cert = \"{server}\"",
+            lxd::HTTPS
+        )
+    };
+    let gw = Gateway::start_lxd_at(&endpoint(&certs.client, &certs.server), "", None);
+    gw.create_container("far1", "alice");
+    // Exec over TLS websockets: output, separate stderr, exit status.
+    let out = gw.ssh(
+        "alice",
+        "alice@far1",
+        "hostname; id -un; echo oops >&2; exit 3",
+    );
+    assert_eq!(stdout(&out), "far1\nalice\n", "{}", stderr(&out));
+    assert!(stderr(&out).contains("oops"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3));
+    // A terminal too.
+    let out = gw
+        .ssh_command("alice", "alice@far1")
+        .args(["-tt", "tty; stty size"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("/dev/pts/"), "{}", stderr(&out));
+    let list = gw.cli_ok(&["container", "list"]);
+    assert!(list.contains("far1") && list.contains("running"), "{list}");
+
+    // A daemon whose certificate is not the pinned one is never talked to.
+    let project = gw.lxd_project.clone().unwrap();
+    let pinned_wrong = Gateway::start_lxd_at(
+        &endpoint(&certs.client, &certs.impostor),
+        "",
+        Some(&project),
+    );
+    let out = pinned_wrong.cli(&["container", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not the one pinned in [runtime.lxd] server_cert"),
+        "{}",
+        stderr(&out)
+    );
+    let out = pinned_wrong.ssh("alice", "alice@far1", "true");
+    assert!(
+        stderr(&out).contains("the container runtime (lxd) is unavailable"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        pinned_wrong
+            .audit_events("session.refused")
+            .iter()
+            .any(|e| e["reason"].as_str().is_some_and(|r| r.contains("pinned"))),
+        "{}",
+        pinned_wrong.audit()
+    );
+
+    // A client certificate the daemon does not trust gets LXD's refusal, explained.
+    let stranger = Gateway::start_lxd_at(
+        &endpoint(&certs.stranger, &certs.server),
+        "",
+        Some(&project),
+    );
+    let out = stranger.cli(&["container", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not trust this gateway's certificate"),
+        "{}",
+        stderr(&out)
+    );
+}
