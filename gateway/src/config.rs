@@ -212,6 +212,17 @@ impl RuntimeConfig {
             profiles: default_profiles(),
             pool: None,
         });
+        if section.project.is_empty()
+            || !section
+                .project
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            anyhow::bail!(
+                "[runtime.lxd] project '{}' is not a valid LXD project name",
+                section.project
+            );
+        }
         let remote = match (&section.url, &section.socket) {
             (None, _) => {
                 if section.client_cert.is_some()
@@ -462,6 +473,7 @@ mod tests {
         );
         assert!(err(&format!("{full}\nsocket = \"/x\"")).contains("both socket and url"));
         assert!(err("server_cert = \"/s.crt\"").contains("go with url"));
+        assert!(err("project = \"a&b\"").contains("not a valid LXD project name"));
     }
 
     #[test]

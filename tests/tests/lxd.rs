@@ -296,3 +296,37 @@ fn a_remote_lxd_is_reached_over_https_with_a_client_certificate_and_a_pinned_cer
         stderr(&out)
     );
 }
+
+#[test]
+fn an_instance_another_gateway_runs_a_session_in_is_not_stopped_as_idle() {
+    let a = Gateway::start_lxd("idle_stop = \"2s\"\n", None);
+    let project = a.lxd_project.clone().unwrap();
+    let b = Gateway::start_lxd("", Some(&project));
+    a.create_container("idle2", "alice");
+    let out = a.ssh("alice", "alice@idle2", "echo up");
+    assert_eq!(stdout(&out), "up\n", "{}", stderr(&out));
+    // B's session outlives A's idle time and A's first sweeps (every 10 s).
+    let long = b
+        .ssh_command("alice", "alice@idle2")
+        .arg("sleep 24; echo done")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(22));
+    assert_eq!(a.state_of("idle2"), "running", "{}", a.log());
+    assert!(
+        a.log().contains("a session runs in it"),
+        "A never looked:\n{}",
+        a.log()
+    );
+    let out = long.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "done\n", "B's session was cut");
+    // Once nobody uses it, A stops it.
+    assert!(
+        a.wait_for_state("idle2", "stopped", 40),
+        "still {}:\n{}",
+        a.state_of("idle2"),
+        a.log()
+    );
+}

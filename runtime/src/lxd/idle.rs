@@ -1,7 +1,8 @@
 //! Idle stop on LXD: the gateway counts the sessions it runs in each instance, and a
 //! sweeper stops an instance once it has had none for its idle time (`[runtime]
-//! idle_stop`, or the container's own). Only sessions this gateway served count: an
-//! instance it never ran a session in is left alone.
+//! idle_stop`, or the container's own) — and LXD runs no exec in it either, so a session
+//! another gateway sharing the daemon serves (or an admin's `lxc exec`) keeps it up. An
+//! instance this gateway never ran a session in is left alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -65,6 +66,39 @@ impl Sessions {
     }
 }
 
+impl Sessions {
+    /// Starts `name`'s idle time again (it was found in use after all).
+    pub fn touch(&self, name: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.entry(name.to_string()).or_insert((0, Instant::now())).1 = Instant::now();
+        }
+    }
+}
+
+/// Whether one of `operations` (LXD's `/1.0/operations?recursion=1` answer) is an exec
+/// still running in instance `name`.
+pub fn exec_running(operations: &serde_json::Value, name: &str) -> bool {
+    let Some(by_status) = operations.as_object() else {
+        return false;
+    };
+    let suffix = format!("/instances/{name}");
+    by_status
+        .values()
+        .flat_map(|v| v.as_array().into_iter().flatten())
+        .any(|op| {
+            op["status"] == "Running"
+                && op["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("Executing command"))
+                && op["resources"]["instances"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str())
+                    .any(|r| r.split('?').next().is_some_and(|p| p.ends_with(&suffix)))
+        })
+}
+
 /// Stops idle instances of `runtime` every [`SWEEP`], as long as it exists.
 pub fn spawn_sweeper(runtime: std::sync::Weak<super::LxdRuntime>) {
     tokio::spawn(async move {
@@ -96,5 +130,32 @@ mod tests {
         assert!(s.idle(|_| Some(Duration::from_secs(3600))).is_empty());
         assert_eq!(s.idle(|_| Some(Duration::ZERO)), vec!["web01".to_string()]);
         assert!(s.idle(|_| Some(Duration::ZERO)).is_empty(), "reported once");
+        s.touch("web01");
+        assert!(
+            s.idle(|_| Some(Duration::from_secs(3600))).is_empty(),
+            "touched"
+        );
+        assert_eq!(s.idle(|_| Some(Duration::ZERO)), vec!["web01".to_string()]);
+    }
+
+    #[test]
+    fn a_running_exec_in_the_instance_counts_as_use() {
+        let ops = serde_json::json!({
+            "running": [
+                {"description": "Executing command", "status": "Running",
+                 "resources": {"instances": ["/1.0/instances/web01?project=team"]}},
+                {"description": "Starting instance", "status": "Running",
+                 "resources": {"instances": ["/1.0/instances/db01"]}}
+            ],
+            "success": [
+                {"description": "Executing command", "status": "Success",
+                 "resources": {"instances": ["/1.0/instances/web02"]}}
+            ]
+        });
+        assert!(exec_running(&ops, "web01"));
+        assert!(!exec_running(&ops, "db01"), "not an exec");
+        assert!(!exec_running(&ops, "web02"), "finished");
+        assert!(!exec_running(&ops, "web0"), "another name");
+        assert!(!exec_running(&serde_json::json!(null), "web01"));
     }
 }

@@ -153,6 +153,23 @@ impl LxdRuntime {
             None => None,
         };
         for name in self.sessions.idle(idle_for) {
+            let ops = format!(
+                "/1.0/operations?recursion=1&project={}",
+                self.settings.project
+            );
+            match self.client.get(&ops).await {
+                Ok(ops) if !idle::exec_running(&ops, &name) => {}
+                Ok(_) => {
+                    tracing::info!(container = %name, "idle here, but a session runs in it (another gateway's, or lxc exec): left running");
+                    self.sessions.touch(&name);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(container = %name, "idle stop: {e}");
+                    self.sessions.touch(&name);
+                    continue;
+                }
+            }
             tracing::info!(container = %name, "stopping idle container");
             if let Err(e) = self.stop(&name).await {
                 tracing::warn!(container = %name, "idle stop: {e}");
