@@ -672,7 +672,8 @@ fn backup_name(file: &Path) -> Result<String> {
 }
 
 /// Waits (up to 10 s) until an init system that has one (systemd) reports the boot
-/// finished: accounts created while it still sets up the system can be lost.
+/// finished, so a session finds the system up (its services started), as after a VM's
+/// boot.
 const SETTLE: &str = "command -v systemctl >/dev/null 2>&1 || exit 0; i=0; while [ $i -lt 200 ]; do \
     s=$(systemctl is-system-running --wait 2>/dev/null); \
     case \"$s\" in running|degraded|maintenance|stopping) exit 0;; esac; i=$((i+1)); sleep 0.05; done; \
