@@ -393,6 +393,12 @@ impl Config {
             }
         }
         match self.runtime.kind.as_str() {
+            "lxd" if self.runtime.sftp_server == gatehouse_runtime::SftpServer::Builtin => {
+                anyhow::bail!(
+                    "[runtime] sftp_server = \"builtin\" runs inside native containers only; \
+                     on LXD the image's own sftp-server serves SFTP (use \"auto\")"
+                )
+            }
             "native" | "lxd" => {}
             other => {
                 anyhow::bail!("[runtime] kind = \"{other}\" is unknown; use \"native\" or \"lxd\"")
@@ -474,6 +480,9 @@ mod tests {
         assert!(err(&format!("{full}\nsocket = \"/x\"")).contains("both socket and url"));
         assert!(err("server_cert = \"/s.crt\"").contains("go with url"));
         assert!(err("project = \"a&b\"").contains("not a valid LXD project name"));
+        let builtin = "[runtime]\nkind = \"lxd\"\nsftp_server = \"builtin\"\n";
+        let e = format!("{:#}", Config::parse(builtin).unwrap_err());
+        assert!(e.contains("native containers only"), "{e}");
     }
 
     #[test]

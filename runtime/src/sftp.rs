@@ -16,6 +16,25 @@ use russh_sftp::protocol::{
 };
 use russh_sftp::server::StatusReply;
 
+/// Where images keep OpenSSH's `sftp-server` (Debian, Alpine, Fedora, Arch).
+pub const IMAGE_SERVERS: &[&str] = &[
+    "/usr/lib/openssh/sftp-server",
+    "/usr/lib/ssh/sftp-server",
+    "/usr/libexec/openssh/sftp-server",
+    "/usr/libexec/sftp-server",
+];
+
+/// A shell command that runs the first of [`IMAGE_SERVERS`] the image has, or says
+/// that there is none (exit 127).
+pub fn image_server_command() -> String {
+    let paths = IMAGE_SERVERS.join(" ");
+    format!(
+        "for p in {paths}; do [ -x \"$p\" ] && exec \"$p\"; done; \
+         echo 'gatehouse: this image has no sftp-server (install openssh-sftp-server in it)' >&2; \
+         exit 127"
+    )
+}
+
 /// The largest read answered at once (OpenSSH's clients ask for at most 256 KiB).
 const MAX_READ: u32 = 256 * 1024;
 /// Directory entries sent per `READDIR` answer.

@@ -117,6 +117,33 @@ fn sftp_works_and_is_audited_on_lxd() {
         assert!(std::time::Instant::now() < deadline, "{}", gw.audit());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The image's server is found where other distributions keep it…
+    let out = gw.ssh(
+        "alice",
+        "alice@root@files1",
+        "mv /usr/lib/openssh/sftp-server /usr/libexec/sftp-server",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back = dir.path().join("back.bin");
+    let fetch = |to: &std::path::Path| {
+        gw.transfer_command("scp", "alice")
+            .arg("alice@files1@127.0.0.1:/tmp/up.bin")
+            .arg(to)
+            .output()
+            .unwrap()
+    };
+    let out = fetch(&back);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read(&back).unwrap() == body);
+    // …and an image without one says so.
+    gw.ssh("alice", "alice@root@files1", "rm /usr/libexec/sftp-server");
+    let out = fetch(&dir.path().join("never.bin"));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("this image has no sftp-server"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

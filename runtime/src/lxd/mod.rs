@@ -584,7 +584,13 @@ impl Runtime for LxdRuntime {
             env.push((k, v));
         }
         let command = match (&spec.sftp, spec.command) {
-            (Some(_), _) => vec!["/usr/lib/openssh/sftp-server".to_string()],
+            // The image's own server, as the login (LXD's instance SFTP endpoint would
+            // serve as root); the built-in one runs only inside native containers.
+            (Some(_), _) => vec![
+                "/bin/sh".to_string(),
+                "-c".into(),
+                crate::sftp::image_server_command(),
+            ],
             (None, Some(c)) => vec![l.shell.clone(), "-c".into(), c],
             (None, None) => vec![l.shell.clone(), "-l".into()],
         };

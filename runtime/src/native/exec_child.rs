@@ -302,20 +302,12 @@ fn become_login_and_exec(
     }
 }
 
-/// Where images keep OpenSSH's `sftp-server` (Debian, Alpine, Fedora, Arch).
-const SFTP_SERVERS: &[&str] = &[
-    "/usr/lib/openssh/sftp-server",
-    "/usr/lib/ssh/sftp-server",
-    "/usr/libexec/openssh/sftp-server",
-    "/usr/libexec/sftp-server",
-];
-
 /// The image's own SFTP server, if it has one and `server` lets it be used.
 fn sftp_server(server: crate::api::SftpServer) -> Option<&'static str> {
     if server == crate::api::SftpServer::Builtin {
         return None;
     }
-    SFTP_SERVERS
+    crate::sftp::IMAGE_SERVERS
         .iter()
         .copied()
         .find(|p| nix::unistd::access(*p, nix::unistd::AccessFlags::X_OK).is_ok())
