@@ -357,3 +357,19 @@ fn an_instance_another_gateway_runs_a_session_in_is_not_stopped_as_idle() {
         a.log()
     );
 }
+
+#[test]
+fn a_container_another_gateway_recreated_gets_its_accounts_again() {
+    let a = Gateway::start_lxd("", None);
+    let project = a.lxd_project.clone().unwrap();
+    let b = Gateway::start_lxd("", Some(&project));
+    a.create_container("same1", "alice");
+    let out = a.ssh("alice", "alice@same1", "id -un; touch ~/old");
+    assert_eq!(stdout(&out), "alice\n", "{}", stderr(&out));
+    // B replaces it under the same name; A has served it before and must not trust
+    // what it learned then.
+    b.cli_ok(&["container", "delete", "same1"]);
+    b.create_container("same1", "alice");
+    let out = a.ssh("alice", "alice@same1", "id -un; ls ~");
+    assert_eq!(stdout(&out), "alice\n", "{}", stderr(&out));
+}

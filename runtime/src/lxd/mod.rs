@@ -3,6 +3,7 @@
 //! ([`records`]); processes run through the exec API's websockets ([`exec`]).
 
 pub mod agent;
+pub mod boot_cache;
 pub mod client;
 pub mod exec;
 pub mod idle;
@@ -90,10 +91,11 @@ const STOP_TIMEOUT_SECS: i64 = 30;
 pub struct LxdRuntime {
     client: LxdClient,
     settings: LxdSettings,
-    logins: std::sync::Mutex<HashMap<(String, String), Login>>,
+    /// Logins looked up, per instance boot.
+    logins: boot_cache::PerBoot<Login>,
     /// Accounts made ready since the container started (container, account), so later
     /// sessions skip the round trip.
-    prepared: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    prepared: boot_cache::PerBoot<()>,
     /// Sessions running per instance, for idle stop.
     sessions: idle::Sessions,
     /// Whether the idle sweeper runs.
@@ -129,9 +131,9 @@ impl LxdRuntime {
             me: me.clone(),
             client: LxdClient::new(endpoint, &settings.project),
             settings,
-            logins: std::sync::Mutex::new(HashMap::new()),
+            logins: boot_cache::PerBoot::default(),
             starting: std::sync::Mutex::new(HashMap::new()),
-            prepared: std::sync::Mutex::new(std::collections::HashSet::new()),
+            prepared: boot_cache::PerBoot::default(),
         }))
     }
 
@@ -214,14 +216,23 @@ impl LxdRuntime {
         exec::exec(&self.client, name, req).await?.finish().await
     }
 
+    /// Names the running boot of instance `name` (see [`boot_cache`]).
+    async fn boot(&self, name: &str) -> Result<String> {
+        let i = self.instance_json(name).await?;
+        Ok(format!(
+            "{}|{}",
+            i["created_at"].as_str().unwrap_or_default(),
+            i["last_used_at"].as_str().unwrap_or_default()
+        ))
+    }
+
     async fn login(&self, name: &str, login: &str) -> Result<Login> {
-        let key = (name.to_string(), login.to_string());
-        if let Some(l) = self.logins.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        let boot = self.boot(name).await?;
+        if let Some(l) = self.logins.get(name, &boot, login) {
             return Ok(l);
         }
-        // A look-up can come back empty now and then on an instance that has just booted
-        // (its output lost, or /etc/passwd being rewritten at that moment): ask again
-        // before saying the account is missing, and never remember a miss.
+        // An answer that does not parse is asked for again before the account is called
+        // missing (an account being written at that moment), and a miss is never kept.
         let mut attempt = 0;
         let l = loop {
             let (status, out) = self
@@ -239,9 +250,7 @@ impl LxdRuntime {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
         };
-        if let Ok(mut m) = self.logins.lock() {
-            m.insert(key, l.clone());
-        }
+        self.logins.insert(name, &boot, login, l.clone());
         Ok(l)
     }
 }
@@ -473,8 +482,9 @@ impl Runtime for LxdRuntime {
         let Some(account) = account else {
             return Ok(());
         };
-        let key = (name.to_string(), format!("{account:?}"));
-        if self.prepared.lock().is_ok_and(|p| p.contains(&key)) {
+        let key = format!("{account:?}");
+        let boot = self.boot(name).await?;
+        if self.prepared.get(name, &boot, &key).is_some() {
             return Ok(());
         }
         let script = crate::accounts::script(account)?;
@@ -488,9 +498,7 @@ impl Runtime for LxdRuntime {
                 output.trim()
             )));
         }
-        if let Ok(mut p) = self.prepared.lock() {
-            p.insert(key);
-        }
+        self.prepared.insert(name, &boot, &key, ());
         Ok(())
     }
 
@@ -772,12 +780,8 @@ impl LxdRuntime {
     }
 
     fn forget_logins(&self, name: &str) {
-        if let Ok(mut m) = self.logins.lock() {
-            m.retain(|(c, _), _| c != name);
-        }
-        if let Ok(mut p) = self.prepared.lock() {
-            p.retain(|(c, _)| c != name);
-        }
+        self.logins.forget(name);
+        self.prepared.forget(name);
     }
 }
 
