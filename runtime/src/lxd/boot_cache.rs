@@ -6,9 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// One instance's values: the boot they were learned in, and the values by key.
+type Learned<V> = (String, HashMap<String, V>);
+
 /// Values per instance, per key, valid during one boot.
 pub struct PerBoot<V> {
-    inner: Mutex<HashMap<String, (String, HashMap<String, V>)>>,
+    inner: Mutex<HashMap<String, Learned<V>>>,
 }
 
 impl<V> Default for PerBoot<V> {
