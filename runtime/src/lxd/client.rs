@@ -25,6 +25,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an operation is waited for.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A request body: bytes at hand, or a file streamed from disk.
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed()
+}
+
 /// LXD's envelope around every answer.
 #[derive(Debug, Deserialize)]
 struct Envelope {
@@ -95,7 +104,8 @@ impl LxdClient {
         path: &str,
         content_type: &str,
         headers: &[(&str, &str)],
-        body: Bytes,
+        body: Body,
+        answer_within: Duration,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = self.endpoint.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -112,10 +122,10 @@ impl LxdClient {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(body)).map_err(engine)?;
-        tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))
+        let req = req.body(body).map_err(engine)?;
+        tokio::time::timeout(answer_within, sender.send_request(req))
             .await
-            .map_err(|_| engine(format!("no answer to {path} within {REQUEST_TIMEOUT:?}")))?
+            .map_err(|_| engine(format!("no answer to {path} within {answer_within:?}")))?
             .map_err(engine)
     }
 
@@ -126,9 +136,12 @@ impl LxdClient {
         path: &str,
         content_type: &str,
         headers: &[(&str, &str)],
-        body: Bytes,
+        body: Body,
+        answer_within: Duration,
     ) -> Result<(StatusCode, Bytes)> {
-        let resp = self.open(method, path, content_type, headers, body).await?;
+        let resp = self
+            .open(method, path, content_type, headers, body, answer_within)
+            .await?;
         let status = resp.status();
         let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
         let read = tokio::time::timeout(REQUEST_TIMEOUT, limited.collect())
@@ -182,17 +195,21 @@ impl LxdClient {
             None => Bytes::new(),
         };
         let (status, raw) = self
-            .send(method, path, "application/json", &[], bytes)
+            .send(
+                method,
+                path,
+                "application/json",
+                &[],
+                full(bytes),
+                REQUEST_TIMEOUT,
+            )
             .await?;
         Self::answer(path, status, &raw)
     }
 
     /// A GET whose answer is synchronous.
     pub async fn get(&self, path: &str) -> Result<Value> {
-        match self.request(Method::GET, path, None).await? {
-            Answer::Sync(v) => Ok(v),
-            Answer::Async { id, .. } => self.wait(&id).await,
-        }
+        self.call(Method::GET, path, None).await
     }
 
     /// A request that may run as an operation; waits for it and returns its metadata.
@@ -247,8 +264,21 @@ impl LxdClient {
         }
     }
 
-    /// Sends a raw body (an image or backup tarball) as an operation and waits for it.
-    pub async fn upload(&self, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Value> {
+    /// Sends `file` (an image or backup tarball, any size) as the raw body of a request
+    /// that runs as an operation, streamed from disk; waits for the operation.
+    pub async fn upload_file(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        file: &Path,
+    ) -> Result<Value> {
+        use futures_util::TryStreamExt;
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| RuntimeError::io("cannot read", file, e))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)
+            .map_ok(hyper::body::Frame::data);
+        let body = http_body_util::StreamBody::new(stream).boxed();
         let (status, raw) = self
             .send(
                 Method::POST,
@@ -256,6 +286,7 @@ impl LxdClient {
                 "application/octet-stream",
                 headers,
                 body,
+                OPERATION_TIMEOUT,
             )
             .await?;
         match Self::answer(path, status, &raw)? {
@@ -268,7 +299,14 @@ impl LxdClient {
     pub async fn download_to(&self, path: &str, file: &Path) -> Result<()> {
         use tokio::io::AsyncWriteExt;
         let resp = self
-            .open(Method::GET, path, "application/json", &[], Bytes::new())
+            .open(
+                Method::GET,
+                path,
+                "application/json",
+                &[],
+                full(Bytes::new()),
+                REQUEST_TIMEOUT,
+            )
             .await?;
         let status = resp.status();
         let mut body = resp.into_body();

@@ -58,11 +58,12 @@ const TEMPLATES: &[(&str, &str, &str)] = &[
 fn is_unified(file: &Path) -> Result<bool> {
     let f = std::fs::File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
     let mut archive = tar::Archive::new(f);
-    let entries = archive.entries().map_err(|e| {
-        RuntimeError::Invalid(format!("{} is not a tar archive: {e}", file.display()))
-    })?;
+    let not_tar = |e: std::io::Error| {
+        RuntimeError::Invalid(format!("{} is not a tar archive ({e})", file.display()))
+    };
+    let entries = archive.entries().map_err(not_tar)?;
     for e in entries.take(64) {
-        let e = e.map_err(|e| RuntimeError::Invalid(format!("{}: {e}", file.display())))?;
+        let e = e.map_err(not_tar)?;
         let path = e
             .path()
             .map(|p| p.to_string_lossy().into_owned())
@@ -74,26 +75,35 @@ fn is_unified(file: &Path) -> Result<bool> {
     Ok(false)
 }
 
-impl LxdRuntime {
-    /// The images in LXD's store that have an alias.
-    pub async fn images(&self) -> Result<Vec<LxdImage>> {
-        let aliases = self.client().get("/1.0/images/aliases?recursion=1").await?;
-        let mut out = Vec::new();
-        for a in aliases.as_array().into_iter().flatten() {
-            let fingerprint = a["target"].as_str().unwrap_or_default().to_string();
-            let created = self
-                .client()
-                .get(&format!("/1.0/images/{fingerprint}"))
-                .await
-                .ok()
-                .and_then(|i| i["uploaded_at"].as_str().map(str::to_string))
-                .unwrap_or_default();
+/// Every alias of every image in LXD's `/1.0/images?recursion=1` answer.
+fn images_by_alias(images: &serde_json::Value) -> Vec<LxdImage> {
+    let mut out = Vec::new();
+    for i in images.as_array().into_iter().flatten() {
+        let created = i["uploaded_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        for a in i["aliases"].as_array().into_iter().flatten() {
             out.push(LxdImage {
                 name: a["name"].as_str().unwrap_or_default().to_string(),
-                fingerprint,
-                created,
+                fingerprint: i["fingerprint"].as_str().unwrap_or_default().to_string(),
+                created: created.clone(),
             });
         }
+    }
+    out
+}
+
+impl LxdRuntime {
+    /// The images in LXD's store that have an alias (one entry per alias).
+    pub async fn images(&self) -> Result<Vec<LxdImage>> {
+        let images = self.client().get("/1.0/images?recursion=1").await?;
+        let mut out = images_by_alias(&images);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -123,12 +133,9 @@ impl LxdRuntime {
                 tarball.display()
             )));
         }
-        let data = tokio::fs::read(tarball)
-            .await
-            .map_err(|e| RuntimeError::io("cannot read", tarball, e))?;
         let done = self
             .client()
-            .upload("/1.0/images", &[("X-LXD-public", "false")], data.into())
+            .upload_file("/1.0/images", &[("X-LXD-public", "false")], tarball)
             .await?;
         let fingerprint = done["fingerprint"]
             .as_str()
@@ -229,6 +236,21 @@ impl LxdRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_alias_is_listed_with_its_image() {
+        let answer = serde_json::json!([
+            {"fingerprint": "abc", "uploaded_at": "2026-11-27T03:02:01.342752436Z",
+             "aliases": [{"name": "debian-12"}, {"name": "stable"}]},
+            {"fingerprint": "def", "uploaded_at": "nonsense", "aliases": []}
+        ]);
+        let list = images_by_alias(&answer);
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].name, "debian-12");
+        assert_eq!(list[1].name, "stable");
+        assert_eq!(list[1].fingerprint, "abc");
+        assert_eq!(list[0].created, "2026-11-27 03:02:01 UTC");
+    }
 
     #[test]
     fn metadata_names_the_architecture_and_release() {

@@ -554,15 +554,8 @@ impl Runtime for LxdRuntime {
         if self.client.get(&instance(&name)?).await.is_ok() {
             return Err(RuntimeError::ContainerExists(name));
         }
-        let data = tokio::fs::read(file)
-            .await
-            .map_err(|e| RuntimeError::io("cannot read", file, e))?;
         self.client
-            .upload(
-                "/1.0/instances",
-                &[("X-LXD-name", name.as_str())],
-                data.into(),
-            )
+            .upload_file("/1.0/instances", &[("X-LXD-name", name.as_str())], file)
             .await?;
         Ok(name)
     }
