@@ -402,6 +402,14 @@ fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
     Ok(())
 }
 
+/// Unpacks a rootfs archive (plain, or an LXC/Incus image's `rootfs/`; .tar, .tar.gz,
+/// .tar.zst) into `dest`, checking every path first; ownership is kept as in the archive.
+pub(crate) fn unpack_rootfs(file: &Path, dest: &Path) -> Result<()> {
+    let layout = scan(file)?;
+    std::fs::create_dir_all(dest).map_err(|e| RuntimeError::io("cannot create", dest, e))?;
+    unpack(file, dest, layout.strip_rootfs)
+}
+
 /// Runs debootstrap (`--variant=minbase`, with `packages`) for `suite` from `mirror` into
 /// `rootfs`. `progress` receives each line it prints.
 pub fn debootstrap(

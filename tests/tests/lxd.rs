@@ -373,3 +373,60 @@ fn a_container_another_gateway_recreated_gets_its_accounts_again() {
     let out = a.ssh("alice", "alice@same1", "id -un; ls ~");
     assert_eq!(stdout(&out), "alice\n", "{}", stderr(&out));
 }
+
+#[test]
+fn a_rootfs_archive_is_imported_into_lxds_image_store() {
+    let gw = Gateway::start_lxd("", None);
+    let dir = tempfile::tempdir().unwrap();
+    // A compressed LXD image (not a plain unified tarball): repacked, then published.
+    let export = dir.path().join("debian");
+    let run = |cmd: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {}", stderr(&out));
+    };
+    run(&format!(
+        "lxc image export debian-12 {0} >/dev/null && zstd -q -1 -T0 --rm {0}.tar -o {0}.tar.zst",
+        export.display()
+    ));
+    let name = format!("imp-{}", std::process::id());
+    let file = format!("{}.tar.zst", export.display());
+    gw.cli_ok(&["image", "import", &name, &file]);
+    assert!(gw.cli_ok(&["image", "list"]).contains(&name));
+    gw.cli_ok(&[
+        "container",
+        "create",
+        "imp1",
+        "--owner",
+        "alice",
+        "--image",
+        &name,
+    ]);
+    let out = gw.ssh("alice", "alice@imp1", "hostname; id -un");
+    let cleanup = |gw: &Gateway| {
+        gw.cli(&["container", "delete", "imp1"]);
+        gw.cli(&["image", "delete", &name]);
+    };
+    if stdout(&out) != "imp1\nalice\n" {
+        cleanup(&gw);
+        panic!("{}{}", stdout(&out), stderr(&out));
+    }
+    // Something LXD cannot boot is refused before it reaches the store.
+    let bare = dir.path().join("bare.tar");
+    run(&format!(
+        "mkdir -p {0}/etc && echo x > {0}/etc/hostname && tar -C {0} -cf {1} etc",
+        dir.path().join("bare").display(),
+        bare.display()
+    ));
+    let out = gw.cli(&["image", "import", "bare1", bare.to_str().unwrap()]);
+    cleanup(&gw);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has no /sbin/init"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!gw.cli_ok(&["image", "list"]).contains("bare1"));
+}

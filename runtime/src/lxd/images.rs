@@ -99,6 +99,66 @@ fn images_by_alias(images: &serde_json::Value) -> Vec<LxdImage> {
     out
 }
 
+/// Packs `dir/rootfs` with `metadata` and the [`TEMPLATES`] into `dir/image.tar`, an
+/// LXD unified image tarball.
+fn pack_unified(dir: &Path, metadata: &str) -> Result<std::path::PathBuf> {
+    let rootfs = dir.join("rootfs");
+    let tarball = dir.join("image.tar");
+    let f = std::fs::File::create(&tarball)
+        .map_err(|e| RuntimeError::io("cannot create", &tarball, e))?;
+    let mut b = tar::Builder::new(f);
+    b.follow_symlinks(false);
+    let fail = |e: std::io::Error| RuntimeError::io("cannot write", &tarball, e);
+    let mut small = |path: &str, text: &str| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(chrono::Utc::now().timestamp().max(0) as u64);
+        header.set_cksum();
+        b.append_data(&mut header, path, text.as_bytes())
+    };
+    small("metadata.yaml", metadata).map_err(fail)?;
+    for (_, template, text) in TEMPLATES {
+        small(&format!("templates/{template}"), text).map_err(fail)?;
+    }
+    b.append_dir_all("rootfs", &rootfs).map_err(fail)?;
+    b.finish().map_err(fail)?;
+    Ok(tarball)
+}
+
+/// A rootfs archive that is not a plain LXD image tarball (a bare rootfs, compressed or
+/// not, or a compressed LXC/Incus image) as an LXD image: unpacked, checked for an init
+/// system (LXD boots one), and packed with our metadata and templates. The tarball lives
+/// in the returned directory.
+async fn repack(name: &str, file: &Path) -> Result<(tempfile::TempDir, std::path::PathBuf)> {
+    let work = tempfile::Builder::new()
+        .prefix("gatehouse-lxd-import-")
+        .tempdir()
+        .map_err(|e| RuntimeError::Tool(format!("cannot create a work directory: {e}")))?;
+    let (dir, file, name) = (
+        work.path().to_path_buf(),
+        file.to_path_buf(),
+        name.to_string(),
+    );
+    let tarball = tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
+        let rootfs = dir.join("rootfs");
+        crate::images::unpack_rootfs(&file, &rootfs)?;
+        if std::fs::symlink_metadata(rootfs.join("sbin/init")).is_err() {
+            return Err(RuntimeError::Invalid(format!(
+                "{} has no /sbin/init: LXD boots the image's init system (install \
+                 systemd-sysv in it, or use the native runtime)",
+                file.display()
+            )));
+        }
+        pack_unified(&dir, &metadata("imported", &name))
+    })
+    .await
+    .map_err(|e| RuntimeError::Tool(format!("image import: {e}")))??;
+    Ok((work, tarball))
+}
+
 impl LxdRuntime {
     /// The images in LXD's store that have an alias (one entry per alias).
     pub async fn images(&self) -> Result<Vec<LxdImage>> {
@@ -126,17 +186,17 @@ impl LxdRuntime {
         if self.alias_exists(name).await? {
             return Err(RuntimeError::ImageExists(name.to_string()));
         }
-        if !is_unified(tarball)? {
-            return Err(RuntimeError::Invalid(format!(
-                "{} is not an LXD image (a tarball with metadata.yaml and rootfs/); \
-                 build one with `gatehouse image build`",
-                tarball.display()
-            )));
-        }
+        // A plain LXD image goes as it is; anything else is repacked as one first.
+        let repacked = match is_unified(tarball) {
+            Ok(true) => None,
+            _ => Some(repack(name, tarball).await?),
+        };
+        let upload = repacked.as_ref().map_or(tarball, |(_, t)| t.as_path());
         let done = self
             .client()
-            .upload_file("/1.0/images", &[("X-LXD-public", "false")], tarball)
+            .upload_file("/1.0/images", &[("X-LXD-public", "false")], upload)
             .await?;
+        drop(repacked);
         let fingerprint = done["fingerprint"]
             .as_str()
             .ok_or_else(|| RuntimeError::Engine("the image upload gave no fingerprint".into()))?
@@ -174,26 +234,7 @@ impl LxdRuntime {
             let rootfs = dir.join("rootfs");
             let packages = format!("{EXTRA_PACKAGES},{LXD_PACKAGES}");
             debootstrap(&rootfs, &suite_s, &mirror_s, &packages, &mut *progress)?;
-            let tarball = dir.join("image.tar");
-            let f = std::fs::File::create(&tarball)
-                .map_err(|e| RuntimeError::io("cannot create", &tarball, e))?;
-            let mut b = tar::Builder::new(f);
-            b.follow_symlinks(false);
-            let fail = |e: std::io::Error| RuntimeError::io("cannot write", &tarball, e);
-            let mut small = |path: &str, text: &str| {
-                let mut header = tar::Header::new_gnu();
-                header.set_size(text.len() as u64);
-                header.set_mode(0o644);
-                header.set_cksum();
-                b.append_data(&mut header, path, text.as_bytes())
-            };
-            small("metadata.yaml", &metadata(&suite_s, &name_s)).map_err(fail)?;
-            for (_, template, text) in TEMPLATES {
-                small(&format!("templates/{template}"), text).map_err(fail)?;
-            }
-            b.append_dir_all("rootfs", &rootfs).map_err(fail)?;
-            b.finish().map_err(fail)?;
-            Ok(tarball)
+            pack_unified(&dir, &metadata(&suite_s, &name_s))
         })
         .await
         .map_err(|e| RuntimeError::Tool(format!("image build: {e}")))?;
@@ -285,5 +326,22 @@ mod tests {
         std::fs::write(dir.join("junk"), b"not a tarball at all").unwrap();
         assert!(is_unified(&dir.join("junk")).is_err() || !is_unified(&dir.join("junk")).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_packed_image_unpacks_with_the_strict_importer() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("rootfs/etc")).unwrap();
+        std::fs::write(dir.path().join("rootfs/etc/hostname"), "x\n").unwrap();
+        let tarball = pack_unified(dir.path(), &metadata("imported", "t")).unwrap();
+        assert!(is_unified(&tarball).unwrap());
+        let mut archive = tar::Archive::new(std::fs::File::open(&tarball).unwrap());
+        for e in archive.entries().unwrap() {
+            let e = e.unwrap();
+            assert_eq!(e.header().uid().unwrap(), 0, "{:?}", e.path().unwrap());
+        }
+        let out = tempfile::tempdir().unwrap();
+        crate::images::unpack_rootfs(&tarball, &out.path().join("rootfs")).unwrap();
+        assert!(out.path().join("rootfs/etc/hostname").exists());
     }
 }
