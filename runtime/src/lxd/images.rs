@@ -194,7 +194,12 @@ impl LxdRuntime {
         let upload = repacked.as_ref().map_or(tarball, |(_, t)| t.as_path());
         let done = self
             .client()
-            .upload_file("/1.0/images", &[("X-LXD-public", "false")], upload)
+            .upload_file(
+                "/1.0/images",
+                // Incus renamed LXD's headers; each daemon ignores the other's.
+                &[("X-LXD-public", "false"), ("X-Incus-public", "false")],
+                upload,
+            )
             .await?;
         drop(repacked);
         let fingerprint = done["fingerprint"]

@@ -555,7 +555,14 @@ impl Runtime for LxdRuntime {
             return Err(RuntimeError::ContainerExists(name));
         }
         self.client
-            .upload_file("/1.0/instances", &[("X-LXD-name", name.as_str())], file)
+            .upload_file(
+                "/1.0/instances",
+                &[
+                    ("X-LXD-name", name.as_str()),
+                    ("X-Incus-name", name.as_str()),
+                ],
+                file,
+            )
             .await?;
         Ok(name)
     }
