@@ -1,6 +1,7 @@
 //! The LXD backend: containers are LXD instances, driven through LXD's REST API on its
-//! unix socket ([`client`]); the inventory lives in the instances' config
-//! ([`records`]); processes run through the exec API's websockets ([`exec`]).
+//! unix socket or over HTTPS ([`client`], [`transport`]); the inventory lives in the instances' config
+//! ([`records`]); processes run through the exec API's websockets ([`exec`]); what is
+//! done inside an instance as root (boot wait, accounts, logins) is in `inside.rs`.
 
 pub mod agent;
 pub mod boot_cache;
@@ -8,6 +9,7 @@ pub mod client;
 pub mod exec;
 pub mod idle;
 pub mod images;
+mod inside;
 pub mod netns;
 pub mod placement;
 pub mod records;
@@ -15,6 +17,8 @@ pub mod tls;
 pub mod transport;
 
 use std::collections::HashMap;
+
+use inside::Login;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -23,9 +27,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use self::client::LxdClient;
-use crate::api::{
-    Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome, Usage,
-};
+use crate::api::{Account, ContainerState, ExecSpec, Process, Runtime, StartOutcome, Usage};
 use crate::error::{Result, RuntimeError};
 use crate::inventory::ContainerRecord;
 use crate::names::validate_container_name;
@@ -75,15 +77,6 @@ impl LxdSettings {
     }
 }
 
-/// A login inside an instance, as `getent passwd` tells it.
-#[derive(Debug, Clone)]
-struct Login {
-    uid: u32,
-    gid: u32,
-    home: String,
-    shell: String,
-}
-
 /// How long a graceful stop may take before it is forced.
 const STOP_TIMEOUT_SECS: i64 = 30;
 
@@ -122,7 +115,8 @@ fn missing(name: &str) -> impl Fn(RuntimeError) -> RuntimeError + '_ {
 }
 
 impl LxdRuntime {
-    /// A runtime talking to the daemon `settings` name. Fails only on a remote daemon's unreadable or mismatched certificate files.
+    /// A runtime talking to the daemon `settings` name. Fails only on a remote daemon's
+    /// unreadable or mismatched certificate files.
     pub fn new(settings: LxdSettings) -> Result<std::sync::Arc<Self>> {
         let endpoint = settings.endpoint()?;
         Ok(std::sync::Arc::new_cyclic(|me| LxdRuntime {
@@ -202,77 +196,6 @@ impl LxdRuntime {
             .await
             .map(|_| ())
             .map_err(missing(name))
-    }
-
-    /// Runs `argv` as root to the end; its status and output.
-    async fn run_as_root(&self, name: &str, argv: Vec<String>) -> Result<(ExitStatus, String)> {
-        let req = exec::ExecRequest {
-            command: argv,
-            env: vec![("PATH".into(), ROOT_PATH.into())],
-            pty: None,
-            user: (0, 0),
-            cwd: "/root".into(),
-        };
-        exec::exec(&self.client, name, req).await?.finish().await
-    }
-
-    /// Names the running boot of instance `name` (see [`boot_cache`]).
-    async fn boot(&self, name: &str) -> Result<String> {
-        let i = self.instance_json(name).await?;
-        Ok(format!(
-            "{}|{}",
-            i["created_at"].as_str().unwrap_or_default(),
-            i["last_used_at"].as_str().unwrap_or_default()
-        ))
-    }
-
-    async fn login(&self, name: &str, login: &str) -> Result<Login> {
-        let boot = self.boot(name).await?;
-        if let Some(l) = self.logins.get(name, &boot, login) {
-            return Ok(l);
-        }
-        // An answer that does not parse is asked for again before the account is called
-        // missing (an account being written at that moment), and a miss is never kept.
-        let mut attempt = 0;
-        let l = loop {
-            let (status, out) = self
-                .run_as_root(name, vec!["getent".into(), "passwd".into(), login.into()])
-                .await?;
-            if let Some(l) = parse_passwd_line(status, &out, login) {
-                break l;
-            }
-            attempt += 1;
-            tracing::warn!(container = name, login, attempt, ?status, output = %out.trim(), "account lookup failed");
-            if attempt == LOOKUP_ATTEMPTS || status == ExitStatus::Code(2) && attempt > 1 {
-                return Err(RuntimeError::Invalid(format!(
-                    "no account '{login}' in container '{name}'"
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
-        };
-        self.logins.insert(name, &boot, login, l.clone());
-        Ok(l)
-    }
-}
-
-/// How many times a login is looked up before it is called missing.
-const LOOKUP_ATTEMPTS: u32 = 4;
-
-/// `getent passwd LOGIN`'s answer, if it is one line for `login`.
-fn parse_passwd_line(status: ExitStatus, out: &str, login: &str) -> Option<Login> {
-    let fields: Vec<&str> = out.trim_end().split(':').collect();
-    match (status, fields.as_slice()) {
-        (ExitStatus::Code(0), [n, _, uid, gid, _, home, shell]) if *n == login => Some(Login {
-            uid: uid.parse().ok()?,
-            gid: gid.parse().ok()?,
-            home: home.to_string(),
-            shell: if shell.is_empty() {
-                "/bin/sh".into()
-            } else {
-                shell.to_string()
-            },
-        }),
-        _ => None,
     }
 }
 
@@ -482,24 +405,7 @@ impl Runtime for LxdRuntime {
         let Some(account) = account else {
             return Ok(());
         };
-        let key = format!("{account:?}");
-        let boot = self.boot(name).await?;
-        if self.prepared.get(name, &boot, &key).is_some() {
-            return Ok(());
-        }
-        let script = crate::accounts::script(account)?;
-        let (status, output) = self
-            .run_as_root(name, vec!["/bin/sh".into(), "-c".into(), script])
-            .await?;
-        if status != ExitStatus::Code(0) {
-            return Err(RuntimeError::Invalid(format!(
-                "cannot create account '{}' in '{name}': {}",
-                account.name,
-                output.trim()
-            )));
-        }
-        self.prepared.insert(name, &boot, &key, ());
-        Ok(())
+        self.prepare_account(name, account).await
     }
 
     async fn snapshot(&self, name: &str, snap: &str) -> Result<()> {
@@ -685,14 +591,6 @@ fn backup_name(file: &Path) -> Result<String> {
     Err(not_backup("no backup/index.yaml".into()))
 }
 
-/// Waits (up to 10 s) until an init system that has one (systemd) reports the boot
-/// finished, so a session finds the system up (its services started), as after a VM's
-/// boot.
-const SETTLE: &str = "command -v systemctl >/dev/null 2>&1 || exit 0; i=0; while [ $i -lt 200 ]; do \
-    s=$(systemctl is-system-running --wait 2>/dev/null); \
-    case \"$s\" in running|degraded|maintenance|stopping) exit 0;; esac; i=$((i+1)); sleep 0.05; done; \
-    echo \"systemd still says: $s\"; exit 1";
-
 impl LxdRuntime {
     /// On a cluster, the member a new container must go to (see [`placement`]).
     async fn placement(&self, record: &ContainerRecord) -> Result<Option<String>> {
@@ -753,61 +651,5 @@ impl LxdRuntime {
                 "container '{name}' is not running"
             ))),
         }
-    }
-
-    /// Lets a freshly started instance finish booting (see [`SETTLE`]).
-    /// An exec refused while the instance comes up is tried again, for a while.
-    async fn settle(&self, name: &str) {
-        let argv = vec!["/bin/sh".to_string(), "-c".to_string(), SETTLE.to_string()];
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match self.run_as_root(name, argv.clone()).await {
-                Ok((ExitStatus::Code(0), _)) => return,
-                Ok((status, out)) => {
-                    tracing::warn!(container = name, ?status, output = %out.trim(), "the boot did not finish in time");
-                    return;
-                }
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(container = name, "waiting for the boot to finish: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(container = name, "waiting for the boot to finish: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn forget_logins(&self, name: &str) {
-        self.logins.forget(name);
-        self.prepared.forget(name);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_passwd_line_is_read_only_for_the_login_asked() {
-        let l = parse_passwd_line(
-            ExitStatus::Code(0),
-            "alice:x:10001:10001:Alice:/home/alice:\n",
-            "alice",
-        )
-        .expect("parsed");
-        assert_eq!(
-            (l.uid, l.gid, l.home.as_str()),
-            (10001, 10001, "/home/alice")
-        );
-        assert_eq!(l.shell, "/bin/sh", "an empty shell is /bin/sh");
-        let line = "alice:x:10001:10001::/home/alice:/bin/bash";
-        assert!(parse_passwd_line(ExitStatus::Code(0), line, "bob").is_none());
-        assert!(parse_passwd_line(ExitStatus::Code(2), line, "alice").is_none());
-        assert!(parse_passwd_line(ExitStatus::Code(0), "", "alice").is_none());
-        assert!(
-            parse_passwd_line(ExitStatus::Code(0), "alice:x:-1:0::/:/bin/sh", "alice").is_none()
-        );
     }
 }
