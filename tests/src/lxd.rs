@@ -195,8 +195,10 @@ for n in client stranger impostor; do
     -keyout $n.key -out $n.crt -days 3650 -subj /CN=gatehouse-test-$n 2>/dev/null
 done
 lxc config set core.https_address {HTTPS}
-lxc config trust list --format csv | grep -q gatehouse-test-client || \
-  lxc config trust add client.crt --name gatehouse-test-client
+# Trusted now, or already (a certificate is trusted once, by its fingerprint).
+lxc config trust add client.crt --name gatehouse-test-client 2>/dev/null || \
+  lxc config trust list --format csv | grep -qi "$(openssl x509 -in client.crt -noout \
+    -fingerprint -sha256 | cut -d= -f2 | tr -d : | cut -c1-12)"
 "#
         );
         let out = Command::new("sh").args(["-c", &script]).output();
