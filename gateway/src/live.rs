@@ -76,6 +76,26 @@ impl LiveSessions {
     }
 }
 
+impl LiveSessions {
+    /// Tells every running session to end, saying `why`; how many were told.
+    pub fn end_all(&self, why: &str) -> usize {
+        let Ok(mut m) = self.map.lock() else {
+            return 0;
+        };
+        for e in m.values_mut() {
+            e.revoked = true;
+            let _ = e.end.try_send(why.to_string());
+        }
+        m.len()
+    }
+
+    /// How many sessions run now (a session leaves once its recording is sealed and its
+    /// end audited).
+    pub fn count(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
 /// Checks every running session against the policy in force now; those it no longer
 /// allows are told to end, and that is audited.
 pub async fn revalidate(app: &Arc<App>) {

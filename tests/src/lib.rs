@@ -317,6 +317,24 @@ impl Gateway {
         }
     }
 
+    /// Sends SIGTERM (as `systemctl stop` does) and waits up to `secs` for the gateway to
+    /// exit; its exit status, or `None` if it is still running (then it is killed).
+    pub fn terminate(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     /// Whether the gateway process is still alive.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))

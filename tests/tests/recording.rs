@@ -403,3 +403,46 @@ on_every_runtime!(
     binary_streams_are_kept_byte_for_byte_beside_the_cast,
     an_interactive_session_with_typos_is_found_as_executed,
 );
+
+#[test]
+fn stopping_the_gateway_ends_running_sessions_and_seals_them_first() {
+    use std::io::BufRead;
+    let mut gw = Gateway::start();
+    gw.create_container("stop1", "alice");
+    let mut long = gw
+        .ssh_command("alice", "alice@stop1")
+        .arg("echo started; sleep 60")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(long.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "started\n");
+    let t0 = std::time::Instant::now();
+    let status = gw
+        .terminate(20)
+        .expect("the gateway did not stop on SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let out = long.wait_with_output().unwrap();
+    assert!(
+        stderr(&out).contains("the gateway is shutting down; session ended"),
+        "{}",
+        stderr(&out)
+    );
+    // Sealed before the gateway went: the end is audited with the recording's digests,
+    // and the log verifies.
+    let ends = gw.audit_events("session.end");
+    assert!(
+        ends.iter().any(|e| e["recording"].is_object()),
+        "{}",
+        gw.audit()
+    );
+    assert_eq!(gw.audit_events("gateway.stop").len(), 1, "{}", gw.audit());
+    let verify = gw.cli_ok(&["audit", "verify"]);
+    assert!(verify.contains("audit log intact"), "{verify}");
+}

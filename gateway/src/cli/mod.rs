@@ -220,5 +220,51 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     crate::admin::socket::serve(app.clone()).await?;
-    crate::ssh::serve(app).await
+    tokio::select! {
+        r = crate::ssh::serve(app.clone()) => r,
+        signal = stop_signal() => {
+            shut_down(&app, signal?).await;
+            Ok(())
+        }
+    }
+}
+
+/// How long running sessions have to end and seal their recordings when the gateway
+/// stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Resolves with the signal's name on SIGTERM (systemctl stop) or SIGINT.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Stops taking connections (the listener is gone by now), tells the running sessions
+/// to end, and waits until their recordings are sealed and their ends audited.
+async fn shut_down(app: &Arc<App>, signal: &str) {
+    let told = app
+        .live
+        .end_all("the gateway is shutting down; session ended");
+    tracing::info!(signal, sessions = told, "shutting down");
+    app.audit
+        .note(
+            "gateway.stop",
+            serde_json::json!({"signal": signal, "sessions": told}),
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while app.live.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    match app.live.count() {
+        0 => tracing::info!("every session ended and sealed; stopping"),
+        n => tracing::warn!(
+            "{n} session(s) still ending after {SHUTDOWN_GRACE:?}; their recordings may be unsealed"
+        ),
+    }
 }
