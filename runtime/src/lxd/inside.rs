@@ -40,7 +40,7 @@ impl LxdRuntime {
         exec::exec(&self.client, name, req).await?.finish().await
     }
 
-    /// Names the running boot of instance `name` (see [`boot_cache`]).
+    /// Names the running boot of instance `name` (see [`super::boot_cache`]).
     async fn boot(&self, name: &str) -> Result<String> {
         let i = self.instance_json(name).await?;
         Ok(format!(
@@ -50,33 +50,24 @@ impl LxdRuntime {
         ))
     }
 
+    /// `login`'s ids, home and shell in instance `name`, looked up once per boot (a miss
+    /// is not kept).
     pub(super) async fn login(&self, name: &str, login: &str) -> Result<Login> {
         let boot = self.boot(name).await?;
         if let Some(l) = self.logins.get(name, &boot, login) {
             return Ok(l);
         }
-        // An answer that does not parse is asked for again before the account is called
-        // missing (an account being written at that moment), and a miss is never kept.
-        let mut attempt = 0;
-        let l = loop {
-            let (status, out) = self
-                .run_as_root(name, vec!["getent".into(), "passwd".into(), login.into()])
-                .await?;
-            if let Some(l) = parse_passwd_line(status, &out, login) {
-                break l;
-            }
-            attempt += 1;
-            tracing::warn!(container = name, login, attempt, ?status, output = %out.trim(), "account lookup failed");
-            if attempt == LOOKUP_ATTEMPTS || status == ExitStatus::Code(2) && attempt > 1 {
-                return Err(RuntimeError::Invalid(format!(
-                    "no account '{login}' in container '{name}'"
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
-        };
+        let (status, out) = self
+            .run_as_root(name, vec!["getent".into(), "passwd".into(), login.into()])
+            .await?;
+        let l = parse_passwd_line(status, &out, login).ok_or_else(|| {
+            tracing::warn!(container = name, login, ?status, output = %out.trim(), "account lookup failed");
+            RuntimeError::Invalid(format!("no account '{login}' in container '{name}'"))
+        })?;
         self.logins.insert(name, &boot, login, l.clone());
         Ok(l)
     }
+
     /// Creates (or updates) `account` in instance `name`, once per boot.
     pub(super) async fn prepare_account(&self, name: &str, account: &Account) -> Result<()> {
         let key = format!("{account:?}");
@@ -128,9 +119,6 @@ impl LxdRuntime {
         self.prepared.forget(name);
     }
 }
-
-/// How many times a login is looked up before it is called missing.
-const LOOKUP_ATTEMPTS: u32 = 4;
 
 /// `getent passwd LOGIN`'s answer, if it is one line for `login`.
 fn parse_passwd_line(status: ExitStatus, out: &str, login: &str) -> Option<Login> {
