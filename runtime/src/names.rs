@@ -89,14 +89,13 @@ pub fn shorten(name: &str) -> String {
 }
 
 /// 16 random hex digits, for names others must not guess (agent socket directories).
+/// From the kernel's getrandom(2), which needs no file: it works inside a container's
+/// mount namespace too.
 pub fn random_tag() -> crate::error::Result<String> {
-    use std::io::Read;
     let mut random = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
-        .map_err(|e| {
-            crate::error::RuntimeError::io("cannot read", std::path::Path::new("/dev/urandom"), e)
-        })?;
+    getrandom::getrandom(&mut random).map_err(|e| {
+        crate::error::RuntimeError::Tool(format!("no random numbers from the kernel: {e}"))
+    })?;
     Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 
