@@ -74,9 +74,7 @@ impl LiveSessions {
             rx,
         )
     }
-}
 
-impl LiveSessions {
     /// Tells every running session to end, saying `why`; how many were told.
     pub fn end_all(&self, why: &str) -> usize {
         let Ok(mut m) = self.map.lock() else {

@@ -54,4 +54,14 @@ mod tests {
         }
         assert_eq!(signal_number("NOPE"), None);
     }
+
+    #[test]
+    fn ssh_signal_names_map_to_linux_numbers() {
+        assert_eq!(signal_number("HUP"), Some(1));
+        assert_eq!(signal_number("KILL"), Some(9));
+        assert_eq!(signal_number("TERM"), Some(15));
+        assert_eq!(signal_number("NOPE"), None);
+        assert_eq!(known_signal(9), Some("KILL"));
+        assert_eq!(known_signal(0), None);
+    }
 }

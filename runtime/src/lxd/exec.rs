@@ -226,14 +226,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ssh_signal_names_map_to_linux_numbers() {
-        assert_eq!(signal_number("HUP"), Some(1));
-        assert_eq!(signal_number("KILL"), Some(9));
-        assert_eq!(signal_number("TERM"), Some(15));
-        assert_eq!(signal_number("NOPE"), None);
-    }
-
-    #[test]
     fn exit_codes_above_128_are_the_signals_lxd_saw() {
         assert_eq!(
             status_from_code(137),

@@ -64,9 +64,7 @@ impl Sessions {
         }
         due
     }
-}
 
-impl Sessions {
     /// Starts `name`'s idle time again (it was found in use after all).
     pub fn touch(&self, name: &str) {
         if let Ok(mut m) = self.inner.lock() {

@@ -1,7 +1,8 @@
 //! The LXD backend: containers are LXD instances, driven through LXD's REST API on its
-//! unix socket or over HTTPS ([`client`], [`transport`]); the inventory lives in the instances' config
-//! ([`records`]); processes run through the exec API's websockets ([`exec`]); what is
-//! done inside an instance as root (boot wait, accounts, logins) is in `inside.rs`.
+//! unix socket or over HTTPS ([`client`], [`transport`]); the inventory lives in the
+//! instances' config ([`records`]); processes run through the exec API's websockets
+//! ([`exec`]); what is done inside an instance as root (boot wait, accounts, logins) is
+//! in `inside.rs`.
 
 pub mod agent;
 pub mod boot_cache;
@@ -17,8 +18,6 @@ pub mod tls;
 pub mod transport;
 
 use std::collections::HashMap;
-
-use inside::Login;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -27,6 +26,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use self::client::LxdClient;
+use self::inside::Login;
 use crate::api::{Account, ContainerState, ExecSpec, Process, Runtime, StartOutcome, Usage};
 use crate::error::{Result, RuntimeError};
 use crate::inventory::ContainerRecord;
@@ -148,11 +148,12 @@ impl LxdRuntime {
             },
             None => None,
         };
+        let ops = format!(
+            "/1.0/operations?recursion=1&project={}",
+            self.settings.project
+        );
         for name in self.sessions.idle(idle_for) {
-            let ops = format!(
-                "/1.0/operations?recursion=1&project={}",
-                self.settings.project
-            );
+            // Asked anew before each stop: the stop before it may have taken a while.
             match self.client.get(&ops).await {
                 Ok(ops) if !idle::exec_running(&ops, &name) => {}
                 Ok(_) => {
@@ -619,7 +620,7 @@ impl LxdRuntime {
     /// this very member of a cluster, has one the gateway can enter (to forward a port
     /// or an agent).
     async fn init_pid(&self, name: &str) -> Result<i64> {
-        if self.client.endpoint().local_socket().is_none() {
+        if !self.client.endpoint().is_local() {
             return Err(RuntimeError::Invalid(format!(
                 "forwarding into '{name}' needs the gateway on the LXD host; this gateway \
                  reaches LXD at {}",
