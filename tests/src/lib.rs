@@ -579,8 +579,8 @@ impl Drop for Gateway {
         if std::thread::panicking() {
             // A failing test shows what the gateway said (its last 60 lines).
             let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
             eprintln!("--- gateway log (tail) ---\n{}", tail.join("\n"));
         }
         if std::env::var_os("GATEHOUSE_E2E_KEEP").is_some() {
