@@ -75,8 +75,28 @@ pub struct SelfService {
     pub max_cpus: Option<f64>,
     /// The most processes per container (also the default).
     pub max_pids: Option<u64>,
+    /// The longest idle stop a person may choose (`None`: only the runtime's default).
+    pub max_idle_stop: Option<std::time::Duration>,
+    /// Label keys a person may set on their containers (none by default; never `dr-of`
+    /// or a `gatehouse.` key).
+    pub label_keys: Vec<String>,
     /// Labels put on every container created under the rule.
     pub labels: BTreeMap<String, String>,
+}
+
+/// Why a label key may not be left to self-service, if it may not: `dr-of` places
+/// containers (one person's could keep another's from starting), and the `gatehouse.`
+/// namespace is the gateway's own.
+pub fn check_label_key(key: &str) -> Result<(), String> {
+    if key == "dr-of" {
+        Err("'dr-of' decides where containers may run; self-service may not set it".into())
+    } else if key.starts_with("gatehouse.") {
+        Err(format!(
+            "'{key}': labels in the gatehouse. namespace are the gateway's own"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 fn names_subject(users: &[String], groups: &[String], s: &Subject) -> bool {
@@ -125,6 +145,10 @@ pub struct Wish {
     pub cpus: Option<f64>,
     /// Processes (`None`: the rule's maximum).
     pub pids: Option<u64>,
+    /// Labels asked for.
+    pub labels: Vec<(String, String)>,
+    /// Idle stop asked for: `Some(None)` is "never", `None` the default.
+    pub idle_stop: Option<Option<std::time::Duration>>,
 }
 
 /// What a self-service request gets: limits and labels to create the container with.
@@ -207,6 +231,8 @@ fn check_quota(r: &SelfService, owned: usize, w: &Wish) -> Result<Granted, Strin
         }
         (a, m) => a.or(m),
     };
+    check_labels(r, &w.labels)?;
+    check_idle_stop(r, w.idle_stop)?;
     Ok(Granted {
         rule: r.name.clone(),
         memory,
@@ -214,6 +240,47 @@ fn check_quota(r: &SelfService, owned: usize, w: &Wish) -> Result<Granted, Strin
         pids,
         labels: r.labels.clone(),
     })
+}
+
+fn check_labels(r: &SelfService, labels: &[(String, String)]) -> Result<(), String> {
+    for (key, _) in labels {
+        check_label_key(key)?;
+        if !r.label_keys.contains(key) {
+            return Err(format!(
+                "label '{key}' may not be set by self-service (rule '{}' allows {})",
+                r.name,
+                if r.label_keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    r.label_keys.join(", ")
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_idle_stop(
+    r: &SelfService,
+    asked: Option<Option<std::time::Duration>>,
+) -> Result<(), String> {
+    let Some(asked) = asked else {
+        return Ok(());
+    };
+    let show = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    match (asked, r.max_idle_stop) {
+        (Some(a), Some(max)) if a <= max => Ok(()),
+        (_, None) => Err(format!(
+            "rule '{}' lets the idle stop be only the default",
+            r.name
+        )),
+        (a, Some(max)) => Err(format!(
+            "idle stop {} is longer than rule '{}' allows ({})",
+            a.map(show).unwrap_or_else(|| "never".into()),
+            r.name,
+            show(max)
+        )),
+    }
 }
 
 /// Parses a memory size: bytes, or a number with K, M, G or T (powers of 1024).
@@ -254,6 +321,8 @@ mod tests {
             max_memory: Some(1 << 30),
             max_cpus: Some(2.0),
             max_pids: None,
+            max_idle_stop: Some(std::time::Duration::from_secs(3600)),
+            label_keys: vec!["team".into()],
             labels: BTreeMap::from([("origin".to_string(), "self-service".to_string())]),
         }
     }
@@ -264,7 +333,49 @@ mod tests {
             memory,
             cpus: None,
             pids: None,
+            labels: vec![],
+            idle_stop: None,
         }
+    }
+
+    #[test]
+    fn self_service_sets_only_the_label_keys_and_idle_stop_its_rule_allows() {
+        let rules = [rule()];
+        let dev = subject("dave", &["devs"]);
+        let with = |labels: &[(&str, &str)], idle: Option<Option<u64>>| Wish {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            idle_stop: idle.map(|d| d.map(std::time::Duration::from_secs)),
+            ..wish(None)
+        };
+        assert!(self_service(&rules, &dev, 0, &with(&[("team", "a")], Some(Some(60)))).is_ok());
+        for (labels, idle, why) in [
+            (&[("dr-of", "web01")][..], None, "'dr-of' decides where"),
+            (
+                &[("gatehouse.self-service", "x")][..],
+                None,
+                "gateway's own",
+            ),
+            (
+                &[("owner", "alice")][..],
+                None,
+                "rule 'devs-boxes' allows team",
+            ),
+            (&[][..], Some(Some(7200)), "idle stop 2h is longer"),
+            (&[][..], Some(None), "idle stop never is longer"),
+        ] {
+            let e = self_service(&rules, &dev, 0, &with(labels, idle)).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut strict = rule();
+        strict.max_idle_stop = None;
+        strict.label_keys.clear();
+        let e = self_service(&[strict.clone()], &dev, 0, &with(&[], Some(Some(60)))).unwrap_err();
+        assert!(e.contains("only the default"), "{e}");
+        let e = self_service(&[strict], &dev, 0, &with(&[("team", "a")], None)).unwrap_err();
+        assert!(e.contains("allows none"), "{e}");
     }
 
     #[test]

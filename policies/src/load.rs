@@ -102,6 +102,9 @@ struct RawSelfService {
     max_memory: Option<Spanned<String>>,
     max_cpus: Option<Spanned<f64>>,
     max_pids: Option<Spanned<i64>>,
+    max_idle_stop: Option<Spanned<String>>,
+    #[serde(default)]
+    label_keys: Vec<Spanned<String>>,
     #[serde(default)]
     labels: BTreeMap<String, Spanned<String>>,
 }
@@ -669,6 +672,24 @@ impl Compiler<'_, '_> {
                     None
                 }
             });
+        let max_idle_stop =
+            raw.max_idle_stop
+                .as_ref()
+                .and_then(|d| match humantime::parse_duration(d.get_ref()) {
+                    Ok(v) if !v.is_zero() => Some(v),
+                    _ => {
+                        self.err(
+                            d.span(),
+                            format!("'{}' is not a duration like 8h or 30m", d.get_ref()),
+                        );
+                        None
+                    }
+                });
+        for key in &raw.label_keys {
+            if let Err(why) = crate::admin::check_label_key(key.get_ref()) {
+                self.err(key.span(), why);
+            }
+        }
         if self.errors.len() > before {
             return None;
         }
@@ -682,6 +703,8 @@ impl Compiler<'_, '_> {
             max_memory,
             max_cpus,
             max_pids,
+            max_idle_stop,
+            label_keys: plain(raw.label_keys),
             labels: Self::labels(raw.labels),
         })
     }
@@ -939,6 +962,16 @@ mod tests {
         assert_eq!(p.admin[0].origin.line, 1);
         assert_eq!(p.self_service[0].max_memory, Some(1 << 30));
         assert_eq!(p.self_service[0].origin.line, 7);
+        assert!(p.self_service[0].label_keys.is_empty());
+        assert_eq!(p.self_service[0].max_idle_stop, None);
+        let text = "[[self_service]]\ngroups = [\"devs\"]\nimages = [\"debian-12\"]\nmax_containers = 2\nlabel_keys = [\"team\", \"dr-of\", \"gatehouse.x\"]\nmax_idle_stop = \"soon\"\n";
+        let shown = errors(text).join("\n");
+        assert!(shown.contains("p.toml:5:23: 'dr-of' decides"), "{shown}");
+        assert!(shown.contains("p.toml:5:32: 'gatehouse.x'"), "{shown}");
+        assert!(
+            shown.contains("p.toml:6:17: 'soon' is not a duration"),
+            "{shown}"
+        );
         let e = errors("[[admin]]\nusers = [\"a\"]\ncommands = [\"container.nuke\"]\n[[self_service]]\nusers = [\"a\"]\nimages = []\nmax_containers = 0\nmax_memory = \"lots\"\n");
         assert!(
             e.iter()

@@ -93,7 +93,7 @@ impl AuditLog {
     /// The log under `dir` (created if missing).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| RecordingError::io("cannot create", &dir, e))?;
+        crate::private::dir(&dir).map_err(|e| RecordingError::io("cannot create", &dir, e))?;
         Ok(AuditLog { dir, key: None })
     }
 
@@ -117,10 +117,12 @@ impl AuditLog {
     /// Appends an event of type `kind` with the fields of `data` (an object).
     pub fn append(&self, kind: &str, data: Value) -> Result<u64> {
         let lock_path = self.dir.join("audit.lock");
+        use std::os::unix::fs::OpenOptionsExt;
         let lock_file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::private::FILE_MODE)
             .open(&lock_path)
             .map_err(|e| RecordingError::io("cannot open", &lock_path, e))?;
         let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
@@ -130,6 +132,7 @@ impl AuditLog {
             .create(true)
             .read(true)
             .append(true)
+            .mode(crate::private::FILE_MODE)
             .open(&path)
             .map_err(|e| RecordingError::io("cannot open", &path, e))?;
         let (seq, prev) = last_event(&mut file, &path)?;

@@ -146,9 +146,7 @@ pub struct CastWriter {
 impl CastWriter {
     /// Creates the file (it must not exist) and writes the header.
     pub fn create(path: &Path, header: &Header) -> Result<Self> {
-        let mut file = std::fs::OpenOptions::new()
-            .create_new(true)
-            .append(true)
+        let mut file = crate::private::new_file()
             .open(path)
             .map_err(|e| RecordingError::io("cannot create recording", path, e))?;
         file.write_all(encode_header(header).as_bytes())

@@ -132,13 +132,8 @@ impl ChannelRecorder {
             return Ok(());
         };
         let path = dir.join(&name);
-        let mut file = BufWriter::with_capacity(
-            RAW_BUFFER,
-            std::fs::OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)?,
-        );
+        let mut file =
+            BufWriter::with_capacity(RAW_BUFFER, crate::private::new_file().open(&path)?);
         // The partial UTF-8 sequence held back belongs to the binary data.
         file.write_all(&self.streams[source.index()].carry.take())?;
         file.write_all(chunk)?;

@@ -102,7 +102,7 @@ impl Recordings {
     /// The recordings under `dir` (created if missing).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| RecordingError::io("cannot create", &dir, e))?;
+        crate::private::dir(&dir).map_err(|e| RecordingError::io("cannot create", &dir, e))?;
         Ok(Recordings { dir })
     }
 
@@ -122,7 +122,7 @@ impl Recordings {
     /// Starts a session's recording: its directory and `session.json`.
     pub fn start(&self, meta: SessionMeta) -> Result<SessionRecording> {
         let path = self.dir.join(&meta.id);
-        std::fs::create_dir(&path)
+        crate::private::new_dir(&path)
             .map_err(|e| RecordingError::io("cannot create recording", &path, e))?;
         let rec = SessionRecording { path, meta };
         rec.write_meta()?;
@@ -185,7 +185,10 @@ impl SessionRecording {
         let p = self.path.join("session.json");
         let tmp = self.path.join(".session.json.tmp");
         let json = serde_json::to_vec_pretty(&self.meta).unwrap_or_default();
-        std::fs::write(&tmp, json)
+        let _ = std::fs::remove_file(&tmp);
+        crate::private::new_file()
+            .open(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &json))
             .and_then(|()| std::fs::rename(&tmp, &p))
             .map_err(|e| RecordingError::io("cannot write", &p, e))
     }

@@ -55,6 +55,9 @@ pub struct ExecSpec {
     pub login: String,
     /// A command for the login shell's `-c`, or `None` for an interactive login shell.
     pub command: Option<String>,
+    /// A program run directly (execve, no shell): its absolute path inside the container,
+    /// then its arguments. Takes the place of `command` (which is still what is recorded).
+    pub argv: Option<Vec<String>>,
     /// A terminal, or `None` for plain pipes (stdout and stderr kept apart).
     pub pty: Option<PtySpec>,
     /// Extra environment variables (already filtered by the caller).
@@ -69,6 +72,7 @@ impl ExecSpec {
         ExecSpec {
             login: login.to_string(),
             command: Some(command),
+            argv: None,
             pty: None,
             env: vec![],
             sftp: None,

@@ -198,15 +198,19 @@ impl Images {
     }
 
     /// Imports a rootfs tarball (.tar, .tar.gz, .tar.zst, or an LXC/Incus image tarball).
-    pub fn import(&self, name: &str, file: &Path) -> Result<()> {
+    /// Device nodes in it are left out; returns how many were.
+    pub fn import(&self, name: &str, file: &Path) -> Result<usize> {
         let layout = scan(file)?;
         let staging = self.staging(name)?;
-        let result = unpack(file, &staging.join("rootfs"), layout.strip_rootfs);
-        if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-        self.commit(name, &staging, format!("import {}", file.display()))
+        let dropped = match unpack(file, &staging.join("rootfs"), layout.strip_rootfs) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
+        self.commit(name, &staging, format!("import {}", file.display()))?;
+        Ok(dropped)
     }
 }
 
@@ -360,8 +364,9 @@ fn unpack_error(file: &Path, rel: &Path, e: &std::io::Error) -> RuntimeError {
 
 /// Unpacks with `unpack_in` only, which refuses paths leaving the target, also through
 /// symlinks, creating each parent with that check. An LXC/Incus image (`rootfs/` plus
-/// metadata) is unpacked beside `dest` and its `rootfs/` moved into place.
-fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
+/// metadata) is unpacked beside `dest` and its `rootfs/` moved into place. Device nodes
+/// are left out (see [`crate::devices`]); returns how many were.
+fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<usize> {
     let into = if strip_rootfs {
         dest.with_file_name("unpacked")
     } else {
@@ -375,8 +380,14 @@ fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
     let entries = archive
         .entries()
         .map_err(|e| bad_archive(file, e.to_string()))?;
+    let mut dropped = 0;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad_archive(file, e.to_string()))?;
+        let kind = entry.header().entry_type();
+        if kind.is_character_special() || kind.is_block_special() {
+            dropped += 1;
+            continue;
+        }
         let rel = entry
             .path()
             .map_err(|e| bad_archive(file, e.to_string()))?
@@ -399,12 +410,13 @@ fn unpack(file: &Path, dest: &Path, strip_rootfs: bool) -> Result<()> {
         std::fs::remove_dir_all(&into)
             .map_err(|e| RuntimeError::io("cannot clean up", &into, e))?;
     }
-    Ok(())
+    Ok(dropped)
 }
 
 /// Unpacks a rootfs archive (plain, or an LXC/Incus image's `rootfs/`; .tar, .tar.gz,
 /// .tar.zst) into `dest`, checking every path first; ownership is kept as in the archive.
-pub(crate) fn unpack_rootfs(file: &Path, dest: &Path) -> Result<()> {
+/// Device nodes are left out; returns how many were.
+pub(crate) fn unpack_rootfs(file: &Path, dest: &Path) -> Result<usize> {
     let layout = scan(file)?;
     std::fs::create_dir_all(dest).map_err(|e| RuntimeError::io("cannot create", dest, e))?;
     unpack(file, dest, layout.strip_rootfs)
@@ -479,6 +491,11 @@ pub fn debootstrap(
         return Err(RuntimeError::Tool(format!(
             "debootstrap failed ({status}): {detail}"
         )));
+    }
+    // debootstrap makes /dev/console, /dev/null, … with mknod; a container's /dev is
+    // made at its start, and no copy on the host keeps a device node.
+    if let Some(note) = crate::devices::dropped_note(crate::devices::drop_all(rootfs)?) {
+        progress(&note);
     }
     Ok(())
 }

@@ -212,6 +212,13 @@ pub async fn authorize(
                     .transpose()
                     .map_err(|e| e.to_string())?,
                 pids: parse_limit(&meta.pids, gatehouse_runtime::limits::parse_pids)?,
+                labels: meta.labels.clone(),
+                idle_stop: match meta.idle_stop.as_deref() {
+                    None | Some("default") => None,
+                    Some(i) => Some(
+                        gatehouse_runtime::limits::parse_duration(i).map_err(|e| e.to_string())?,
+                    ),
+                },
             };
             let owned = app
                 .runtime
@@ -227,7 +234,8 @@ pub async fn authorize(
             meta.memory = granted.memory.map(|m| m.to_string());
             meta.cpus = granted.cpus.map(|c| c.to_string());
             meta.pids = granted.pids.map(|p| p.to_string());
-            meta.labels.retain(|(k, _)| k != SELF_SERVICE_LABEL);
+            // The rule's labels win over a person's own of the same key.
+            meta.labels.retain(|(k, _)| !granted.labels.contains_key(k));
             meta.labels.extend(granted.labels.clone());
             meta.labels
                 .push((SELF_SERVICE_LABEL.into(), granted.rule.clone()));

@@ -131,7 +131,10 @@ pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
         }
         ImageCommand::Import { name, file } => {
             let n = name.clone();
-            tokio::task::spawn_blocking(move || images.import(&n, &file)).await??;
+            let dropped = tokio::task::spawn_blocking(move || images.import(&n, &file)).await??;
+            if let Some(note) = gatehouse_runtime::devices::dropped_note(dropped) {
+                eprintln!("note: {note}");
+            }
             eprintln!("image {name} imported");
         }
         ImageCommand::List => {

@@ -84,6 +84,14 @@ pub enum Command {
     },
 }
 
+/// Creates the state directory, or takes group and other permissions off it: nothing in
+/// it (recordings, the audit log, container layers with their setuid programs, image
+/// layers) is for local users.
+fn private_state_dir(state: &std::path::Path) -> anyhow::Result<()> {
+    gatehouse_recordings::private::dir(state)
+        .map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state.display()))
+}
+
 /// Opens the configured runtime.
 pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<dyn gatehouse_runtime::Runtime>> {
     if config.runtime.kind == "lxd" {
@@ -92,8 +100,7 @@ pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<dyn gatehouse_runtime
         )?);
     }
     let state = &config.server.state_dir;
-    std::fs::create_dir_all(state)
-        .map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state.display()))?;
+    private_state_dir(state)?;
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find own binary: {e}"))?;
     let options = gatehouse_runtime::native::NativeOptions {
@@ -198,6 +205,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("[recording] enabled = false: sessions are NOT recorded");
     }
     let state = config.server.state_dir.clone();
+    private_state_dir(&state)?;
     let policy = crate::policy::PolicyStore::open(&config.policy.paths)?;
     let app = Arc::new(App {
         config,

@@ -15,6 +15,7 @@ pub mod record;
 mod remote;
 mod session;
 mod signals;
+mod transfer;
 mod wanted;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

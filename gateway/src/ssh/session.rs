@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gatehouse_policies::Action;
 use gatehouse_runtime::{
-    Account, ExecSpec, ExitStatus, Process, PtySpec, RuntimeError, SftpServer, StartOutcome,
-    WindowSize,
+    Account, ExecSpec, ExitStatus, Process, PtySpec, RuntimeError, StartOutcome, WindowSize,
 };
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf};
@@ -214,7 +213,15 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         recording: tap.clone(),
         files: files.clone(),
     };
-    let exit = match start(&ctx, resolved, command, sftp, pty, env, agent).await {
+    let spec = ExecSpec {
+        login: resolved.login.clone(),
+        command,
+        argv: wanted.transfer().map(|t| t.argv),
+        pty,
+        env,
+        sftp,
+    };
+    let exit = match start(&ctx, resolved, spec, agent).await {
         Ok((process, _agent)) => relay(process, rx, tx, &ctx, taps, fail_rx, endings).await,
         Err(message) => {
             refuse(&tx, &message).await;
@@ -285,10 +292,7 @@ async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str) {
 async fn start(
     ctx: &SessionContext,
     resolved: access::Resolved,
-    command: Option<String>,
-    sftp: Option<SftpServer>,
-    pty: Option<PtySpec>,
-    env: Vec<(String, String)>,
+    spec: ExecSpec,
     agent: bool,
 ) -> Result<(Process, Option<agent::Forwarded>), String> {
     let name = resolved.container.name.clone();
@@ -298,14 +302,7 @@ async fn start(
     if let Err(e) = runtime.update(&record).await {
         tracing::warn!(container = %name, "cannot record last login: {e}");
     }
-    tracing::info!(container = %name, login = %resolved.login, rule = %resolved.rule, peer = %ctx.peer, command = ?command, pty = pty.is_some(), "session start");
-    let spec = ExecSpec {
-        login: resolved.login.clone(),
-        command,
-        pty,
-        env,
-        sftp,
-    };
+    tracing::info!(container = %name, login = %resolved.login, rule = %resolved.rule, peer = %ctx.peer, command = ?spec.command, pty = spec.pty.is_some(), "session start");
     // A container that is stopping right now (idle stop) is started again once.
     for attempt in 0..2 {
         match launch(

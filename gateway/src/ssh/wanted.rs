@@ -4,6 +4,7 @@
 use gatehouse_policies::Action;
 
 use super::files::{ScpCommand, Watch};
+use super::transfer::Transfer;
 
 /// A session channel's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ impl Wanted {
         match self {
             Wanted::Shell => Action::Shell,
             Wanted::Sftp => Action::Sftp,
-            Wanted::Exec(c) if is_transfer(c) => Action::Sftp,
+            Wanted::Exec(c) if Transfer::parse(c).is_some() => Action::Sftp,
             Wanted::Exec(_) => Action::Exec,
         }
     }
@@ -32,6 +33,14 @@ impl Wanted {
     pub fn command(&self) -> Option<&str> {
         match self {
             Wanted::Exec(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The program to run without a shell, when the command is a file transfer.
+    pub fn transfer(&self) -> Option<Transfer> {
+        match self {
+            Wanted::Exec(c) => Transfer::parse(c),
             _ => None,
         }
     }
@@ -52,16 +61,6 @@ impl Wanted {
     }
 }
 
-/// Whether a command is the server side of a file transfer.
-fn is_transfer(command: &str) -> bool {
-    if ScpCommand::parse(command).is_some() {
-        return true;
-    }
-    let words = shlex::split(command).unwrap_or_default();
-    matches!(words.first(), Some(p) if p.rsplit('/').next() == Some("rsync"))
-        && words.iter().any(|w| w == "--server")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +75,14 @@ mod tests {
         );
         assert_eq!(Wanted::Exec("rsync -a a b".into()).action(), Action::Exec);
         assert_eq!(Wanted::Exec("ls -t".into()).action(), Action::Exec);
+        assert_eq!(
+            Wanted::Exec("scp -t /tmp; id".into()).action(),
+            Action::Exec
+        );
+        assert_eq!(
+            Wanted::Exec("scp -t /tmp".into()).transfer().unwrap().argv,
+            ["/usr/bin/scp", "-t", "--", "/tmp"]
+        );
         assert_eq!(Wanted::Shell.action(), Action::Shell);
     }
 

@@ -144,7 +144,10 @@ async fn repack(name: &str, file: &Path) -> Result<(tempfile::TempDir, std::path
     );
     let tarball = tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
         let rootfs = dir.join("rootfs");
-        crate::images::unpack_rootfs(&file, &rootfs)?;
+        let dropped = crate::images::unpack_rootfs(&file, &rootfs)?;
+        if let Some(note) = crate::devices::dropped_note(dropped) {
+            tracing::info!("{}: {note}", file.display());
+        }
         if std::fs::symlink_metadata(rootfs.join("sbin/init")).is_err() {
             return Err(RuntimeError::Invalid(format!(
                 "{} has no /sbin/init: LXD boots the image's init system (install \

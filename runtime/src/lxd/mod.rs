@@ -498,16 +498,22 @@ impl Runtime for LxdRuntime {
             env.retain(|(ek, _)| *ek != k);
             env.push((k, v));
         }
-        let command = match (&spec.sftp, spec.command) {
+        let command = match (&spec.sftp, spec.argv, spec.command) {
             // The image's own server, as the login (LXD's instance SFTP endpoint would
             // serve as root); the built-in one runs only inside native containers.
-            (Some(_), _) => vec![
+            (Some(_), _, _) => vec![
                 "/bin/sh".to_string(),
                 "-c".into(),
                 crate::sftp::image_server_command(),
             ],
-            (None, Some(c)) => vec![l.shell.clone(), "-c".into(), c],
-            (None, None) => vec![l.shell.clone(), "-l".into()],
+            (None, Some(argv), _) if argv.first().is_some_and(|p| p.starts_with('/')) => argv,
+            (None, Some(_), _) => {
+                return Err(RuntimeError::Invalid(
+                    "a program run directly needs an absolute path".into(),
+                ))
+            }
+            (None, None, Some(c)) => vec![l.shell.clone(), "-c".into(), c],
+            (None, None, None) => vec![l.shell.clone(), "-l".into()],
         };
         let req = exec::ExecRequest {
             command,

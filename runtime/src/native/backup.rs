@@ -72,8 +72,17 @@ pub fn snapshot(dir: &Path, snap: &str, cgroup: Option<&Cgroup>) -> Result<PathB
 
 /// Writes `container.json` and `upper/` of the container in `dir` to `file` (tar + zstd).
 pub fn backup(dir: &Path, file: &Path, cgroup: Option<&Cgroup>) -> Result<()> {
-    let out =
-        std::fs::File::create(file).map_err(|e| RuntimeError::io("cannot create", file, e))?;
+    // A backup holds the container's files (its /etc/shadow too): owner-only.
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(file)
+            .map_err(|e| RuntimeError::io("cannot create", file, e))?
+    };
     let result = frozen(cgroup, || {
         let mut tar = Command::new("tar")
             .args(TAR_FLAGS)
@@ -114,13 +123,12 @@ pub fn restore(
     file: &Path,
     as_name: Option<&str>,
 ) -> Result<String> {
-    let input = std::fs::File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
     let staging = root.join(format!(".restore-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)
         .map_err(|e| RuntimeError::io("cannot create", &staging, e))?;
     let result = (|| {
-        unpack(input, &staging, file)?;
+        unpack(file, &staging)?;
         let record_path = staging.join("container.json");
         let text = std::fs::read_to_string(&record_path).map_err(|_| {
             RuntimeError::Invalid(format!(
@@ -158,36 +166,106 @@ pub fn restore(
     result
 }
 
-fn unpack(input: std::fs::File, dest: &Path, file: &Path) -> Result<()> {
+/// Unpacks backup `file` into `dest` with GNU tar (ownership, xattrs, ACLs, whiteouts).
+/// GNU tar runs as host root and would make any device node the archive names, so the
+/// same tar first lists the archive (the very parser that would unpack it), and a backup
+/// holding a device node other than a whiteout is refused before anything is written.
+/// What was unpacked is checked once more (the file could change between the passes).
+fn unpack(file: &Path, dest: &Path) -> Result<()> {
+    let mut device = None;
+    run_tar(file, &["--numeric-owner", "-tvf", "-"], &mut |line| {
+        if device.is_none() && crate::devices::listed_device(line) {
+            device = Some(line.to_string());
+        }
+    })?;
+    if let Some(line) = device {
+        return Err(holds_a_device(file, &line));
+    }
+    let mut args: Vec<std::ffi::OsString> = TAR_FLAGS.iter().map(|a| a.into()).collect();
+    for a in ["--same-permissions", "--no-overwrite-dir", "-C"] {
+        args.push(a.into());
+    }
+    args.push(dest.into());
+    args.push("-xf".into());
+    args.push("-".into());
+    run_tar(file, &args, &mut |_| {})?;
+    match crate::devices::find(dest)?.first() {
+        Some(path) => Err(holds_a_device(file, &path.display().to_string())),
+        None => Ok(()),
+    }
+}
+
+fn holds_a_device(file: &Path, what: &str) -> RuntimeError {
+    RuntimeError::Invalid(format!(
+        "refusing {}: it holds a device node ({}); a container's devices are made at its start",
+        file.display(),
+        what.trim()
+    ))
+}
+
+/// Runs GNU tar with `args` on the zstd-decompressed `file`, handing each line it prints
+/// on stdout to `line`.
+fn run_tar<S: AsRef<std::ffi::OsStr>>(
+    file: &Path,
+    args: &[S],
+    line: &mut dyn FnMut(&str),
+) -> Result<()> {
+    use std::io::BufRead;
+    let input = std::fs::File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
     let mut decoder = zstd::stream::read::Decoder::new(input).map_err(|e| tool("zstd", e))?;
     let mut tar = Command::new("tar")
-        .args(TAR_FLAGS)
-        .args(["--same-permissions", "--no-overwrite-dir", "-C"])
-        .arg(dest)
-        .args(["-xf", "-"])
+        .args(args)
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| tool("cannot run tar", e))?;
-    let mut buf = vec![0u8; 1 << 16];
-    if let Some(mut stdin) = tar.stdin.take() {
+    let stdin = tar.stdin.take();
+    let stderr = tar.stderr.take();
+    let feeder = std::thread::spawn(move || -> std::io::Result<()> {
+        let Some(mut stdin) = stdin else {
+            return Ok(());
+        };
+        let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = decoder.read(&mut buf).map_err(|e| {
-                RuntimeError::Invalid(format!("{} is not a zstd backup: {e}", file.display()))
-            })?;
+            let n = decoder.read(&mut buf)?;
+            // tar may stop reading early (an error it reports itself).
             if n == 0 || stdin.write_all(&buf[..n]).is_err() {
-                break;
+                return Ok(());
             }
         }
+    });
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    });
+    if let Some(out) = tar.stdout.take() {
+        for l in std::io::BufReader::new(out).split(b'\n') {
+            let l = l.map_err(|e| tool("tar", e))?;
+            line(&String::from_utf8_lossy(&l));
+        }
     }
-    let out = tar.wait_with_output().map_err(|e| tool("tar", e))?;
-    if out.status.success() {
+    let status = tar.wait().map_err(|e| tool("tar", e))?;
+    let fed = feeder
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("reader panicked")));
+    let errors = errors.join().unwrap_or_default();
+    if let Err(e) = fed {
+        return Err(RuntimeError::Invalid(format!(
+            "{} is not a zstd backup: {e}",
+            file.display()
+        )));
+    }
+    if status.success() {
         Ok(())
     } else {
         Err(RuntimeError::Invalid(format!(
             "cannot unpack {}: {}",
             file.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            errors.trim()
         )))
     }
 }

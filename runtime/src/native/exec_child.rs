@@ -272,16 +272,20 @@ fn become_login_and_exec(
         env.push((k.clone(), v.clone()));
     }
     let base = entry.shell.rsplit('/').next().unwrap_or("sh").to_string();
-    let (program, argv): (String, Vec<String>) = match (&req.sftp, &req.command) {
-        (Some(server), _) => match sftp_server(*server) {
+    let (program, argv): (String, Vec<String>) = match (&req.sftp, &req.argv, &req.command) {
+        (Some(server), _, _) => match sftp_server(*server) {
             Some(path) => (path.to_string(), vec!["sftp-server".into()]),
             None => match crate::sftp::serve_stdio() {
                 Ok(()) => exit(0),
                 Err(e) => return format!("sftp: {e}"),
             },
         },
-        (None, Some(cmd)) => (entry.shell.clone(), vec![base, "-c".into(), cmd.clone()]),
-        (None, None) => (entry.shell.clone(), vec![format!("-{base}")]),
+        (None, Some(argv), _) if argv.first().is_some_and(|p| p.starts_with('/')) => {
+            (argv[0].clone(), argv.clone())
+        }
+        (None, Some(_), _) => return "a program run directly needs an absolute path".into(),
+        (None, None, Some(cmd)) => (entry.shell.clone(), vec![base, "-c".into(), cmd.clone()]),
+        (None, None, None) => (entry.shell.clone(), vec![format!("-{base}")]),
     };
     let to_c = |s: String| CString::new(s).map_err(|_| "argument contains a NUL byte".to_string());
     let prog = match to_c(program.clone()) {

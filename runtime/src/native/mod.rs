@@ -429,6 +429,7 @@ impl Runtime for NativeRuntime {
         let req = protocol::ExecRequest {
             login: spec.login,
             command: spec.command,
+            argv: spec.argv,
             pty: spec.pty.map(|p| (p.term, p.size.cols, p.size.rows)),
             env: spec.env,
             sftp: spec.sftp,

@@ -46,6 +46,9 @@ pub struct ExecRequest {
     pub login: String,
     /// Command for the shell's `-c`; `None` for a login shell.
     pub command: Option<String>,
+    /// A program run without a shell (absolute path first); takes the place of `command`.
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
     /// `(TERM, cols, rows)` for a PTY.
     pub pty: Option<(String, u16, u16)>,
     /// Extra environment.
@@ -194,6 +197,7 @@ mod tests {
         let req = Request::Exec(ExecRequest {
             login: "alice".into(),
             command: Some("echo hi".into()),
+            argv: None,
             pty: Some(("xterm".into(), 80, 24)),
             env: vec![("LANG".into(), "C.UTF-8".into())],
             sftp: None,

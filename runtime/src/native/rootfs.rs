@@ -52,11 +52,13 @@ pub fn mount_overlay(sys: &dyn Syscall, layers: &Layers) -> Result<(), String> {
         layers.upper.display(),
         layers.work.display()
     );
+    // nodev: no device node in the container's files opens a host device, whatever its
+    // root unmounts inside (the flag is locked in the container's mount namespace).
     sys.mount(
         Some(Path::new("overlay")),
         &layers.merged,
         Some("overlay"),
-        MsFlags::empty(),
+        MsFlags::MS_NODEV,
         Some(&data),
     )
     .map_err(|e| err("cannot mount overlay on", &layers.merged, e))
@@ -273,6 +275,7 @@ mod tests {
         };
         let overlay = find("/s/containers/web01/rootfs");
         assert_eq!(overlay.1.as_deref(), Some("overlay"));
+        assert!(overlay.2.contains(MsFlags::MS_NODEV), "{:?}", overlay.2);
         assert!(overlay
             .3
             .as_deref()

@@ -1,0 +1,344 @@
+//! The attacks an outside review made on "the host is the hypervisor", each replayed as
+//! the attacker would and shown to fail. Each test is named after its attack.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gatehouse_e2e::{stderr, stdout, Gateway};
+
+fn policy_gateway(policy: &str) -> (tempfile::TempDir, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("p.toml"), policy).unwrap();
+    let gw = Gateway::start_with(&format!("[policy]\npaths = [\"{}\"]\n", policies.display()));
+    (dir, gw)
+}
+
+fn upper(gw: &Gateway, container: &str) -> PathBuf {
+    gw.dir
+        .path()
+        .join("state/containers")
+        .join(container)
+        .join("upper")
+}
+
+/// Runs `sh -c script` as the host's unprivileged `nobody`.
+fn as_nobody(script: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// Makes a device node (as the host's root, the way an old image, an import or a restore
+/// would have left one in a container's files).
+fn plant_device(dir: &Path, name: &str, major: u64, minor: u64, owner: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    let out = Command::new("mknod")
+        .args(["-m", "666"])
+        .arg(&path)
+        .args(["c", &major.to_string(), &minor.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::os::unix::fs::lchown(&path, Some(owner), Some(owner)).unwrap();
+    std::os::unix::fs::lchown(dir, Some(owner), Some(owner)).unwrap();
+}
+
+#[test]
+fn container_root_unmounting_dev_cannot_open_device_nodes_in_its_files() {
+    let gw = Gateway::start();
+    gw.create_container("dev1", "alice");
+    // The container's root on the host (its files belong to it), as `id -u` maps it.
+    let out = gw.ssh("alice", "alice@root@dev1", "touch /owner-probe");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let base = std::fs::metadata(upper(&gw, "dev1").join("owner-probe"))
+        .unwrap()
+        .uid();
+    // The host console (5:1) and the kernel log (1:11), as debootstrap's /dev or a
+    // crafted archive would have put them in the container's files.
+    let planted = upper(&gw, "dev1").join("srv/devs");
+    plant_device(&planted, "console", 5, 1, base);
+    plant_device(&planted, "kmsg", 1, 11, base);
+    let marker = format!("gatehouse-attack-{}", std::process::id());
+    let script = format!(
+        "umount -l /dev 2>&1; ls -l /srv/devs; \
+         timeout 5 head -c1 /srv/devs/console >/dev/null 2>&1; [ $? -ne 1 ] && echo console=opened || echo console=refused; \
+         (echo {marker} > /srv/devs/kmsg) 2>/dev/null && echo kmsg=written || echo kmsg=refused"
+    );
+    let out = gw.ssh("alice", "alice@root@dev1", &script);
+    let text = stdout(&out);
+    assert!(text.contains("console=refused"), "{text}{}", stderr(&out));
+    assert!(text.contains("kmsg=refused"), "{text}");
+    let dmesg = Command::new("dmesg").output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&dmesg.stdout).contains(&marker),
+        "the container wrote to the host's kernel log"
+    );
+    // The overlay is nodev, and the flag is locked: container root cannot remount it away.
+    let out = gw.ssh(
+        "alice",
+        "alice@root@dev1",
+        "mount -o remount,dev / 2>/dev/null && echo remounted || echo locked; grep ' / ' /proc/self/mountinfo",
+    );
+    let text = stdout(&out);
+    assert!(text.contains("locked"), "{text}");
+    assert!(text.contains("nodev"), "{text}");
+}
+
+#[test]
+fn a_crafted_restore_archive_cannot_plant_a_device_node() {
+    let gw = Gateway::start();
+    gw.create_container("bk1", "alice");
+    assert!(gw.ssh("alice", "alice@bk1", "true").status.success());
+    let work = tempfile::tempdir().unwrap();
+    let good = work.path().join("good.tar.zst");
+    gw.cli_ok(&["container", "backup", "bk1", good.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::metadata(&good).unwrap().permissions().mode() & 0o077,
+        0,
+        "a backup holds the container's secrets"
+    );
+    // Unpack it, add /dev/kmsg (1:11) to the layer, pack it again: GNU tar, run as the
+    // host's root, would make the node.
+    let tree = work.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let sh = |script: &str| {
+        let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", stderr(&out));
+    };
+    sh(&format!(
+        "cd {t} && zstd -dc {g} | tar --xattrs --numeric-owner -xf - && mkdir -p upper/dev && mknod upper/dev/kmsg c 1 11 && tar --xattrs --numeric-owner -cf - container.json upper | zstd -q > {e}",
+        t = tree.display(),
+        g = good.display(),
+        e = work.path().join("evil.tar.zst").display()
+    ));
+    let evil = work.path().join("evil.tar.zst");
+    let out = gw.cli(&[
+        "container",
+        "restore",
+        evil.to_str().unwrap(),
+        "--as",
+        "bk2",
+    ]);
+    assert!(!out.status.success(), "the restore went through");
+    assert!(
+        stderr(&out).contains("holds a device node") && stderr(&out).contains("upper/dev/kmsg"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!gw.dir.path().join("state/containers/bk2").exists());
+    let leftovers = walk_devices(&gw.dir.path().join("state"));
+    assert!(leftovers.is_empty(), "device nodes left: {leftovers:?}");
+    // The untouched backup (with its whiteouts) still restores.
+    let out = gw.cli(&[
+        "container",
+        "restore",
+        good.to_str().unwrap(),
+        "--as",
+        "bk3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Every device node under `root` other than whiteouts (0:0).
+fn walk_devices(root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut found = vec![];
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let t = meta.file_type();
+        if (t.is_char_device() || t.is_block_device()) && meta.rdev() != 0 {
+            found.push(p);
+        } else if t.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_test_image_has_no_device_nodes() {
+    let gw = Gateway::start();
+    let images = gw.dir.path().join("state/images");
+    let rootfs = std::fs::canonicalize(images.join("debian-12/rootfs")).unwrap();
+    let found = walk_devices(&rootfs);
+    assert!(found.is_empty(), "device nodes in the image: {found:?}");
+}
+
+#[test]
+fn an_sftp_only_user_cannot_run_a_command_after_scp_t() {
+    let (_p, gw) = policy_gateway(
+        "[[allow]]\nname = \"files-only\"\nusers = [\"alice\"]\nowned = true\nactions = [\"sftp\"]\n",
+    );
+    gw.create_container("sf1", "alice");
+    for attack in [
+        "scp -t /tmp; touch /tmp/pwned1",
+        "scp -t /tmp && touch /tmp/pwned2",
+        "scp -t /tmp/$(touch /tmp/pwned3)",
+        "scp -f /etc/hostname | touch /tmp/pwned4",
+        "rsync --server --daemon --config=/tmp/x.conf .",
+        "/tmp/scp -t /tmp",
+    ] {
+        let out = gw.ssh("alice", "alice@sf1", attack);
+        assert!(!out.status.success(), "{attack} ran");
+        assert!(
+            stderr(&out).contains("no policy gives alice exec access"),
+            "{attack}: {}",
+            stderr(&out)
+        );
+    }
+    for n in 1..=4 {
+        assert!(
+            !upper(&gw, "sf1").join(format!("tmp/pwned{n}")).exists(),
+            "pwned{n}"
+        );
+    }
+    // The transfers themselves still work, run without a shell.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f.txt");
+    std::fs::write(&local, "legacy scp\n").unwrap();
+    let scp = gw
+        .transfer_command("scp", "alice")
+        .arg("-O")
+        .arg(&local)
+        .arg("alice@sf1@127.0.0.1:/tmp/f.txt")
+        .output()
+        .unwrap();
+    assert!(scp.status.success(), "{}", stderr(&scp));
+    let rsync = Command::new("rsync")
+        .arg("-a")
+        .arg("-e")
+        .arg(format!(
+            "ssh -p {} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            gw.port,
+            gw.key("alice").display()
+        ))
+        .arg(&local)
+        .arg("alice@sf1@127.0.0.1:/tmp/r.txt")
+        .output()
+        .unwrap();
+    assert!(rsync.status.success(), "{}", stderr(&rsync));
+    for f in ["tmp/f.txt", "tmp/r.txt"] {
+        assert_eq!(
+            std::fs::read_to_string(upper(&gw, "sf1").join(f)).unwrap(),
+            "legacy scp\n"
+        );
+    }
+}
+
+#[test]
+fn a_local_user_cannot_read_recordings_or_run_a_containers_setuid_copy() {
+    let gw = Gateway::start();
+    gw.create_container("lu1", "alice");
+    let out = gw.ssh(
+        "alice",
+        "alice@root@lu1",
+        "echo secret-typed-here; cp /bin/bash /tmp/rootbash; chmod 4755 /tmp/rootbash",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state = gw.dir.path().join("state");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("recordings")), 0o700);
+    assert_eq!(mode(&state.join("audit/audit.jsonl")), 0o600);
+    let session = std::fs::read_dir(state.join("recordings"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert_eq!(mode(&session), 0o700);
+    for f in std::fs::read_dir(&session).unwrap().flatten() {
+        assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
+    }
+    // Even with the test's own directory open to everyone, nobody gets in.
+    let mut p = gw.dir.path().to_path_buf();
+    loop {
+        let m = mode(&p);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m | 0o005)).unwrap();
+        if !p.pop() || p == Path::new("/") {
+            break;
+        }
+    }
+    let rootbash = upper(&gw, "lu1").join("tmp/rootbash");
+    assert!(rootbash.exists());
+    let out = as_nobody(&format!(
+        "cat {}/*/channel-*.cast; {} -p -c id",
+        state.join("recordings").display(),
+        rootbash.display()
+    ));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains("secret-typed-here"), "{text}");
+    assert!(!text.contains("uid="), "{text}");
+    assert!(text.contains("Permission denied"), "{text}");
+}
+
+#[test]
+fn self_service_cannot_label_its_container_dr_of_anothers() {
+    let (_p, gw) = policy_gateway(
+        r#"
+[[allow]]
+name = "own"
+users = ["alice", "bob"]
+owned = true
+
+[[self_service]]
+name = "boxes"
+users = ["bob"]
+images = ["debian-12"]
+max_containers = 3
+max_idle_stop = "1h"
+label_keys = ["team"]
+"#,
+    );
+    gw.create_container("web01", "alice");
+    let admin = |command: &str| gw.ssh("bob", "bob@+admin", command);
+    for (command, why) in [
+        (
+            "container create evil1 --label dr-of=web01",
+            "'dr-of' decides where containers may run",
+        ),
+        (
+            "container create evil2 --label gatehouse.self-service=other",
+            "gateway's own",
+        ),
+        (
+            "container create evil3 --label owner=alice",
+            "rule 'boxes' allows team",
+        ),
+        (
+            "container create evil4 --idle-stop never",
+            "idle stop never is longer than rule 'boxes' allows (1h)",
+        ),
+        (
+            "container create evil5 --idle-stop 2h",
+            "idle stop 2h is longer",
+        ),
+    ] {
+        let out = admin(command);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stdout(&out));
+        assert!(stderr(&out).contains(why), "{command}: {}", stderr(&out));
+    }
+    let out = admin("container create ok1 --label team=blue --idle-stop 30m");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The attack itself: bob's running container does not keep alice's web01 from starting.
+    assert!(gw.ssh("bob", "bob@ok1", "true").status.success());
+    let out = gw.ssh("alice", "alice@web01", "hostname");
+    assert_eq!(stdout(&out), "web01\n", "{}", stderr(&out));
+}
