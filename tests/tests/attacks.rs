@@ -342,3 +342,48 @@ label_keys = ["team"]
     let out = gw.ssh("alice", "alice@web01", "hostname");
     assert_eq!(stdout(&out), "web01\n", "{}", stderr(&out));
 }
+
+#[test]
+fn sftp_copy_data_is_audited_as_a_copy_not_as_an_empty_write() {
+    let gw = Gateway::start();
+    gw.create_container("cp1", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f");
+    std::fs::write(&local, "fifteen bytes!\n").unwrap();
+    let batch = dir.path().join("batch");
+    std::fs::write(
+        &batch,
+        format!("put {} /tmp/a\ncopy /tmp/a /tmp/b\n", local.display()),
+    )
+    .unwrap();
+    let out = gw
+        .transfer_command("sftp", "alice")
+        .arg("-b")
+        .arg(&batch)
+        .arg("alice@cp1@127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(upper(&gw, "cp1").join("tmp/b")).unwrap(),
+        "fifteen bytes!\n"
+    );
+    let copies = gw.audit_events("file.copy");
+    assert!(
+        copies
+            .iter()
+            .any(|e| e["from"] == "/tmp/a" && e["to"] == "/tmp/b" && e["user"] == "alice"),
+        "{copies:?}"
+    );
+    // What was written to /tmp/b never passed the gateway: no size 0, no empty digest.
+    let writes: Vec<_> = gw
+        .audit_events("file.write")
+        .into_iter()
+        .filter(|e| e["path"] == "/tmp/b")
+        .collect();
+    assert!(!writes.is_empty(), "{}", gw.audit());
+    for w in &writes {
+        assert!(w.get("sha256").is_none() && w.get("size").is_none(), "{w}");
+        assert!(w["sha256_missing"].as_str().unwrap().contains("copy-data"));
+    }
+}

@@ -30,11 +30,27 @@ pub struct FileEvent {
     pub kind: &'static str,
     /// What the event records besides who and where.
     pub detail: Value,
+    /// The transfer can no longer be followed: once this event is written the session
+    /// ends (a file audit that stops is a lost audit, and that fails closed).
+    pub ends_session: bool,
 }
 
 impl FileEvent {
     fn new(kind: &'static str, detail: Value) -> Self {
-        FileEvent { kind, detail }
+        FileEvent {
+            kind,
+            detail,
+            ends_session: false,
+        }
+    }
+
+    /// The event that says the transfer can no longer be followed, and why.
+    fn lost(reason: String) -> Self {
+        FileEvent {
+            kind: "file.audit_lost",
+            detail: serde_json::json!({ "reason": reason }),
+            ends_session: true,
+        }
     }
 }
 
@@ -190,6 +206,12 @@ async fn observe(
                 tracing::error!("file audit: {err:#}");
                 let _ = failed
                     .send("the file audit cannot be written, so the session ends".into())
+                    .await;
+            } else if e.ends_session {
+                broken = true;
+                tracing::error!("file audit lost: {}", e.detail["reason"]);
+                let _ = failed
+                    .send("the file transfer can no longer be audited, so the session ends".into())
                     .await;
             }
         }

@@ -212,10 +212,9 @@ impl ScpWatch {
 
     fn lose(&mut self, why: &str, events: &mut Vec<FileEvent>) {
         self.state = State::Lost;
-        events.push(FileEvent::new(
-            "file.audit_lost",
-            json!({"reason": format!("the scp transfer can no longer be followed: {why}")}),
-        ));
+        events.push(FileEvent::lost(format!(
+            "the scp transfer can no longer be followed: {why}"
+        )));
     }
 
     fn file_done(

@@ -76,6 +76,8 @@ struct Tracked {
     read: OrderedDigest,
     write: OrderedDigest,
     write_errors: u32,
+    /// The server copied data into it (`copy-data`): what it holds did not pass here.
+    copied_into: bool,
 }
 
 /// The observer of one SFTP channel.
@@ -134,6 +136,13 @@ fn take_string(data: &mut &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(text).into_owned())
 }
 
+/// Reads one big-endian u64 from the front of an extended request's data.
+fn take_u64(data: &mut &[u8]) -> Option<u64> {
+    let (n, rest) = data.split_first_chunk::<8>()?;
+    *data = rest;
+    Some(u64::from_be_bytes(*n))
+}
+
 /// A digest's summary as audit fields.
 fn summary_fields(path: &str, s: Summary) -> Value {
     let mut v = json!({"path": path, "size": s.bytes});
@@ -189,10 +198,9 @@ impl SftpWatch {
 
     fn lose(&mut self, why: String, events: &mut Vec<FileEvent>) {
         self.lost = true;
-        events.push(FileEvent::new(
-            "file.audit_lost",
-            json!({"reason": format!("the SFTP conversation can no longer be followed: {why}")}),
-        ));
+        events.push(FileEvent::lost(format!(
+            "the SFTP conversation can no longer be followed: {why}"
+        )));
         self.pending.clear();
         self.handles.clear();
     }
@@ -269,26 +277,68 @@ impl SftpWatch {
                     json!({"target": s.linkpath, "path": s.targetpath}),
                 ),
             ),
-            Packet::Extended(e) => {
-                let mut data = e.data.as_slice();
-                let (kind, extra) = match e.request.as_str() {
-                    "posix-rename@openssh.com" => ("file.rename", json!({"replace": true})),
-                    "hardlink@openssh.com" => ("file.link", json!({})),
-                    _ => return,
-                };
-                let (Some(from), Some(to)) = (take_string(&mut data), take_string(&mut data))
-                else {
-                    return;
-                };
-                let mut detail = json!({"from": from, "to": to});
-                if let (Some(d), Some(x)) = (detail.as_object_mut(), extra.as_object()) {
-                    d.extend(x.clone());
-                }
-                (e.id, Pending::Op(kind, detail))
-            }
+            Packet::Extended(e) => match self.extended(&e.request, &e.data) {
+                Some(op) => (e.id, op),
+                None => return,
+            },
             _ => return,
         };
         self.expect(id, pending, events);
+    }
+
+    /// What an extended request does to files, if anything: renames and links are
+    /// reported as such, `copy-data` as a copy (and the file it writes is marked, since its
+    /// bytes never pass here), read-only queries not at all, and any other request as
+    /// `file.extended` with its name, so that nothing a server does unseen goes unaudited.
+    fn extended(&mut self, request: &str, data: &[u8]) -> Option<Pending> {
+        let mut data = data;
+        let op = match request {
+            "posix-rename@openssh.com" | "hardlink@openssh.com" => {
+                let (from, to) = (take_string(&mut data), take_string(&mut data));
+                let mut detail = json!({"from": from, "to": to});
+                if request.starts_with("posix-rename") {
+                    detail["replace"] = json!(true);
+                    Pending::Op("file.rename", detail)
+                } else {
+                    Pending::Op("file.link", detail)
+                }
+            }
+            "copy-data" => {
+                let from = take_string(&mut data);
+                let (offset, length) = (take_u64(&mut data), take_u64(&mut data));
+                let to = take_string(&mut data);
+                let to_offset = take_u64(&mut data);
+                let path = |h: &Option<String>| {
+                    h.as_ref()
+                        .and_then(|h| self.handles.get(h))
+                        .map(|t| t.path.clone())
+                };
+                let detail = json!({"from": path(&from), "to": path(&to), "offset": offset,
+                    "length": length, "to_offset": to_offset});
+                if let Some(t) = to.as_ref().and_then(|h| self.handles.get_mut(h)) {
+                    t.copied_into = true;
+                }
+                Pending::Op("file.copy", detail)
+            }
+            "lsetstat@openssh.com" => {
+                let path = take_string(&mut data);
+                Pending::Op("file.setstat", json!({"path": path, "nofollow": true}))
+            }
+            "fsync@openssh.com"
+            | "statvfs@openssh.com"
+            | "fstatvfs@openssh.com"
+            | "limits@openssh.com"
+            | "expand-path@openssh.com"
+            | "home-directory"
+            | "users-groups-by-id@openssh.com"
+            | "check-file-name"
+            | "check-file-handle" => return None,
+            other => Pending::Op(
+                "file.extended",
+                json!({"request": other.chars().take(256).collect::<String>()}),
+            ),
+        };
+        Some(op)
     }
 
     fn answer(&mut self, mut message: Bytes, events: &mut Vec<FileEvent>) {
@@ -311,6 +361,7 @@ impl SftpWatch {
                                 read: OrderedDigest::default(),
                                 write: OrderedDigest::default(),
                                 write_errors: 0,
+                                copied_into: false,
                             },
                         );
                     }
@@ -375,6 +426,14 @@ impl SftpWatch {
         let writing = t.flags.contains(OpenFlags::WRITE);
         if writing {
             let mut v = summary_fields(&t.path, t.write.finish());
+            if t.copied_into {
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("sha256");
+                    m.remove("size");
+                }
+                v["sha256_missing"] =
+                    json!("the server copied data into the file (copy-data); see file.copy");
+            }
             if t.write_errors > 0 {
                 v["write_errors"] = json!(t.write_errors);
             }
@@ -500,5 +559,80 @@ mod tests {
         w.client(&[0; 64], &mut events);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, "file.audit_lost");
+        assert!(events[0].ends_session);
+    }
+
+    /// One client message: length, type, id, then `body`.
+    fn message(kind: u8, id: u32, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(body);
+        let mut out = (m.len() as u32).to_be_bytes().to_vec();
+        out.extend(m);
+        out
+    }
+
+    fn string(s: &str) -> Vec<u8> {
+        let mut out = (s.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(s.as_bytes());
+        out
+    }
+
+    #[test]
+    fn copy_data_and_unknown_extensions_are_audited() {
+        let mut w = SftpWatch::default();
+        let mut events = Vec::new();
+        // A file open for writing, as handle "h2" (a server's answers are faked).
+        w.handles.insert(
+            "h2".into(),
+            Tracked {
+                path: "/tmp/copy".into(),
+                flags: OpenFlags::WRITE | OpenFlags::CREATE,
+                read: OrderedDigest::default(),
+                write: OrderedDigest::default(),
+                write_errors: 0,
+                copied_into: false,
+            },
+        );
+        let mut body = string("copy-data");
+        body.extend(string("h1"));
+        body.extend(0u64.to_be_bytes());
+        body.extend(15u64.to_be_bytes());
+        body.extend(string("h2"));
+        body.extend(0u64.to_be_bytes());
+        w.client(&message(200, 7, &body), &mut events);
+        let mut other = string("evil@example.com");
+        other.extend(string("/etc/shadow"));
+        w.client(&message(200, 8, &other), &mut events);
+        let status = |id: u32| {
+            let mut b = 0u32.to_be_bytes().to_vec();
+            b.extend(string("ok"));
+            b.extend(string(""));
+            message(101, id, &b)
+        };
+        w.server(&status(7), &mut events);
+        w.server(&status(8), &mut events);
+        w.finish(&mut events);
+        let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["file.copy", "file.extended", "file.write"]);
+        assert_eq!(events[0].detail["to"], "/tmp/copy");
+        assert_eq!(events[0].detail["length"], 15);
+        assert_eq!(events[1].detail["request"], "evil@example.com");
+        assert!(events[2].detail.get("sha256").is_none(), "{:?}", events[2]);
+        assert!(events[2].detail["sha256_missing"]
+            .as_str()
+            .unwrap()
+            .contains("copy-data"));
+    }
+
+    #[test]
+    fn too_many_unanswered_requests_end_the_session() {
+        let mut w = SftpWatch::default();
+        let mut events = Vec::new();
+        for id in 0..=MAX_PENDING as u32 {
+            w.client(&message(11, id, &string("/")), &mut events);
+        }
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].ends_session);
     }
 }
