@@ -4,7 +4,6 @@
 //! there, owned by the login — mapped through the instance's uid map to the host ids
 //! LXD gave it — so only that login can use it.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::error::{Result, RuntimeError};
@@ -67,13 +66,7 @@ pub fn listen(pid: i64, uid: u32, gid: u32) -> Result<(std::os::unix::net::UnixL
     let name = format!("gatehouse-agent-{}", crate::names::random_tag()?);
     rustix::fs::mkdirat(&tmp, name.as_str(), Mode::from_raw_mode(0o700))
         .map_err(|e| fail("mkdir", e))?;
-    let dir = rustix::fs::openat(
-        &tmp,
-        name.as_str(),
-        dir_flags | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )
-    .map_err(|e| fail("open the directory", e))?;
+    let dir = open_own_dir(&tmp, &name)?;
     let inside = format!("/tmp/{name}/agent.sock");
     let made = (|| {
         use std::os::fd::AsRawFd;
@@ -82,8 +75,14 @@ pub fn listen(pid: i64, uid: u32, gid: u32) -> Result<(std::os::unix::net::UnixL
             |what: &'static str, e: std::io::Error| RuntimeError::io(what, Path::new(&inside), e);
         let listener =
             std::os::unix::net::UnixListener::bind(&sock).map_err(|e| io("cannot bind", e))?;
-        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io("cannot protect", e))?;
+        // By descriptor, in a directory only the host's root may change (checked above).
+        rustix::fs::chmodat(
+            &dir,
+            "agent.sock",
+            Mode::from_raw_mode(0o600),
+            AtFlags::empty(),
+        )
+        .map_err(|e| fail("protect the socket", e))?;
         let owner = (
             Some(rustix::fs::Uid::from_raw(host_uid)),
             Some(rustix::fs::Gid::from_raw(host_gid)),
@@ -113,9 +112,66 @@ pub fn listen(pid: i64, uid: u32, gid: u32) -> Result<(std::os::unix::net::UnixL
     }
 }
 
+/// Opens the directory just made as `name` in the instance's `tmp` and checks that it is
+/// still ours: container root owns `/tmp` and can swap the name for a directory of its own
+/// (holding a symlink where the socket goes) between the mkdir and this open. Ours is
+/// owned by the host's root, whom the instance does not map, and 0700, so once this
+/// check passes nothing in the instance can change what is inside.
+fn open_own_dir(tmp: &impl std::os::fd::AsFd, name: &str) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = rustix::fs::openat(
+        tmp,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::Engine(format!("agent socket in the instance: open {name}: {e}")))?;
+    let st = rustix::fs::fstat(&dir)
+        .map_err(|e| RuntimeError::Engine(format!("agent socket in the instance: stat: {e}")))?;
+    let ours = st.st_uid == rustix::process::geteuid().as_raw()
+        && st.st_mode & 0o7777 == 0o700
+        && rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    if !ours {
+        return Err(RuntimeError::Engine(format!(
+            "agent socket in the instance: /tmp/{name} was replaced by the instance (owner {}, mode {:o}); not using it",
+            st.st_uid,
+            st.st_mode & 0o7777
+        )));
+    }
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_swapped_in_by_the_instance_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let fd = std::fs::File::open(tmp.path()).unwrap();
+        let ours = tmp.path().join("ours");
+        std::fs::create_dir(&ours).unwrap();
+        std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(open_own_dir(&fd, "ours").is_ok());
+        // Container root's swap: a directory of its own, with a symlink where the socket
+        // would go (a chmod through it would reach the host's files).
+        let swapped = tmp.path().join("swapped");
+        std::fs::create_dir(&swapped).unwrap();
+        std::fs::set_permissions(&swapped, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", swapped.join("agent.sock")).unwrap();
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&swapped, Some(1_000_000), Some(1_000_000)).unwrap();
+            let e = open_own_dir(&fd, "swapped").unwrap_err().to_string();
+            assert!(e.contains("was replaced by the instance"), "{e}");
+        }
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(open_own_dir(&fd, "open").is_err());
+        std::os::unix::fs::symlink(&ours, tmp.path().join("link")).unwrap();
+        assert!(open_own_dir(&fd, "link").is_err());
+    }
 
     #[test]
     fn ids_map_through_the_instances_map() {
