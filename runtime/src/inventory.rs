@@ -44,6 +44,10 @@ pub struct ContainerRecord {
     /// The host it is placed on, where the runtime has several (an LXD cluster member).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Whether it may make user namespaces of its own (to run containers or sandboxes
+    /// inside); off unless an admin turns it on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nesting: bool,
 }
 
 /// The inventory directory (`state_dir/containers`).
@@ -203,6 +207,7 @@ mod tests {
             last_login: None,
             address: None,
             host: None,
+            nesting: false,
             idle_stop: None,
         }
     }

@@ -196,6 +196,9 @@ pub async fn authorize(
                     user.name
                 ));
             }
+            if meta.nesting == Some(true) {
+                return Err("nesting is for an administrator to allow, not self-service".into());
+            }
             let parse_limit =
                 |v: &Option<String>, f: fn(&str) -> gatehouse_runtime::Result<u64>| {
                     v.as_deref().map(f).transpose().map_err(|e| e.to_string())

@@ -124,6 +124,10 @@ pub struct MetaArgs {
     /// runtime's setting).
     #[arg(long)]
     pub idle_stop: Option<String>,
+    /// Let it make user namespaces of its own, to run containers or sandboxes inside
+    /// (`true` or `false`; off by default). Widens what its root can reach in the kernel.
+    #[arg(long)]
+    pub nesting: Option<bool>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -175,6 +179,9 @@ impl MetaArgs {
             } else {
                 Some(parse_cpus(c)?)
             };
+        }
+        if let Some(n) = self.nesting {
+            record.nesting = n;
         }
         if let Some(i) = &self.idle_stop {
             record.idle_stop = if i == "default" {
@@ -265,6 +272,7 @@ pub async fn run(
                 last_login: None,
                 address: None,
                 host: None,
+                nesting: false,
                 idle_stop: None,
             };
             meta.apply(&mut record)?;
@@ -360,6 +368,9 @@ pub async fn run(
                 "idle stop:  {}",
                 r.idle_stop.as_deref().unwrap_or(&config.runtime.idle_stop)
             ));
+            if r.nesting {
+                c.say("nesting:    on (nested user namespaces allowed)".to_string());
+            }
             if let Some(u) = rt.usage(&name).await? {
                 let mem = u
                     .memory_bytes

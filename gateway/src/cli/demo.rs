@@ -96,6 +96,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             last_login: None,
             address: None,
             host: None,
+            nesting: false,
             idle_stop: None,
         })
         .await?;

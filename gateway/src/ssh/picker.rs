@@ -72,6 +72,7 @@ mod tests {
             last_login: None,
             address: None,
             host: None,
+            nesting: false,
             idle_stop: None,
         }
     }

@@ -42,6 +42,12 @@ pub fn to_config(
         "user.gatehouse.idle_stop",
         record.idle_stop.clone().unwrap_or_default(),
     );
+    // LXD's own switch for containers that run containers (its AppArmor profile then
+    // allows nested user namespaces and the mounts they need).
+    put(
+        "security.nesting",
+        if record.nesting { "true" } else { "" }.to_string(),
+    );
     for (k, v) in &record.labels {
         put(&format!("{LABEL}{k}"), v.clone());
     }
@@ -135,6 +141,7 @@ pub fn from_instance(instance: &Value) -> Result<Option<ContainerRecord>> {
             .filter(|l| !l.is_empty() && *l != "none")
             .map(str::to_string),
         idle_stop: Some(get("user.gatehouse.idle_stop").to_string()).filter(|s| !s.is_empty()),
+        nesting: get("security.nesting") == "true",
     }))
 }
 
@@ -159,6 +166,7 @@ mod tests {
             last_login: Some("2026-11-27T02:00:00Z".parse().unwrap()),
             address: None,
             host: None,
+            nesting: false,
             idle_stop: Some("2h".into()),
         }
     }

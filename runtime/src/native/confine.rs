@@ -6,11 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::{
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
 
 /// Syscalls refused with EPERM: kernel modules, kexec, handle-based opens that escape
 /// mounts, the non-namespaced keyring, clock and swap changes, raw I/O ports, BPF and
-/// perf, userfaultfd, process accounting, quotas.
+/// perf, userfaultfd, process accounting, quotas, io_uring (a long history of kernel
+/// bugs, and a way around this filter: its operations are not syscalls), kcmp.
 const DENIED: &[&str] = &[
     "kexec_load",
     "kexec_file_load",
@@ -24,7 +28,6 @@ const DENIED: &[&str] = &[
     "request_key",
     "settimeofday",
     "clock_settime",
-    "clock_adjtime",
     "swapon",
     "swapoff",
     "iopl",
@@ -34,9 +37,44 @@ const DENIED: &[&str] = &[
     "userfaultfd",
     "acct",
     "quotactl",
+    "quotactl_fd",
     "lookup_dcookie",
     "syslog",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kcmp",
 ];
+
+/// Syscalls answered ENOSYS, as if the kernel lacked them, so that programs fall back to
+/// the older call the filter can judge: `clone3` (its flags are in memory a filter cannot
+/// read; glibc falls back to `clone`) and the new mount API (libmount falls back to
+/// `mount(2)` on ENOSYS only). A container configured for nesting keeps `clone3`.
+const NOT_IMPLEMENTED: &[&str] = &[
+    "clone3",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+];
+
+/// `personality(2)` values allowed (Docker's list): Linux, with or without the
+/// 32-bit address space, with or without UNAME26's opposite, and the query.
+const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// x32 system calls carry this bit in their number; the filter's rules are for the
+/// plain x86-64 numbers, so every x32 call is refused.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// `clone`/`unshare` flag for a new user namespace.
+const CLONE_NEWUSER: u64 = 0x1000_0000;
+
+/// Socket families refused: the kernel's crypto API (AF_ALG) and VM sockets (AF_VSOCK,
+/// which would reach the hypervisor's services on a virtual host).
+const DENIED_FAMILIES: &[u64] = &[38, 40];
 
 /// Capabilities removed from the bounding set (no use inside, risky if ever mapped).
 const DROPPED_CAPS: &[libc::c_ulong] = &[
@@ -50,6 +88,14 @@ const DROPPED_CAPS: &[libc::c_ulong] = &[
     35, // CAP_WAKE_ALARM
     36, // CAP_BLOCK_SUSPEND
 ];
+
+/// What a container may do beyond the default confinement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Nested user namespaces (`unshare -U`, `clone(CLONE_NEWUSER)`, `clone3`): for
+    /// containers that run containers or sandboxes of their own.
+    pub nesting: bool,
+}
 
 fn syscall_number(name: &str) -> Option<i64> {
     let n = match name {
@@ -65,7 +111,6 @@ fn syscall_number(name: &str) -> Option<i64> {
         "request_key" => libc::SYS_request_key,
         "settimeofday" => libc::SYS_settimeofday,
         "clock_settime" => libc::SYS_clock_settime,
-        "clock_adjtime" => libc::SYS_clock_adjtime,
         "swapon" => libc::SYS_swapon,
         "swapoff" => libc::SYS_swapoff,
         #[cfg(target_arch = "x86_64")]
@@ -77,29 +122,115 @@ fn syscall_number(name: &str) -> Option<i64> {
         "userfaultfd" => libc::SYS_userfaultfd,
         "acct" => libc::SYS_acct,
         "quotactl" => libc::SYS_quotactl,
+        "quotactl_fd" => libc::SYS_quotactl_fd,
         "lookup_dcookie" => libc::SYS_lookup_dcookie,
         "syslog" => libc::SYS_syslog,
+        "io_uring_setup" => libc::SYS_io_uring_setup,
+        "io_uring_enter" => libc::SYS_io_uring_enter,
+        "io_uring_register" => libc::SYS_io_uring_register,
+        "kcmp" => libc::SYS_kcmp,
+        "clone3" => libc::SYS_clone3,
+        "open_tree" => libc::SYS_open_tree,
+        "move_mount" => libc::SYS_move_mount,
+        "fsopen" => libc::SYS_fsopen,
+        "fsconfig" => libc::SYS_fsconfig,
+        "fsmount" => libc::SYS_fsmount,
+        "fspick" => libc::SYS_fspick,
+        "mount_setattr" => libc::SYS_mount_setattr,
         _ => return None,
     };
     Some(n)
 }
 
-/// The compiled denylist for this machine's architecture.
-pub fn filter() -> Result<BpfProgram, String> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("seccomp: {e}"))?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = DENIED
+fn seccomp_error(e: impl std::fmt::Display) -> String {
+    format!("seccomp: {e}")
+}
+
+/// One condition on a syscall's argument `index` (32 bits compared).
+fn arg(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(seccomp_error)
+}
+
+/// The rules refused with EPERM that look at arguments.
+fn argument_rules(profile: Profile) -> Result<Vec<(i64, Vec<SeccompRule>)>, String> {
+    let rule = |conditions| SeccompRule::new(conditions).map_err(seccomp_error);
+    let mut rules = vec![];
+    // personality: anything but the allowed values (the conditions are ANDed).
+    let not_allowed = PERSONALITIES
+        .iter()
+        .map(|v| arg(0, SeccompCmpOp::Ne, *v))
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.push((libc::SYS_personality, vec![rule(not_allowed)?]));
+    let families = DENIED_FAMILIES
+        .iter()
+        .map(|f| rule(vec![arg(0, SeccompCmpOp::Eq, *f)?]))
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.push((libc::SYS_socket, families));
+    if !profile.nesting {
+        let new_user = || -> Result<Vec<SeccompRule>, String> {
+            Ok(vec![rule(vec![arg(
+                0,
+                SeccompCmpOp::MaskedEq(CLONE_NEWUSER),
+                CLONE_NEWUSER,
+            )?])?])
+        };
+        rules.push((libc::SYS_clone, new_user()?));
+        rules.push((libc::SYS_unshare, new_user()?));
+    }
+    Ok(rules)
+}
+
+/// Hand-written BPF run before seccompiler's program: x32 calls and the
+/// [`NOT_IMPLEMENTED`] syscalls return ENOSYS; everything else falls through to the
+/// rules. (seccompiler matches exact numbers and answers one errno per filter.)
+fn enosys_prelude(profile: Profile) -> Vec<sock_filter> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const JA: u16 = 0x05; // BPF_JMP | BPF_JA
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const RET_ERRNO: u32 = 0x0005_0000; // SECCOMP_RET_ERRNO
+    let numbers: Vec<u32> = NOT_IMPLEMENTED
+        .iter()
+        .filter(|n| !(profile.nesting && **n == "clone3"))
+        .filter_map(|n| syscall_number(n))
+        .filter_map(|n| u32::try_from(n).ok())
+        .collect();
+    let m = numbers.len() as u8;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    // [0] load nr, [1] x32?, [2..2+m) each number, [2+m] skip, [3+m] return ENOSYS.
+    let mut prog = vec![
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JGE_K, m + 1, 0, X32_SYSCALL_BIT),
+    ];
+    for (j, n) in numbers.iter().enumerate() {
+        prog.push(op(JEQ_K, m - j as u8, 0, *n));
+    }
+    prog.push(op(JA, 0, 0, 1));
+    prog.push(op(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
+    prog
+}
+
+/// The compiled filter for this machine's architecture and `profile`.
+pub fn filter(profile: Profile) -> Result<BpfProgram, String> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(seccomp_error)?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
         .iter()
         .filter_map(|n| syscall_number(n))
         .map(|n| (n, vec![]))
         .collect();
+    rules.extend(argument_rules(profile)?);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
     )
-    .map_err(|e| format!("seccomp: {e}"))?;
-    BpfProgram::try_from(filter).map_err(|e| format!("seccomp: {e}"))
+    .map_err(seccomp_error)?;
+    let rules = BpfProgram::try_from(filter).map_err(seccomp_error)?;
+    let mut prog = enosys_prelude(profile);
+    prog.extend(rules);
+    Ok(prog)
 }
 
 /// Trims the bounding set and installs the filter on the calling process (inherited by
@@ -114,6 +245,11 @@ pub fn apply(program: &BpfProgram) -> Result<(), String> {
             ));
         }
     }
+    apply_filter(program)
+}
+
+/// Installs the filter alone.
+fn apply_filter(program: &BpfProgram) -> Result<(), String> {
     let prog = libc::sock_fprog {
         len: program.len() as libc::c_ushort,
         // seccompiler's sock_filter has the kernel's layout (code, jt, jf, k).
@@ -149,7 +285,10 @@ mod tests {
             }
             assert!(syscall_number(name).is_some(), "{name}");
         }
-        let prog = filter().unwrap();
+        for name in NOT_IMPLEMENTED {
+            assert!(syscall_number(name).is_some(), "{name}");
+        }
+        let prog = filter(Profile::default()).unwrap();
         assert!(prog.len() > DENIED.len());
         assert_eq!(
             std::mem::size_of::<seccompiler::sock_filter>(),
@@ -157,25 +296,78 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_filter_refuses_and_allows_in_a_child() {
+    /// Runs `f` in a forked child with `profile`'s filter installed; true if it says so.
+    fn in_confined_child(profile: Profile, f: fn() -> bool) -> bool {
         // Installing needs no_new_privs or CAP_SYS_ADMIN; a forked child keeps the test
         // process clean.
-        let prog = filter().unwrap();
+        let prog = filter(profile).unwrap();
         // SAFETY: the child only makes raw syscalls and exits.
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
-                let ok = apply(&prog).is_ok()
-                    // SAFETY: raw syscalls with harmless arguments.
-                    && unsafe { libc::syscall(libc::SYS_delete_module, c"none".as_ptr(), 0) } == -1
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-                    && unsafe { libc::syscall(libc::SYS_getpid) } > 0;
+                // SAFETY: no_new_privs lets an unprivileged test install the filter.
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                let ok = apply_filter(&prog).is_ok() && f();
+                // SAFETY: _exit in a forked child.
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) }
             }
             nix::unistd::ForkResult::Parent { child } => {
                 let status = nix::sys::wait::waitpid(child, None).unwrap();
-                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+                status == nix::sys::wait::WaitStatus::Exited(child, 0)
             }
         }
+    }
+
+    fn errno() -> Option<i32> {
+        std::io::Error::last_os_error().raw_os_error()
+    }
+
+    /// A raw syscall with up to three arguments; its result and errno.
+    fn call(
+        n: libc::c_long,
+        a: libc::c_long,
+        b: libc::c_long,
+        c: libc::c_long,
+    ) -> (i64, Option<i32>) {
+        // SAFETY: the calls tested take integers or null pointers, refused before use.
+        let r = unsafe { libc::syscall(n, a, b, c) };
+        (r as i64, errno())
+    }
+
+    #[test]
+    fn each_class_is_refused_and_ordinary_calls_pass() {
+        assert!(in_confined_child(Profile::default(), || {
+            let eperm = Some(libc::EPERM);
+            let enosys = Some(libc::ENOSYS);
+            call(libc::SYS_delete_module, 0, 0, 0) == (-1, eperm)
+                && call(libc::SYS_io_uring_setup, 8, 0, 0) == (-1, eperm)
+                && call(libc::SYS_kcmp, 0, 0, 0) == (-1, eperm)
+                && call(libc::SYS_unshare, CLONE_NEWUSER as i64, 0, 0) == (-1, eperm)
+                && call(
+                    libc::SYS_clone,
+                    (CLONE_NEWUSER | libc::SIGCHLD as u64) as i64,
+                    0,
+                    0,
+                ) == (-1, eperm)
+                && call(libc::SYS_clone3, 0, 0, 0) == (-1, enosys)
+                && call(libc::SYS_fsopen, 0, 0, 0) == (-1, enosys)
+                && call(libc::SYS_open_tree, 0, 0, 0) == (-1, enosys)
+                && call(libc::SYS_mount_setattr, 0, 0, 0) == (-1, enosys)
+                && call(libc::SYS_personality, 0x0040000, 0, 0) == (-1, eperm)
+                && call(libc::SYS_personality, 0xffff_ffff, 0, 0).0 >= 0
+                && call(libc::SYS_socket, 40, libc::SOCK_STREAM as i64, 0) == (-1, eperm)
+                && call(libc::SYS_socket, 38, libc::SOCK_SEQPACKET as i64, 0) == (-1, eperm)
+                && call((X32_SYSCALL_BIT as i64) | libc::SYS_getpid, 0, 0, 0) == (-1, enosys)
+                && call(libc::SYS_getpid, 0, 0, 0).0 > 0
+                && call(libc::SYS_unshare, 0, 0, 0).0 == 0
+        }));
+    }
+
+    #[test]
+    fn a_nesting_container_may_make_user_namespaces() {
+        assert!(in_confined_child(Profile { nesting: true }, || {
+            call(libc::SYS_clone3, 0, 0, 0).1 != Some(libc::ENOSYS)
+                && call(libc::SYS_unshare, CLONE_NEWUSER as i64, 0, 0).1 != Some(libc::EPERM)
+                && call(libc::SYS_io_uring_setup, 8, 0, 0) == (-1, Some(libc::EPERM))
+        }));
     }
 }

@@ -4,6 +4,7 @@
 //! is a child subreaper) sets up its terminal or pipes, becomes the login and execs the
 //! shell. Both run in a fork of the single-threaded supervisor.
 
+use super::confine::Profile;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
@@ -47,6 +48,7 @@ pub fn intermediate(
     cgroup: &Cgroup,
     stdio: ChildStdio,
     req: &ExecRequest,
+    confinement: Profile,
     report: OwnedFd,
 ) -> ! {
     let mut report = File::from(report);
@@ -61,7 +63,7 @@ pub fn intermediate(
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
             drop(report);
-            final_process(stdio, req)
+            final_process(stdio, req, confinement)
         }
         Ok(ForkResult::Parent { child }) => {
             let _ = writeln!(report, "P{}", child.as_raw());
@@ -102,7 +104,7 @@ pub fn become_container_root() -> Result<(), String> {
     nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| format!("setresuid: {e}"))
 }
 
-fn final_process(stdio: ChildStdio, req: &ExecRequest) -> ! {
+fn final_process(stdio: ChildStdio, req: &ExecRequest, confinement: Profile) -> ! {
     reset_signals();
     if let Err(e) = nix::unistd::setsid() {
         fail_early(&stdio, &format!("setsid: {e}"));
@@ -121,7 +123,7 @@ fn final_process(stdio: ChildStdio, req: &ExecRequest) -> ! {
         let _ = writeln!(std::io::stderr(), "gatehouse: {e}");
         exit(126);
     }
-    let e = become_login_and_exec(req, &entry, &group_text);
+    let e = become_login_and_exec(req, &entry, &group_text, confinement);
     // stderr now goes to the client.
     let _ = writeln!(std::io::stderr(), "gatehouse: {e}");
     exit(127)
@@ -232,8 +234,9 @@ fn become_login_and_exec(
     req: &ExecRequest,
     entry: &passwd::PasswdEntry,
     group_text: &str,
+    confinement: Profile,
 ) -> String {
-    if let Err(e) = super::confine::filter().and_then(|p| super::confine::apply(&p)) {
+    if let Err(e) = super::confine::filter(confinement).and_then(|p| super::confine::apply(&p)) {
         return e;
     }
     let gids: Vec<Gid> = passwd::groups(group_text, &req.login, entry.gid)

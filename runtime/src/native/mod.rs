@@ -151,6 +151,9 @@ pub fn supervise_main(
             idle_stop,
             network,
             hosts,
+            confinement: super::native::confine::Profile {
+                nesting: record.nesting,
+            },
         })
     };
     match prepare() {

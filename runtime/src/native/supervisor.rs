@@ -64,6 +64,8 @@ pub struct SupervisorConfig {
     pub network: Option<(NetworkConfig, Ipv4Addr)>,
     /// The container's `/etc/hosts`.
     pub hosts: String,
+    /// What its processes may do beyond the default confinement.
+    pub confinement: super::confine::Profile,
 }
 
 /// Entry point of `gatehouse __supervise`: starts a detached supervisor and returns once
@@ -533,7 +535,14 @@ impl Supervisor {
             Ok(ForkResult::Child) => {
                 drop(rep_r);
                 drop(ours);
-                exec_child::intermediate(self.init_pid, &self.cgroup, child, req, rep_w)
+                exec_child::intermediate(
+                    self.init_pid,
+                    &self.cgroup,
+                    child,
+                    req,
+                    self.cfg.confinement,
+                    rep_w,
+                )
             }
             Ok(ForkResult::Parent { child: pid }) => pid,
             Err(e) => return Err(format!("fork: {e}")),
@@ -639,6 +648,7 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let name = cfg.name.clone();
     let hosts = cfg.hosts.clone();
+    let seccomp = super::confine::filter(cfg.confinement)?;
     let close: Vec<i32> = close.to_vec();
     let (go_raw, go_w_raw, done_r_raw, done_w_raw) = (
         go_r.as_raw_fd(),
@@ -653,7 +663,7 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
                 libc::close(*fd);
             }
         }
-        container_init(go_raw, done_w_raw, &layers.merged, &name, &hosts)
+        container_init(go_raw, done_w_raw, &layers.merged, &name, &hosts, &seccomp)
     });
     let mut stack = vec![0u8; CLONE_STACK];
     let flags = CloneFlags::CLONE_NEWUSER
@@ -713,7 +723,14 @@ fn map_ids(pid: i32, base: u32) -> Result<(), String> {
 }
 
 /// The body of the container's first process.
-fn container_init(go: i32, done: i32, root: &Path, name: &str, hosts: &str) -> isize {
+fn container_init(
+    go: i32,
+    done: i32,
+    root: &Path,
+    name: &str,
+    hosts: &str,
+    seccomp: &seccompiler::BpfProgram,
+) -> isize {
     // SAFETY: these descriptors were handed to us by the parent and are ours to own.
     let (mut go, mut done) = unsafe {
         use std::os::fd::FromRawFd;
@@ -754,7 +771,7 @@ fn container_init(go: i32, done: i32, root: &Path, name: &str, hosts: &str) -> i
                 libc::dup2(null.as_raw_fd(), fd);
             }
         }
-        super::confine::apply(&super::confine::filter()?)?;
+        super::confine::apply(seccomp)?;
         let _ = nix::sys::prctl::set_name(c"init");
         let _ = nix::sys::prctl::set_dumpable(false);
         Ok(())
