@@ -17,19 +17,52 @@ const CHECK: Duration = Duration::from_secs(2);
 /// How often the people of running sessions are looked up again in the directory.
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(10);
 
+/// Why the gateway ends a running session, and whether the processes it left running in
+/// the container (`setsid nohup …`) end with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// What the person is told.
+    pub message: String,
+    /// Whether the session's leftover processes are killed too (a revocation: what the
+    /// person may no longer do must not go on running for them).
+    pub processes_too: bool,
+}
+
 struct Entry {
     request: Request,
-    end: mpsc::Sender<String>,
+    end: mpsc::Sender<Ending>,
     /// The directory no longer knows the person (deleted or locked).
     gone: bool,
     /// Told to end already.
     revoked: bool,
 }
 
-/// The registry of running sessions.
+/// An authenticated connection: whose, and how to close it.
+struct Conn {
+    user: String,
+    handle: russh::server::Handle,
+}
+
+/// The registry of running sessions (and forwards), and of authenticated connections.
 #[derive(Default)]
 pub struct LiveSessions {
     map: Mutex<HashMap<String, Entry>>,
+    conns: Mutex<HashMap<u64, Conn>>,
+    next_conn: std::sync::atomic::AtomicU64,
+}
+
+/// A registered connection; dropping it removes the connection from the registry.
+pub struct ConnectionRegistration {
+    app: Arc<App>,
+    id: u64,
+}
+
+impl Drop for ConnectionRegistration {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.app.live.conns.lock() {
+            m.remove(&self.id);
+        }
+    }
 }
 
 /// A registered session; dropping it removes the session from the registry.
@@ -53,7 +86,7 @@ impl LiveSessions {
         app: &Arc<App>,
         id: &str,
         request: Request,
-    ) -> (Registration, mpsc::Receiver<String>) {
+    ) -> (Registration, mpsc::Receiver<Ending>) {
         let (end, rx) = mpsc::channel(1);
         if let Ok(mut m) = app.live.map.lock() {
             m.insert(
@@ -75,6 +108,32 @@ impl LiveSessions {
         )
     }
 
+    /// Registers an authenticated connection of `user`, closed as a whole once the
+    /// directory no longer knows them.
+    pub fn register_connection(
+        app: &Arc<App>,
+        user: &str,
+        handle: russh::server::Handle,
+    ) -> ConnectionRegistration {
+        let id = app
+            .live
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut m) = app.live.conns.lock() {
+            m.insert(
+                id,
+                Conn {
+                    user: user.to_string(),
+                    handle,
+                },
+            );
+        }
+        ConnectionRegistration {
+            app: app.clone(),
+            id,
+        }
+    }
+
     /// Tells every running session to end, saying `why`; how many were told.
     pub fn end_all(&self, why: &str) -> usize {
         let Ok(mut m) = self.map.lock() else {
@@ -82,7 +141,10 @@ impl LiveSessions {
         };
         for e in m.values_mut() {
             e.revoked = true;
-            let _ = e.end.try_send(why.to_string());
+            let _ = e.end.try_send(Ending {
+                message: why.to_string(),
+                processes_too: false,
+            });
         }
         m.len()
     }
@@ -138,7 +200,10 @@ pub async fn revalidate(app: &Arc<App>) {
                     "explanation": explanation}),
             )
             .await;
-        let _ = end.try_send(format!("access revoked: {reason}"));
+        let _ = end.try_send(Ending {
+            message: format!("access revoked: {reason}"),
+            processes_too: true,
+        });
     }
 }
 
@@ -146,10 +211,13 @@ pub async fn revalidate(app: &Arc<App>) {
 /// sessions of those the directory no longer returns are marked for ending. When the
 /// directory does not answer, sessions keep what they had (new logins fail closed).
 async fn refresh_directory(app: &Arc<App>) {
-    let users: BTreeSet<String> = match app.live.map.lock() {
+    let mut users: BTreeSet<String> = match app.live.map.lock() {
         Ok(m) => m.values().map(|e| e.request.subject.user.clone()).collect(),
         Err(_) => return,
     };
+    if let Ok(c) = app.live.conns.lock() {
+        users.extend(c.values().map(|c| c.user.clone()));
+    }
     for name in users {
         let found = match app.directory.lookup(&name).await {
             Ok(found) => found,
@@ -166,6 +234,46 @@ async fn refresh_directory(app: &Arc<App>) {
                 }
             }
         }
+        if found.is_none() {
+            close_connections(app, &name).await;
+        }
+    }
+}
+
+/// Closes every connection of `user`, whom the directory no longer knows.
+pub async fn close_connections(app: &Arc<App>, user: &str) {
+    let handles: Vec<russh::server::Handle> = match app.live.conns.lock() {
+        Ok(mut c) => {
+            let ids: Vec<u64> = c
+                .iter()
+                .filter(|(_, c)| c.user == user)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| c.remove(id))
+                .map(|c| c.handle)
+                .collect()
+        }
+        Err(_) => return,
+    };
+    for handle in handles {
+        tracing::warn!(
+            user,
+            "no longer in the directory (or locked); connection closed"
+        );
+        app.audit
+            .note(
+                "connection.closed",
+                json!({"user": user, "reason": "no longer in the directory (or locked)"}),
+            )
+            .await;
+        let _ = handle
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                "gatehouse: you are no longer in the directory; connection closed".into(),
+                "en".into(),
+            )
+            .await;
     }
 }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::inventory::ContainerRecord;
 
 /// A terminal window size.
@@ -64,6 +64,9 @@ pub struct ExecSpec {
     pub env: Vec<(String, String)>,
     /// Run an SFTP server instead of the shell (`command` is then ignored).
     pub sftp: Option<SftpServer>,
+    /// The gateway's session id: the process and all it starts are kept together under
+    /// it, so that [`Runtime::end_session`] can find them (letters, digits and `-`).
+    pub session: Option<String>,
 }
 
 impl ExecSpec {
@@ -73,6 +76,7 @@ impl ExecSpec {
             login: login.to_string(),
             command: Some(command),
             argv: None,
+            session: None,
             pty: None,
             env: vec![],
             sftp: None,
@@ -275,6 +279,20 @@ pub trait Runtime: Send + Sync {
         name: &str,
         addr: std::net::SocketAddrV4,
     ) -> Result<tokio::net::TcpListener>;
+    /// A session ended: with `kill`, every process it started that still runs in the
+    /// container (also those it left behind with `setsid nohup …`) is killed; then what
+    /// kept its processes together is removed once empty. Returns how many were killed.
+    /// A runtime that cannot tell a session's processes apart kills none and says so.
+    async fn end_session(&self, name: &str, session: &str, kill: bool) -> Result<usize> {
+        let _ = (name, session);
+        if kill {
+            return Err(RuntimeError::Invalid(format!(
+                "the {} runtime cannot find a session's processes",
+                self.kind()
+            )));
+        }
+        Ok(0)
+    }
     /// A listening socket inside the running container, usable by `login` only, for a
     /// forwarded SSH agent; with its path inside the container.
     async fn agent_listener(

@@ -445,3 +445,109 @@ fn container_root_cannot_use_io_uring_nested_userns_the_new_mount_api_or_x32() {
         .cli_ok(&["container", "show", "sc1"])
         .contains("nesting:    on"));
 }
+
+fn sh(script: &str) -> std::process::Output {
+    Command::new("sh").args(["-c", script]).output().unwrap()
+}
+
+/// Waits up to `secs` for `f`; whether it came true.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    f()
+}
+
+/// Host processes whose command line is exactly `command`.
+fn running(command: &str) -> bool {
+    sh(&format!("pgrep -fx '{command}'")).status.success()
+}
+
+#[test]
+fn a_revoked_person_keeps_nothing_through_an_open_controlmaster_connection() {
+    let (_p, gw) = policy_gateway(
+        "[[allow]]\nname = \"devs\"\ngroups = [\"devs\"]\nowned = true\nactions = [\"shell\", \"exec\", \"port-forward\", \"remote-forward\"]\n",
+    );
+    gw.create_container("rv1", "alice");
+    let control = gw.dir.path().join("cm-%r@%h:%p");
+    let ssh = format!(
+        "ssh -p {} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPath={} -o ControlPersist=60 alice@rv1@127.0.0.1",
+        gw.port,
+        gw.key("alice").display(),
+        control.display()
+    );
+    let out = sh(&format!("{ssh} true"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A session that leaves a process behind in a session of its own, and keeps running.
+    let long = format!(
+        "{ssh} 'setsid nohup sleep 4242 >/dev/null 2>&1 </dev/null & sleep 300' > {}/long.out 2>&1 &",
+        gw.dir.path().display()
+    );
+    assert!(sh(&long).status.success());
+    assert!(
+        eventually(10, || running("sleep 4242")),
+        "the process never started"
+    );
+    // A remote forward, asked for on the open connection.
+    let out = sh(&format!("{ssh} -O forward -R 127.0.0.1:18765:127.0.0.1:9"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // alice leaves the devs group: a directory change, no policy change.
+    let users = gw.dir.path().join("users.toml");
+    let text = std::fs::read_to_string(&users).unwrap();
+    let text = text.replacen("groups = [\"devs\"]", "groups = [\"former\"]", 1);
+    std::fs::write(&users, text).unwrap();
+
+    // The running session, the process it left and the remote forward all end.
+    assert!(
+        eventually(30, || !running("sleep 4242")),
+        "the left-behind process survived the revocation"
+    );
+    assert!(eventually(10, || {
+        std::fs::read_to_string(gw.dir.path().join("long.out"))
+            .is_ok_and(|t| t.contains("access revoked"))
+    }));
+    assert!(
+        eventually(10, || gw
+            .audit_events("session.processes_ended")
+            .iter()
+            .any(|e| e["killed"].as_u64() >= Some(1))),
+        "{}",
+        gw.audit()
+    );
+    let revoked = gw.audit_events("session.revoked");
+    assert!(
+        revoked.iter().any(|e| e["action"] == "remote-forward"),
+        "{revoked:?}"
+    );
+    // Nothing new on the open connection: no session, no forward, no jump.
+    let out = sh(&format!("{ssh} id"));
+    assert!(!out.status.success(), "a new session ran: {}", stdout(&out));
+    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    let out = sh(&format!("{ssh} -O forward -R 127.0.0.1:18766:127.0.0.1:9"));
+    assert!(!out.status.success(), "a new remote forward was accepted");
+    let out = sh(&format!(
+        "ssh -p {p} -i {k} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes -o ProxyCommand='{ssh} -W %h:%p' root@rv1 id",
+        p = gw.port,
+        k = gw.key("alice").display(),
+    ));
+    assert!(
+        !out.status.success(),
+        "the jump got through: {}",
+        stdout(&out)
+    );
+
+    // alice is deleted from the directory: the open connection itself is closed.
+    let text = std::fs::read_to_string(&users).unwrap();
+    let start = text.find("[[user]]\nname = \"bob\"").unwrap();
+    std::fs::write(&users, &text[start..]).unwrap();
+    assert!(
+        eventually(30, || !sh(&format!("{ssh} -O check")).status.success()),
+        "the connection stayed open"
+    );
+    assert!(!gw.audit_events("connection.closed").is_empty());
+}

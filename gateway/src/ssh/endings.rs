@@ -7,9 +7,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::live::Ending;
+
 /// The ways a session can be ended by the gateway, watched together.
 pub struct Endings {
-    revoked: mpsc::Receiver<String>,
+    revoked: mpsc::Receiver<Ending>,
     max: Option<(Instant, Duration)>,
     idle: Option<Duration>,
     last_input: Instant,
@@ -22,7 +24,7 @@ fn human(d: Duration) -> String {
 impl Endings {
     /// Watches `revoked` and the rule's limits, from now.
     pub fn new(
-        revoked: mpsc::Receiver<String>,
+        revoked: mpsc::Receiver<Ending>,
         max_session: Option<Duration>,
         idle_timeout: Option<Duration>,
     ) -> Self {
@@ -40,16 +42,20 @@ impl Endings {
         self.last_input = Instant::now();
     }
 
-    /// Resolves with the message to show when the session must end.
-    pub async fn next(&mut self) -> String {
+    /// Resolves with why the session must end (a time limit reached also ends what it
+    /// left running; an idle session's background jobs stay).
+    pub async fn next(&mut self) -> Ending {
         let max = async {
             match self.max {
                 Some((at, d)) => {
                     tokio::time::sleep_until(at).await;
-                    format!(
-                        "the maximum session time ({}) is reached; session ended",
-                        human(d)
-                    )
+                    Ending {
+                        message: format!(
+                            "the maximum session time ({}) is reached; session ended",
+                            human(d)
+                        ),
+                        processes_too: true,
+                    }
                 }
                 None => std::future::pending().await,
             }
@@ -58,7 +64,10 @@ impl Endings {
             match self.idle {
                 Some(d) => {
                     tokio::time::sleep_until(self.last_input + d).await;
-                    format!("no input for {}; session ended", human(d))
+                    Ending {
+                        message: format!("no input for {}; session ended", human(d)),
+                        processes_too: false,
+                    }
                 }
                 None => std::future::pending().await,
             }
@@ -86,18 +95,26 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(50)).await;
         e.touch();
         let t0 = Instant::now();
-        assert_eq!(e.next().await, "no input for 1m; session ended");
+        let idle = e.next().await;
+        assert_eq!(idle.message, "no input for 1m; session ended");
+        assert!(!idle.processes_too);
         assert_eq!(t0.elapsed(), Duration::from_secs(60));
         let (_tx, rx) = mpsc::channel(1);
         let mut e = Endings::new(rx, Some(Duration::from_secs(7200)), None);
+        let max = e.next().await;
         assert_eq!(
-            e.next().await,
+            max.message,
             "the maximum session time (2h) is reached; session ended"
         );
+        assert!(max.processes_too);
         let (tx, rx) = mpsc::channel(1);
         let mut e = Endings::new(rx, None, None);
-        tx.send("access revoked: x".into()).await.unwrap();
-        assert_eq!(e.next().await, "access revoked: x");
+        let revoked = Ending {
+            message: "access revoked: x".into(),
+            processes_too: true,
+        };
+        tx.send(revoked.clone()).await.unwrap();
+        assert_eq!(e.next().await, revoked);
         // Without limits, a closed channel never ends the session by itself.
         drop(tx);
         assert!(tokio::time::timeout(Duration::from_secs(3600), e.next())

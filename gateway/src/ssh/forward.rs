@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use gatehouse_policies::Action;
+use gatehouse_policies::{Action, Request};
 use russh::server::Msg;
 use russh::Channel;
 use serde_json::json;
@@ -18,6 +18,7 @@ use crate::access;
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
+use crate::live::LiveSessions;
 
 /// Where a forward goes, resolved inside the container's view.
 async fn destination(app: &App, host: &str, port: u32) -> Result<SocketAddrV4, String> {
@@ -59,7 +60,7 @@ pub async fn open(
     port: u32,
 ) -> Result<Connected, String> {
     let addr = destination(app, host, port).await?;
-    let name = allowed_container(
+    let (name, request) = allowed_container(
         app,
         user,
         target,
@@ -77,6 +78,7 @@ pub async fn open(
         container: name,
         addr,
         stream,
+        request,
     })
 }
 
@@ -89,7 +91,7 @@ pub(super) async fn allowed_container(
     peer: &str,
     action: Action,
     port: Option<u16>,
-) -> Result<String, String> {
+) -> Result<(String, Request), String> {
     let source = peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
     let resolved = access::resolve(app, user, target, action, source, port)
         .await
@@ -99,7 +101,7 @@ pub(super) async fn allowed_container(
         .start(&name)
         .await
         .map_err(|e| format!("cannot start '{name}': {e}"))?;
-    Ok(name)
+    Ok((name, resolved.request))
 }
 
 /// Carries bytes both ways between a channel and a connection until both sides are
@@ -133,6 +135,8 @@ pub struct Connected {
     container: String,
     addr: SocketAddrV4,
     stream: tokio::net::TcpStream,
+    /// The access question it was allowed on (asked again while it runs).
+    request: Request,
 }
 
 /// Relays the channel and the connection until both sides are done; audits the totals.
@@ -143,7 +147,13 @@ pub async fn relay(app: Arc<App>, user: String, peer: String, c: Connected, chan
             json!({"user": user, "peer": peer, "container": c.container, "to": c.addr.to_string()}),
         )
         .await;
-    let (sent, received, error) = carry(channel, c.stream).await;
+    // Registered like a session: a revocation ends the forward.
+    let id = format!("forward-{}", gatehouse_recordings::store::new_id());
+    let (_registration, mut revoked) = LiveSessions::register(&app, &id, c.request.clone());
+    let (sent, received, error) = tokio::select! {
+        moved = carry(channel, c.stream) => moved,
+        Some(ending) = revoked.recv() => (0, 0, Some(ending.message)),
+    };
     tracing::info!(container = %c.container, to = %c.addr, sent, received, "forward closed");
     app.audit
         .note(

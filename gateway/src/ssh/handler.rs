@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, Pty, Sig};
@@ -15,6 +16,7 @@ use crate::app::App;
 use crate::directory::User;
 use crate::grammar::{self, Target};
 use crate::guard::Verdict;
+use crate::live::{ConnectionRegistration, LiveSessions};
 
 /// Counts a connection as unauthenticated for as long as it lives (MaxStartups).
 pub struct Pending(Arc<AtomicUsize>);
@@ -48,7 +50,15 @@ pub struct Connection {
     pending: Option<Pending>,
     /// Set on successful authentication (read by the login grace timer).
     pub authenticated: Arc<AtomicBool>,
+    /// When the directory last confirmed the person.
+    checked: Option<Instant>,
+    /// In the registry of connections, once authenticated and serving requests.
+    registration: Option<ConnectionRegistration>,
 }
+
+/// How long the directory's last answer (at authentication, or for the last request)
+/// stands for a new request on the same connection.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 impl Drop for Connection {
     fn drop(&mut self) {
@@ -79,6 +89,8 @@ impl Connection {
             remote: Default::default(),
             pending: Some(pending),
             authenticated: Arc::new(AtomicBool::new(false)),
+            checked: None,
+            registration: None,
         }
     }
 
@@ -95,6 +107,8 @@ impl Connection {
             remote: Default::default(),
             pending: None,
             authenticated: Arc::new(AtomicBool::new(false)),
+            checked: None,
+            registration: None,
         }
     }
 
@@ -167,7 +181,42 @@ impl Connection {
         self.authenticated.store(true, Ordering::SeqCst);
         self.pending = None;
         self.authed = Some((user, target));
+        self.checked = Some(Instant::now());
         Auth::Accept
+    }
+
+    /// The person as the directory has them now. Every new channel and global request is
+    /// decided on the directory and policy in force when it comes, also on a connection
+    /// kept open (ControlMaster): a person the directory no longer returns has every
+    /// connection of theirs closed, and an unreachable directory refuses the request.
+    async fn current(&mut self, session: &mut Session) -> Option<(User, Target)> {
+        let (user, target) = self.authed.clone()?;
+        if self.registration.is_none() {
+            self.registration = Some(LiveSessions::register_connection(
+                &self.app,
+                &user.name,
+                session.handle(),
+            ));
+        }
+        if self.checked.is_some_and(|t| t.elapsed() < RECHECK_AFTER) {
+            return Some((user, target));
+        }
+        match self.app.directory.lookup(&user.name).await {
+            Ok(Some(fresh)) => {
+                self.checked = Some(Instant::now());
+                self.authed = Some((fresh.clone(), target.clone()));
+                Some((fresh, target))
+            }
+            Ok(None) => {
+                self.authed = None;
+                crate::live::close_connections(&self.app, &user.name).await;
+                None
+            }
+            Err(e) => {
+                tracing::error!(parent: &self.span, user = %user.name, "request refused: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -198,6 +247,19 @@ impl russh::server::Handler for Connection {
         if !gatehouse_runtime::names::is_user_name(user) {
             return Ok(self.reject(user, "jump", "invalid login name").await);
         }
+        // As the directory has them now, not as when the outer connection was opened.
+        let outer = match self.app.directory.lookup(&outer.name).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => {
+                return Ok(self
+                    .reject(user, "jump", "no longer in the directory")
+                    .await)
+            }
+            Err(e) => {
+                tracing::error!(parent: &self.span, user = %outer.name, "jump refused: {e}");
+                return Ok(Auth::reject());
+            }
+        };
         let target = Target {
             user: outer.name.clone(),
             login: (user != outer.name).then(|| user.to_string()),
@@ -261,9 +323,9 @@ impl russh::server::Handler for Connection {
         _originator_address: &str,
         _originator_port: u32,
         reply: russh::server::ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some((user, target)) = self.authed.clone() else {
+        let Some((user, target)) = self.current(session).await else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -322,7 +384,7 @@ impl russh::server::Handler for Connection {
         reply: russh::server::ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some((user, target)) = self.authed.clone() else {
+        let Some((user, target)) = self.current(session).await else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -352,7 +414,7 @@ impl russh::server::Handler for Connection {
         port: &mut u32,
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let Some((user, target)) = self.authed.clone() else {
+        let Some((user, target)) = self.current(session).await else {
             return Ok(false);
         };
         let started = super::remote::start(

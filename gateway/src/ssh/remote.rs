@@ -16,6 +16,7 @@ use super::forward::{allowed_container, carry};
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
+use crate::live::LiveSessions;
 
 /// The address to listen on inside the container for what the client asked.
 fn bind_address(address: &str) -> Result<Ipv4Addr, String> {
@@ -44,7 +45,8 @@ pub async fn start(
     let ip = bind_address(address)?;
     let port = u16::try_from(port).map_err(|_| format!("bad port {port}"))?;
     let wanted = (port != 0).then_some(port);
-    let name = allowed_container(app, user, target, peer, Action::RemoteForward, wanted).await?;
+    let (name, request) =
+        allowed_container(app, user, target, peer, Action::RemoteForward, wanted).await?;
     let listener = app
         .runtime
         .listen(&name, SocketAddrV4::new(ip, port))
@@ -67,7 +69,22 @@ pub async fn start(
         address.to_string(),
     );
     let task = tokio::spawn(async move {
-        while let Ok((stream, from)) = listener.accept().await {
+        // Registered like a session: a revocation closes the listener and its connections.
+        let id = format!("remote-{}", gatehouse_recordings::store::new_id());
+        let (_registration, mut revoked) = LiveSessions::register(&app, &id, request);
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let (stream, from) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(_) => break,
+                },
+                Some(ending) = revoked.recv() => {
+                    tracing::warn!("remote forward ended: {}", ending.message);
+                    break;
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
             let (app, handle, user_name, peer, address, name) = (
                 app.clone(),
                 handle.clone(),
@@ -76,7 +93,7 @@ pub async fn start(
                 address.clone(),
                 name.clone(),
             );
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let channel = match handle
                     .channel_open_forwarded_tcpip(
                         address,

@@ -217,17 +217,24 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         login: resolved.login.clone(),
         command,
         argv: wanted.transfer().map(|t| t.argv),
+        session: Some(session_id.clone()),
         pty,
         env,
         sftp,
     };
-    let exit = match start(&ctx, resolved, spec, agent).await {
+    let container = resolved.container.name.clone();
+    let relayed = match start(&ctx, resolved, spec, agent).await {
         Ok((process, _agent)) => relay(process, rx, tx, &ctx, taps, fail_rx, endings).await,
         Err(message) => {
             refuse(&tx, &message).await;
-            "not started".to_string()
+            Relayed {
+                description: "not started".to_string(),
+                leftovers_too: false,
+            }
         }
     };
+    end_processes(&ctx, &container, &session_id, relayed.leftovers_too).await;
+    let exit = relayed.description;
     if let Some(f) = &files {
         f.finish().await;
     }
@@ -275,6 +282,36 @@ fn open_recording(
     let mut rec = ctx.app.recordings.start(meta)?;
     let channel = rec.channel(0, command, pty, size)?;
     Ok((rec, channel))
+}
+
+/// After a session: with `kill`, the processes it left running in the container end too
+/// (audited with their number); in any case what kept them together is tidied.
+async fn end_processes(ctx: &SessionContext, container: &str, session: &str, kill: bool) {
+    match ctx.app.runtime.end_session(container, session, kill).await {
+        Ok(n) if kill => {
+            tracing::info!(killed = n, "the session's remaining processes ended");
+            ctx.app
+                .audit
+                .note(
+                    "session.processes_ended",
+                    json!({"session": session, "user": ctx.user.name, "container": container, "killed": n}),
+                )
+                .await;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!("session processes: {e}");
+            if kill {
+                ctx.app
+                    .audit
+                    .note(
+                        "session.processes_ended",
+                        json!({"session": session, "user": ctx.user.name, "container": container, "error": e.to_string()}),
+                    )
+                    .await;
+            }
+        }
+    }
 }
 
 /// Refuses the session with one line on stderr and exit status 1.
@@ -404,6 +441,13 @@ enum Outcome {
     Ended(String),
 }
 
+/// How a relay ended: its description (for the audit), and whether the processes the
+/// session left running are to end too.
+struct Relayed {
+    description: String,
+    leftovers_too: bool,
+}
+
 /// Where the relay copies what passes: the recording and the file audit.
 #[derive(Clone)]
 struct Taps {
@@ -420,7 +464,7 @@ async fn relay(
     taps: Taps,
     mut recording_failed: mpsc::Receiver<String>,
     mut endings: Endings,
-) -> String {
+) -> Relayed {
     let Process {
         stdin,
         stdout,
@@ -445,6 +489,7 @@ async fn relay(
         tokio::spawn(pump_out(e, tx.make_writer_ext(Some(1)), taps, Stream::Err))
     });
     let mut in_tx = Some(in_tx);
+    let mut leftovers_too = false;
     let status = loop {
         tokio::select! {
             status = &mut exit => break Some(match status {
@@ -458,13 +503,15 @@ async fn relay(
                 let _ = control.signal("KILL").await;
                 break Some(Outcome::Ended(why));
             }
-            why = endings.next() => {
+            ending = endings.next() => {
+                let why = ending.message;
                 tracing::warn!("{why}");
                 let _ = tx.extended_data(1, format!("\r\ngatehouse: {why}\r\n").as_bytes()).await;
                 let _ = control.signal("HUP").await;
                 if tokio::time::timeout(HANGUP_GRACE, &mut exit).await.is_err() {
                     let _ = control.signal("KILL").await;
                 }
+                leftovers_too = ending.processes_too;
                 break Some(Outcome::Ended(why));
             }
             msg = rx.wait() => match msg {
@@ -508,7 +555,10 @@ async fn relay(
         if let Some(t) = err_task {
             t.abort();
         }
-        return "closed".into();
+        return Relayed {
+            description: "closed".into(),
+            leftovers_too: false,
+        };
     };
     // Let the output drain before reporting the exit status, as sshd does.
     let drain = async {
@@ -557,7 +607,10 @@ async fn relay(
     }
     let _ = tx.eof().await;
     let _ = tx.close().await;
-    description
+    Relayed {
+        description,
+        leftovers_too,
+    }
 }
 
 async fn pump_stdin(

@@ -8,6 +8,13 @@ use crate::limits::Limits;
 /// The v1 controllers a container is placed in.
 const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "blkio", "freezer"];
 const CPU_PERIOD_US: u64 = 100_000;
+/// A session's cgroup is `session-<id>` inside its container's.
+const SESSION_PREFIX: &str = "session-";
+
+/// Whether `id` may name a session's cgroup: 1 to 64 ASCII letters, digits and `-`.
+pub fn valid_session_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
 
 /// The cgroup of one container.
 #[derive(Debug, Clone)]
@@ -105,8 +112,78 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Removes the directories (they must be empty of processes).
+    /// The cgroup of one session inside this container's, on the hierarchy that tracks
+    /// processes (v2's, or v1's freezer): everything the session starts stays in it, also
+    /// what it leaves running (`setsid nohup …`), so that those can be found and killed.
+    /// `id` must be a valid session tag (see [`valid_session_id`]).
+    pub fn session(&self, id: &str) -> Cgroup {
+        let dirs = self
+            .dirs
+            .iter()
+            .filter(|(c, _)| self.v2 || c == "freezer")
+            .map(|(c, d)| (c.clone(), d.join(format!("{SESSION_PREFIX}{id}"))))
+            .collect();
+        Cgroup { dirs, v2: self.v2 }
+    }
+
+    /// Makes a session's directories (no limits of their own: the container's apply).
+    pub fn create_session(&self) -> Result<(), String> {
+        for (_, dir) in &self.dirs {
+            match std::fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("create", dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills every process in this cgroup; returns how many there were. On v2 with
+    /// `cgroup.kill`; on v1 frozen first, so that nothing forks away while it is read.
+    pub fn kill(&self) -> Result<usize, String> {
+        let dir = self.dir_of("freezer").ok_or("no freezer controller")?;
+        let procs = || -> Vec<i32> {
+            std::fs::read_to_string(dir.join("cgroup.procs"))
+                .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+                .unwrap_or_default()
+        };
+        let found = procs();
+        if found.is_empty() {
+            return Ok(0);
+        }
+        if self.v2 && dir.join("cgroup.kill").exists() {
+            write(&dir.join("cgroup.kill"), "1")?;
+            return Ok(found.len());
+        }
+        self.freeze(true)?;
+        for pid in procs() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        self.freeze(false)?;
+        Ok(found.len())
+    }
+
+    /// Removes the directories of sessions no process is left in.
+    pub fn remove_empty_sessions(&self) {
+        for (_, dir) in &self.dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(SESSION_PREFIX) {
+                    // A session cgroup with processes refuses (EBUSY); it stays.
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
+    }
+
+    /// Removes the directories (they must be empty of processes), sessions' first.
     pub fn remove(&self) {
+        self.remove_empty_sessions();
         for (_, dir) in &self.dirs {
             if let Err(e) = std::fs::remove_dir(dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -216,6 +293,34 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_live_on_the_hierarchy_that_tracks_processes() {
+        let tmp = tempfile::tempdir().unwrap();
+        for c in V1_CONTROLLERS {
+            std::fs::create_dir_all(tmp.path().join(c)).unwrap();
+            std::fs::write(tmp.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        let cg = Cgroup::for_container(tmp.path(), "web01");
+        let s = cg.session("abc-1");
+        assert_eq!(
+            s.dirs,
+            [(
+                "freezer".to_string(),
+                tmp.path().join("freezer/gatehouse/web01/session-abc-1")
+            )]
+        );
+        std::fs::create_dir_all(tmp.path().join("freezer/gatehouse/web01")).unwrap();
+        s.create_session().unwrap();
+        s.create_session().unwrap();
+        assert_eq!(s.kill(), Ok(0));
+        cg.remove_empty_sessions();
+        assert!(!s.exists());
+        for bad in ["", "../x", "a/b", &"x".repeat(65)] {
+            assert!(!valid_session_id(bad), "{bad}");
+        }
+        assert!(valid_session_id("7f3a-0001"));
+    }
 
     #[test]
     fn v1_and_v2_limit_files() {

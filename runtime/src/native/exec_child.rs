@@ -4,7 +4,6 @@
 //! is a child subreaper) sets up its terminal or pipes, becomes the login and execs the
 //! shell. Both run in a fork of the single-threaded supervisor.
 
-use super::confine::Profile;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
@@ -13,7 +12,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Gid, Uid};
 
-use super::cgroups::Cgroup;
+use super::cgroups::{self, Cgroup};
+use super::confine::Profile;
 use super::passwd;
 use super::protocol::ExecRequest;
 
@@ -52,7 +52,15 @@ pub fn intermediate(
     report: OwnedFd,
 ) -> ! {
     let mut report = File::from(report);
-    match enter(init_pid, cgroup) {
+    let joined = match &req.session {
+        Some(id) if cgroups::valid_session_id(id) => {
+            let own = cgroup.session(id);
+            own.create_session().map(|()| own)
+        }
+        Some(_) => Err("invalid session id".to_string()),
+        None => Ok(cgroup.clone()),
+    };
+    match joined.and_then(|own| enter(init_pid, cgroup, &own)) {
         Ok(()) => {}
         Err(e) => {
             let _ = writeln!(report, "E{e}");
@@ -76,8 +84,12 @@ pub fn intermediate(
     }
 }
 
-pub(super) fn enter(init_pid: i32, cgroup: &Cgroup) -> Result<(), String> {
-    cgroup.add(std::process::id() as i32)?;
+/// Joins the container: its cgroup (and `own`, a session's inside it, where that is
+/// another), then its namespaces, root and root user.
+pub(super) fn enter(init_pid: i32, cgroup: &Cgroup, own: &Cgroup) -> Result<(), String> {
+    let me = std::process::id() as i32;
+    cgroup.add(me)?;
+    own.add(me)?;
     let proc = format!("/proc/{init_pid}");
     let mut fds = Vec::new();
     for (ns, flag) in NAMESPACES {

@@ -433,6 +433,7 @@ impl Runtime for NativeRuntime {
             login: spec.login,
             command: spec.command,
             argv: spec.argv,
+            session: spec.session,
             pty: spec.pty.map(|p| (p.term, p.size.cols, p.size.rows)),
             env: spec.env,
             sftp: spec.sftp,
@@ -457,6 +458,32 @@ impl Runtime for NativeRuntime {
         socket.set_reuseaddr(true).map_err(failed)?;
         socket.bind(addr.into()).map_err(failed)?;
         socket.listen(64).map_err(failed)
+    }
+
+    async fn end_session(&self, name: &str, session: &str, kill: bool) -> Result<usize> {
+        validate_container_name(name)?;
+        if !cgroups::valid_session_id(session) {
+            return Err(RuntimeError::Invalid(format!(
+                "invalid session id '{session}'"
+            )));
+        }
+        let container = self.cgroup(name);
+        let own = container.session(session);
+        tokio::task::spawn_blocking(move || {
+            let killed = if kill { own.kill() } else { Ok(0) };
+            // What the kill leaves is gone once the kernel has reaped it; an empty
+            // directory is removed now, a busy one at the next session's end or the stop.
+            std::thread::sleep(std::time::Duration::from_millis(if kill { 50 } else { 0 }));
+            container.remove_empty_sessions();
+            killed
+        })
+        .await
+        .map_err(|e| RuntimeError::Engine(format!("session cleanup: {e}")))?
+        .map_err(|e| {
+            RuntimeError::Engine(format!(
+                "cannot end the processes of session {session} in '{name}': {e}"
+            ))
+        })
     }
 
     async fn agent_listener(

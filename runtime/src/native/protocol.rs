@@ -49,6 +49,9 @@ pub struct ExecRequest {
     /// A program run without a shell (absolute path first); takes the place of `command`.
     #[serde(default)]
     pub argv: Option<Vec<String>>,
+    /// The gateway's session id: the process gets its own cgroup inside the container's.
+    #[serde(default)]
+    pub session: Option<String>,
     /// `(TERM, cols, rows)` for a PTY.
     pub pty: Option<(String, u16, u16)>,
     /// Extra environment.
@@ -198,6 +201,7 @@ mod tests {
             login: "alice".into(),
             command: Some("echo hi".into()),
             argv: None,
+            session: Some("s1".into()),
             pty: Some(("xterm".into(), 80, 24)),
             env: vec![("LANG".into(), "C.UTF-8".into())],
             sftp: None,
