@@ -43,6 +43,16 @@ pub const ID_RANGE: u32 = 65536;
 /// or imported.
 pub const ID_BASE: u32 = 1_000_000;
 
+/// The lowest id range above the images' (which no container gets) that `taken` lacks.
+pub fn free_id_base(taken: &[u32]) -> Option<u32> {
+    (1..=MAX_RANGES)
+        .map(|k| ID_BASE + k * ID_RANGE)
+        .find(|b| !taken.contains(b))
+}
+
+/// How many containers can have id ranges of their own (the top one ends below 2^32-1).
+const MAX_RANGES: u32 = (u32::MAX - ID_BASE) / ID_RANGE - 1;
+
 /// The image store.
 #[derive(Debug, Clone)]
 pub struct Images {
@@ -217,27 +227,37 @@ impl Images {
 /// Adds `base` to the owner and group of every file under `root` (not following
 /// symlinks), keeping setuid/setgid bits, which chown clears.
 fn shift_tree(root: &Path, base: u32) -> Result<()> {
+    move_tree(root, 0, base)
+}
+
+/// Moves the owner and group of every file under `root` from the id range starting at
+/// `from` to the one starting at `to` (a container given a range of its own); ids already
+/// in the new range belong to an interrupted earlier move and stay.
+pub fn move_tree(root: &Path, from: u32, to: u32) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut stack = vec![root.to_path_buf()];
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path)
             .map_err(|e| RuntimeError::io("cannot stat", &path, e))?;
-        // Ids already in the range belong to an interrupted earlier shift.
-        let shifted = |id: u32| {
-            if (base..base + ID_RANGE).contains(&id) {
+        let moved = |id: u32| {
+            if (to..to + ID_RANGE).contains(&id) {
                 Some(id)
             } else {
-                None
+                id.checked_sub(from)
+                    .filter(|off| *off < ID_RANGE)
+                    .map(|off| to + off)
             }
         };
         let (uid, gid) = (meta.uid(), meta.gid());
-        let new_uid = shifted(uid).or_else(|| (uid < ID_RANGE).then(|| base + uid));
-        let new_gid = shifted(gid).or_else(|| (gid < ID_RANGE).then(|| base + gid));
-        let (Some(new_uid), Some(new_gid)) = (new_uid, new_gid) else {
+        // Overlayfs makes its whiteouts as the mounter (the host's root): they own nothing.
+        if crate::devices::is_whiteout(&meta) {
+            continue;
+        }
+        let (Some(new_uid), Some(new_gid)) = (moved(uid), moved(gid)) else {
             return Err(RuntimeError::Invalid(format!(
-                "{} is owned by {uid}:{gid}, outside the container id range 0-{}",
+                "{} is owned by {uid}:{gid}, outside the id range {from}-{}",
                 path.display(),
-                ID_RANGE - 1
+                from + ID_RANGE - 1
             )));
         };
         if (new_uid, new_gid) != (uid, gid) {
@@ -569,6 +589,29 @@ mod tests {
             images.import("lxc", lxc.path()),
             Err(RuntimeError::ImageExists(_))
         ));
+    }
+
+    #[test]
+    fn a_containers_files_move_to_its_own_range_and_ranges_never_overlap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let base = free_id_base(&[]).unwrap();
+        assert_eq!(base, ID_BASE + ID_RANGE);
+        assert_eq!(free_id_base(&[base]), Some(base + ID_RANGE));
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        std::os::unix::fs::lchown(&f, Some(ID_BASE + 5), Some(ID_BASE)).unwrap();
+        move_tree(tmp.path().join("f").as_path(), ID_BASE, base).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&f).unwrap();
+        assert_eq!((m.uid(), m.gid()), (base + 5, base));
+        // Again (an interrupted move): nothing changes.
+        move_tree(&f, ID_BASE, base).unwrap();
+        assert_eq!(std::fs::metadata(&f).unwrap().uid(), base + 5);
+        std::os::unix::fs::lchown(&f, Some(7), Some(7)).unwrap();
+        assert!(move_tree(&f, ID_BASE, base).is_err());
     }
 
     #[test]

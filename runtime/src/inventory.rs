@@ -48,6 +48,10 @@ pub struct ContainerRecord {
     /// inside); off unless an admin turns it on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nesting: bool,
+    /// The first host id of its own id range (root inside), where its files are now;
+    /// `None` for a container from before ranges were per container (the shared one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_base: Option<u32>,
 }
 
 /// The inventory directory (`state_dir/containers`).
@@ -163,6 +167,37 @@ impl Inventory {
         Ok(address)
     }
 
+    /// Gives container `name` an id range of its own (native runtime): the one it has if
+    /// no other container holds it, else the lowest free one, after `move_files` has moved
+    /// its files from the range they are in (the shared one, or a restored backup's taken
+    /// range) to the new one. Under the inventory lock, so a concurrent start waits for
+    /// the move. Returns the range.
+    pub fn assign_id_base(
+        &self,
+        name: &str,
+        move_files: impl FnOnce(u32, u32) -> Result<()>,
+    ) -> Result<u32> {
+        let _lock = crate::lockfile::lock(&self.dir.join(".addresses.lock"))?;
+        let mut record = self.get(name)?;
+        let now = record.id_base.unwrap_or(crate::images::ID_BASE);
+        let taken: Vec<u32> = self
+            .list()?
+            .iter()
+            .filter(|r| r.name != name)
+            .filter_map(|r| r.id_base)
+            .collect();
+        if record.id_base.is_some() && now != crate::images::ID_BASE && !taken.contains(&now) {
+            return Ok(now);
+        }
+        let base = crate::images::free_id_base(&taken).ok_or_else(|| {
+            RuntimeError::Invalid("no free id range left for another container".into())
+        })?;
+        move_files(now, base)?;
+        record.id_base = Some(base);
+        self.save(&record)?;
+        Ok(base)
+    }
+
     /// Removes a container's whole directory.
     pub fn remove(&self, name: &str) -> Result<()> {
         let dir = self.container_dir(name)?;
@@ -208,6 +243,7 @@ mod tests {
             address: None,
             host: None,
             nesting: false,
+            id_base: None,
             idle_stop: None,
         }
     }

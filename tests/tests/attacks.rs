@@ -551,3 +551,81 @@ fn a_revoked_person_keeps_nothing_through_an_open_controlmaster_connection() {
     );
     assert!(!gw.audit_events("connection.closed").is_empty());
 }
+
+/// Host uid that root inside `container` maps to (its uid_map's second field).
+fn root_on_host(gw: &Gateway, container: &str) -> u32 {
+    let out = gw.ssh(
+        "alice",
+        &format!("alice@root@{container}"),
+        "cat /proc/self/uid_map",
+    );
+    stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("no uid map: {}{}", stdout(&out), stderr(&out)))
+}
+
+#[test]
+fn one_containers_root_is_nobody_to_another_container_and_to_the_image() {
+    let gw = Gateway::start();
+    gw.create_container("idm1", "alice");
+    gw.create_container("idm2", "alice");
+    let (one, two) = (root_on_host(&gw, "idm1"), root_on_host(&gw, "idm2"));
+    let state = gw.dir.path().join("state");
+    let image = std::fs::canonicalize(state.join("images/debian-12/rootfs")).unwrap();
+    let image_owner = std::fs::metadata(image.join("etc")).unwrap().uid();
+    assert_ne!(one, two, "two containers share an id range");
+    assert!(one.abs_diff(two) >= 65536, "{one} and {two} overlap");
+    assert_ne!(one, image_owner, "container root owns the image layer");
+    assert_ne!(two, image_owner, "container root owns the image layer");
+    // Inside, the image's files still belong to the container's root, and root plants a
+    // setuid copy of bash, as the review's attacker did.
+    let out = gw.ssh(
+        "alice",
+        "alice@root@idm1",
+        "stat -c %u /etc/passwd /usr/bin/sudo; cp /bin/bash /tmp/rootbash; chmod 4755 /tmp/rootbash; touch /etc/made-in-1",
+    );
+    assert_eq!(stdout(&out), "0\n0\n", "{}", stderr(&out));
+    let planted = state.join("containers/idm1/upper/tmp/rootbash");
+    assert_eq!(std::fs::metadata(&planted).unwrap().uid(), one);
+    // What that setuid program would run as on the host (its owner, the container's
+    // root) can write neither the image layer nor another container's files: with every
+    // directory on the way open, as a careless host would have them.
+    let mut p = state.join("containers/idm2/upper");
+    loop {
+        let m = std::fs::metadata(&p).unwrap().permissions().mode();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m | 0o005)).unwrap();
+        if !p.pop() || p == Path::new("/") {
+            break;
+        }
+    }
+    let as_root_of_one = |script: &str| {
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={one}"),
+                &format!("--regid={one}"),
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = as_root_of_one(&format!(
+        "touch {}/etc/evil 2>&1; touch {}/evil 2>&1; echo done",
+        image.display(),
+        state.join("containers/idm2/upper").display()
+    ));
+    let text = stdout(&out);
+    assert_eq!(text.matches("Permission denied").count(), 2, "{text}");
+    assert!(!image.join("etc/evil").exists());
+    // The change root made in idm1 is not seen in idm2.
+    let out = gw.ssh(
+        "alice",
+        "alice@idm2",
+        "ls /etc/made-in-1 2>&1 || echo absent",
+    );
+    assert!(stdout(&out).contains("absent"), "{}", stdout(&out));
+}

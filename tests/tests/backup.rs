@@ -43,10 +43,8 @@ fn backup_delete_restore_gives_back_the_same_files(backend: Backend) {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
     gw.cli_ok(&["container", "restore", file_s, "--as", "bk1-copy"]);
-    assert_eq!(
-        stdout(&gw.ssh("alice", "alice@bk1-copy", "cat ~/data; hostname")),
-        "precious\nbk1-copy\n"
-    );
+    let copy = gw.ssh("alice", "alice@bk1-copy", "cat ~/data; hostname");
+    assert_eq!(stdout(&copy), "precious\nbk1-copy\n", "{}", stderr(&copy));
     // Garbage is not a backup.
     std::fs::write(gw.dir.path().join("junk"), b"not a backup").unwrap();
     let out = gw.cli(&[

@@ -273,6 +273,7 @@ pub async fn run(
                 address: None,
                 host: None,
                 nesting: false,
+                id_base: None,
                 idle_stop: None,
             };
             meta.apply(&mut record)?;

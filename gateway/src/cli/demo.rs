@@ -97,6 +97,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             address: None,
             host: None,
             nesting: false,
+            id_base: None,
             idle_stop: None,
         })
         .await?;

@@ -73,6 +73,7 @@ mod tests {
             address: None,
             host: None,
             nesting: false,
+            id_base: None,
             idle_stop: None,
         }
     }

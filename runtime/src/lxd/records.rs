@@ -48,6 +48,8 @@ pub fn to_config(
         "security.nesting",
         if record.nesting { "true" } else { "" }.to_string(),
     );
+    // An id range of its own, so one instance's root is nobody in another's.
+    put("security.idmap.isolated", "true".to_string());
     for (k, v) in &record.labels {
         put(&format!("{LABEL}{k}"), v.clone());
     }
@@ -142,6 +144,7 @@ pub fn from_instance(instance: &Value) -> Result<Option<ContainerRecord>> {
             .map(str::to_string),
         idle_stop: Some(get("user.gatehouse.idle_stop").to_string()).filter(|s| !s.is_empty()),
         nesting: get("security.nesting") == "true",
+        id_base: None,
     }))
 }
 
@@ -167,6 +170,7 @@ mod tests {
             address: None,
             host: None,
             nesting: false,
+            id_base: None,
             idle_stop: Some("2h".into()),
         }
     }

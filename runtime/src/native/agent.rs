@@ -26,7 +26,7 @@ pub fn listener_in(
 
 /// In the child: join the container, make the directory, become the login, bind.
 fn make(init_pid: i32, cgroup: &Cgroup, login: &str) -> Result<(UnixListener, String), String> {
-    exec_child::enter(init_pid, cgroup, cgroup)?;
+    exec_child::enter(init_pid, cgroup, None)?;
     let mut text = String::new();
     std::fs::File::open("/etc/passwd")
         .and_then(|mut f| f.read_to_string(&mut text))

@@ -138,6 +138,22 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Makes a session's directories and moves `pid` into them. Another session's end
+    /// removes every empty session directory, this one too if it comes between the two
+    /// steps: then they are made again.
+    pub fn enter_session(&self, pid: i32) -> Result<(), String> {
+        let mut last = String::new();
+        for _ in 0..10 {
+            self.create_session()?;
+            match self.add(pid) {
+                Ok(()) => return Ok(()),
+                Err(e) if self.dirs.iter().any(|(_, d)| !d.exists()) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
     /// Kills every process in this cgroup; returns how many there were. On v2 with
     /// `cgroup.kill`; on v1 frozen first, so that nothing forks away while it is read.
     pub fn kill(&self) -> Result<usize, String> {

@@ -52,15 +52,12 @@ pub fn intermediate(
     report: OwnedFd,
 ) -> ! {
     let mut report = File::from(report);
-    let joined = match &req.session {
-        Some(id) if cgroups::valid_session_id(id) => {
-            let own = cgroup.session(id);
-            own.create_session().map(|()| own)
-        }
+    let session = match &req.session {
+        Some(id) if cgroups::valid_session_id(id) => Ok(Some(cgroup.session(id))),
         Some(_) => Err("invalid session id".to_string()),
-        None => Ok(cgroup.clone()),
+        None => Ok(None),
     };
-    match joined.and_then(|own| enter(init_pid, cgroup, &own)) {
+    match session.and_then(|own| enter(init_pid, cgroup, own.as_ref())) {
         Ok(()) => {}
         Err(e) => {
             let _ = writeln!(report, "E{e}");
@@ -84,12 +81,18 @@ pub fn intermediate(
     }
 }
 
-/// Joins the container: its cgroup (and `own`, a session's inside it, where that is
-/// another), then its namespaces, root and root user.
-pub(super) fn enter(init_pid: i32, cgroup: &Cgroup, own: &Cgroup) -> Result<(), String> {
+/// Joins the container: its cgroup (and `session`'s inside it, if given), then its
+/// namespaces, root and root user.
+pub(super) fn enter(
+    init_pid: i32,
+    cgroup: &Cgroup,
+    session: Option<&Cgroup>,
+) -> Result<(), String> {
     let me = std::process::id() as i32;
     cgroup.add(me)?;
-    own.add(me)?;
+    if let Some(own) = session {
+        own.enter_session(me)?;
+    }
     let proc = format!("/proc/{init_pid}");
     let mut fds = Vec::new();
     for (ns, flag) in NAMESPACES {

@@ -18,6 +18,11 @@ impl ContainerLayout {
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
+    /// Where the image is mounted, id-mapped to the container's range, as its lower
+    /// layer (a mount point in the supervisor's mount namespace only).
+    pub fn lower(&self) -> PathBuf {
+        self.dir.join("lower")
+    }
     /// Overlayfs work directory.
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")

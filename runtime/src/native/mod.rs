@@ -14,6 +14,7 @@ mod client;
 mod confine;
 mod exec_child;
 mod forked;
+mod idmap;
 mod init;
 mod layout;
 mod net;
@@ -132,6 +133,8 @@ pub fn supervise_main(
         };
         let images = Images::open(state_dir.join("images"))?;
         images.ensure_shifted(&record.image, ID_BASE)?;
+        let dir = inventory.container_dir(name)?;
+        let id_base = inventory.assign_id_base(name, |from, to| move_files(&dir, from, to))?;
         let network = match network {
             Some(net) => {
                 let addr = inventory.assign_address(name, &net)?;
@@ -147,7 +150,7 @@ pub fn supervise_main(
             limits: record.limits,
             cgroup_root: PathBuf::from(CGROUP_ROOT),
             cgroup_name: cgroup_name(state_dir, name),
-            id_base: ID_BASE,
+            id_base,
             idle_stop,
             network,
             hosts,
@@ -163,6 +166,19 @@ pub fn supervise_main(
             1
         }
     }
+}
+
+/// Moves a container's own files (its layer and its snapshots') from the id range at
+/// `from` to the one at `to`.
+fn move_files(dir: &Path, from: u32, to: u32) -> Result<()> {
+    let mut layers = vec![dir.join("upper")];
+    if let Ok(snaps) = std::fs::read_dir(dir.join("snapshots")) {
+        layers.extend(snaps.flatten().map(|s| s.path().join("upper")));
+    }
+    for layer in layers.iter().filter(|l| l.exists()) {
+        crate::images::move_tree(layer, from, to)?;
+    }
+    Ok(())
 }
 
 /// Every container with an address, for `/etc/hosts`.

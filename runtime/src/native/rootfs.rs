@@ -43,8 +43,18 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
 /// Mounts the container's overlay (its own layer over the image) in the supervisor's
 /// private mount namespace, as real root, before the container's user namespace exists;
 /// the container's mount namespace starts as a copy holding it.
-pub fn mount_overlay(sys: &dyn Syscall, layers: &Layers) -> Result<(), String> {
+/// With `image`, the image's tree is first bound at `layers.lower`, id-mapped through the
+/// given user namespace (read-only and nodev as well).
+pub fn mount_overlay(
+    sys: &dyn Syscall,
+    layers: &Layers,
+    image: Option<(&Path, &std::os::fd::OwnedFd)>,
+) -> Result<(), String> {
     make_rslave(sys)?;
+    if let Some((tree, ids)) = image {
+        sys.bind_idmapped(tree, &layers.lower, ids)
+            .map_err(|e| err("cannot map the image's ids onto", &layers.lower, e))?;
+    }
 
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -249,7 +259,7 @@ mod tests {
     #[test]
     fn builds_the_expected_view() {
         let sys = RecordingSyscall::default();
-        mount_overlay(&sys, &layers()).unwrap();
+        mount_overlay(&sys, &layers(), None).unwrap();
         enter_root(&sys, &layers().merged).unwrap();
         build(&sys, &layers().merged, "web01").unwrap();
         let calls = sys.calls();

@@ -627,7 +627,12 @@ fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
 /// filesystem is ready. `close` lists descriptors the init must not keep.
 fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Result<i32, String> {
     let layout = &cfg.layout;
-    for dir in [layout.upper(), layout.work(), layout.rootfs()] {
+    for dir in [
+        layout.upper(),
+        layout.work(),
+        layout.rootfs(),
+        layout.lower(),
+    ] {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
@@ -635,14 +640,16 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
     std::os::unix::fs::lchown(layout.upper(), Some(cfg.id_base), Some(cfg.id_base))
         .map_err(|e| format!("cannot chown {}: {e}", layout.upper().display()))?;
     let layers = Layers {
-        lower: cfg.image_rootfs.clone(),
+        lower: layout.lower(),
         upper: layout.upper(),
         work: layout.work(),
         merged: layout.rootfs(),
     };
     // Our own mount namespace holds the overlay; the container's starts as a copy.
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
-    rootfs::mount_overlay(&LinuxSyscall, &layers)?;
+    // The image as this container's ids see it: its own range, not the image's.
+    let ids = super::idmap::userns(crate::images::ID_BASE, cfg.id_base, crate::images::ID_RANGE)?;
+    rootfs::mount_overlay(&LinuxSyscall, &layers, Some((&cfg.image_rootfs, &ids)))?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let (done_r, done_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;

@@ -31,12 +31,29 @@ pub trait Syscall {
     fn sethostname(&self, name: &str) -> nix::Result<()>;
     /// `chdir(2)`.
     fn chdir(&self, path: &Path) -> nix::Result<()>;
+    /// Binds `source` onto `target` read-only, its owners mapped through the user
+    /// namespace `userns` (an id-mapped mount).
+    fn bind_idmapped(
+        &self,
+        source: &Path,
+        target: &Path,
+        userns: &std::os::fd::OwnedFd,
+    ) -> nix::Result<()>;
 }
 
 /// The real kernel.
 pub struct LinuxSyscall;
 
 impl Syscall for LinuxSyscall {
+    fn bind_idmapped(
+        &self,
+        source: &Path,
+        target: &Path,
+        userns: &std::os::fd::OwnedFd,
+    ) -> nix::Result<()> {
+        super::idmap::bind(source, target, userns)
+    }
+
     fn mount(
         &self,
         source: Option<&Path>,
@@ -122,6 +139,8 @@ pub enum Call {
     Hostname(String),
     /// The working directory changed.
     Chdir(PathBuf),
+    /// An id-mapped, read-only bind of the first path onto the second.
+    BindIdmapped(PathBuf, PathBuf),
 }
 
 /// Records calls instead of making them.
@@ -142,6 +161,19 @@ impl RecordingSyscall {
 }
 
 impl Syscall for RecordingSyscall {
+    fn bind_idmapped(
+        &self,
+        source: &Path,
+        target: &Path,
+        _userns: &std::os::fd::OwnedFd,
+    ) -> nix::Result<()> {
+        self.push(Call::BindIdmapped(
+            source.to_path_buf(),
+            target.to_path_buf(),
+        ));
+        Ok(())
+    }
+
     fn mount(
         &self,
         source: Option<&Path>,
