@@ -11,10 +11,11 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// The log under `state_dir/audit`.
+    /// The log under `state_dir/audit`, signed with its key (checkpoints, and the head
+    /// after every event).
     pub fn open(state_dir: &std::path::Path) -> anyhow::Result<Self> {
         Ok(Audit {
-            log: AuditLog::open(state_dir.join("audit"))?,
+            log: AuditLog::open(state_dir.join("audit"))?.signing()?,
         })
     }
 

@@ -2,7 +2,9 @@
 //! fail2ban-style limits: failed authentications are counted per source address and per
 //! user in a sliding window; each failure slows the next answer (doubling, capped), and
 //! past a limit further attempts are refused outright until the window has passed.
-//! A success clears the counters of that address and user.
+//! A success clears the counters of that address and user. IPv6 sources are counted per
+//! /64 (one host's whole subnet), and the per-user limit holds for passwords only: guesses
+//! at alice's password never lock out alice's key.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,6 +41,27 @@ impl Default for Limits {
             max_unauthenticated: 64,
             grace: Duration::from_secs(60),
         }
+    }
+}
+
+/// How an attempt authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A public key (or a ProxyJump's inner login): counted per address only.
+    Key,
+    /// A password: counted per address and per user.
+    Password,
+}
+
+/// The source an attempt is counted under: an IPv4 address (also one mapped into IPv6),
+/// or an IPv6 address's /64.
+fn source(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => IpAddr::V4(a),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(a) & !((1u128 << 64) - 1)).into()),
+        },
     }
 }
 
@@ -83,17 +106,20 @@ impl Guard {
     }
 
     /// Decides whether an attempt by `user` from `addr` may be checked at all.
-    pub fn check(&self, addr: Option<IpAddr>, user: &str) -> Verdict {
+    pub fn check(&self, addr: Option<IpAddr>, user: &str, method: Method) -> Verdict {
         let Ok(mut s) = self.state.lock() else {
             return Verdict::Proceed;
         };
         let window = self.limits.window;
         if let Some(a) = addr {
-            if let Some(list) = s.by_address.get_mut(&a) {
+            if let Some(list) = s.by_address.get_mut(&source(a)) {
                 if recent(list, window) >= self.limits.per_address {
                     return Verdict::Refuse(format!("too many failed logins from {a}"));
                 }
             }
+        }
+        if method == Method::Key {
+            return Verdict::Proceed;
         }
         if let Some(list) = s.by_user.get_mut(user) {
             if recent(list, window) >= self.limits.per_user {
@@ -104,20 +130,22 @@ impl Guard {
     }
 
     /// Records a failure; returns how long to wait before answering.
-    pub fn failed(&self, addr: Option<IpAddr>, user: &str) -> Duration {
+    pub fn failed(&self, addr: Option<IpAddr>, user: &str, method: Method) -> Duration {
         let Ok(mut s) = self.state.lock() else {
             return self.limits.base_delay;
         };
         let window = self.limits.window;
         let mut worst = 0;
         if let Some(a) = addr {
-            let list = s.by_address.entry(a).or_default();
+            let list = s.by_address.entry(source(a)).or_default();
             list.push(Instant::now());
             worst = worst.max(recent(list, window));
         }
-        let list = s.by_user.entry(user.to_string()).or_default();
-        list.push(Instant::now());
-        worst = worst.max(recent(list, window));
+        if method == Method::Password {
+            let list = s.by_user.entry(user.to_string()).or_default();
+            list.push(Instant::now());
+            worst = worst.max(recent(list, window));
+        }
         // Bound memory: forget the oldest picture if it grows without limit.
         if s.by_address.len() > 100_000 || s.by_user.len() > 100_000 {
             *s = State::default();
@@ -130,7 +158,7 @@ impl Guard {
     pub fn succeeded(&self, addr: Option<IpAddr>, user: &str) {
         if let Ok(mut s) = self.state.lock() {
             if let Some(a) = addr {
-                s.by_address.remove(&a);
+                s.by_address.remove(&source(a));
             }
             s.by_user.remove(user);
         }
@@ -154,16 +182,22 @@ mod tests {
         let g = guard();
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let d1 = g.failed(Some(a), "x");
-        let d2 = g.failed(Some(a), "y");
+        let d1 = g.failed(Some(a), "x", Method::Password);
+        let d2 = g.failed(Some(a), "y", Method::Password);
         assert!(d2 > d1, "no back-off: {d1:?} {d2:?}");
-        assert_eq!(g.check(Some(a), "z"), Verdict::Proceed);
-        g.failed(Some(a), "z");
-        assert!(matches!(g.check(Some(a), "alice"), Verdict::Refuse(_)));
-        assert_eq!(g.check(Some(b), "alice"), Verdict::Proceed);
+        assert_eq!(g.check(Some(a), "z", Method::Password), Verdict::Proceed);
+        g.failed(Some(a), "z", Method::Password);
+        assert!(matches!(
+            g.check(Some(a), "alice", Method::Password),
+            Verdict::Refuse(_)
+        ));
+        assert_eq!(
+            g.check(Some(b), "alice", Method::Password),
+            Verdict::Proceed
+        );
         // Delays are capped.
         for _ in 0..40 {
-            assert!(g.failed(Some(b), "q") <= Limits::default().max_delay);
+            assert!(g.failed(Some(b), "q", Method::Password) <= Limits::default().max_delay);
         }
     }
 
@@ -171,15 +205,41 @@ mod tests {
     fn per_user_limit_and_success_resets() {
         let g = guard();
         for i in 0..5 {
-            g.failed(Some(IpAddr::from([10, 0, 0, i])), "alice");
+            g.failed(Some(IpAddr::from([10, 0, 0, i])), "alice", Method::Password);
         }
+        let far = Some("10.9.9.9".parse().unwrap());
         assert!(matches!(
-            g.check(Some("10.9.9.9".parse().unwrap()), "alice"),
+            g.check(far, "alice", Method::Password),
             Verdict::Refuse(_)
         ));
+        // Her key still gets in: others' password guesses do not lock it out.
+        assert_eq!(g.check(far, "alice", Method::Key), Verdict::Proceed);
         g.succeeded(None, "alice");
+        assert_eq!(g.check(far, "alice", Method::Password), Verdict::Proceed);
+    }
+
+    #[test]
+    fn an_ipv6_64_counts_as_one_source_and_key_failures_lock_no_user() {
+        let g = guard();
+        for i in 1..=3u16 {
+            let a = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, i, i, i, i);
+            g.failed(Some(IpAddr::V6(a)), "x", Method::Password);
+        }
+        let same: IpAddr = "2001:db8:0:7:ffff::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:0:8::1".parse().unwrap();
+        assert!(matches!(
+            g.check(Some(same), "y", Method::Key),
+            Verdict::Refuse(_)
+        ));
+        assert_eq!(g.check(Some(other), "y", Method::Key), Verdict::Proceed);
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        g.failed(Some(mapped), "z", Method::Key);
+        assert_eq!(source(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+        for i in 0..10u8 {
+            g.failed(Some(IpAddr::from([10, 1, 0, i])), "bob", Method::Key);
+        }
         assert_eq!(
-            g.check(Some("10.9.9.9".parse().unwrap()), "alice"),
+            g.check(Some("10.2.0.1".parse().unwrap()), "bob", Method::Password),
             Verdict::Proceed
         );
     }

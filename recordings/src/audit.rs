@@ -52,6 +52,18 @@ pub fn checkpoint_message(seq: u64, prev: &str) -> Vec<u8> {
     format!("gatehouse-audit-checkpoint:{seq}:{prev}").into_bytes()
 }
 
+/// The public half of the audit signing key in `audit_dir`, if there is one.
+pub fn public_key(audit_dir: &Path) -> Option<[u8; 32]> {
+    std::fs::read(audit_dir.join("audit_ed25519_key"))
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .map(|seed| {
+            *ed25519_dalek::SigningKey::from_bytes(&seed)
+                .verifying_key()
+                .as_bytes()
+        })
+}
+
 /// Loads the audit signing key from `path`, creating it (mode 0600) if missing.
 pub fn load_or_create_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -180,10 +192,14 @@ impl AuditLog {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        let hash = line_hash(&line);
         line.push('\n');
         file.write_all(line.as_bytes())
             .and_then(|()| file.sync_data())
             .map_err(|e| RecordingError::io("cannot write audit event to", &path, e))?;
+        if let Some(key) = &self.key {
+            crate::head::write(&self.dir, key, event.seq, &hash)?;
+        }
         Ok(event.seq)
     }
 

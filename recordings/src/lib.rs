@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cast;
 pub mod channel;
 pub mod error;
+pub mod head;
 pub mod private;
 pub mod store;
 pub mod text;

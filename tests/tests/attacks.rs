@@ -368,6 +368,10 @@ fn sftp_copy_data_is_audited_as_a_copy_not_as_an_empty_write() {
         std::fs::read_to_string(upper(&gw, "cp1").join("tmp/b")).unwrap(),
         "fifteen bytes!\n"
     );
+    // The audit of the files is complete once the session's end is.
+    assert!(eventually(10, || !gw
+        .audit_events("session.end")
+        .is_empty()));
     let copies = gw.audit_events("file.copy");
     assert!(
         copies
@@ -628,4 +632,53 @@ fn one_containers_root_is_nobody_to_another_container_and_to_the_image() {
         "ls /etc/made-in-1 2>&1 || echo absent",
     );
     assert!(stdout(&out).contains("absent"), "{}", stdout(&out));
+}
+
+#[test]
+fn cutting_the_audit_logs_tail_or_deleting_its_key_is_noticed() {
+    let mut gw = Gateway::start();
+    gw.create_container("au1", "alice");
+    for word in ["one", "two"] {
+        assert!(gw
+            .ssh("alice", "alice@au1", &format!("echo {word}"))
+            .status
+            .success());
+    }
+    let key = gw.cli_ok(&["audit", "key"]);
+    let mut lines = key.lines();
+    let (public, fingerprint) = (lines.next().unwrap(), lines.next().unwrap());
+    assert_eq!(public.len(), 64, "{key}");
+    gw.terminate(10);
+    let audit = gw.dir.path().join("state/audit");
+    let log = audit.join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    // The last events removed: the chain that is left is whole, but the head says more.
+    let n = text.lines().count();
+    let kept: String = text.lines().take(n - 2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, kept).unwrap();
+    let out = gw.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("removed from its end"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&log, &text).unwrap();
+    // Without the key file nothing is taken on the log's word; the key kept elsewhere
+    // is used, and named.
+    std::fs::remove_file(audit.join("audit_ed25519_key")).unwrap();
+    let out = gw.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--public-key"), "{}", stderr(&out));
+    let verified = gw.cli_ok(&["audit", "verify", "--public-key", public]);
+    assert!(
+        verified.contains(&format!("trusted key: {fingerprint}"))
+            && verified.contains("audit log intact"),
+        "{verified}"
+    );
+    let wrong = "ab".repeat(32);
+    assert!(!gw
+        .cli(&["audit", "verify", "--public-key", &wrong])
+        .status
+        .success());
 }

@@ -258,3 +258,28 @@ fn login_time_report() {
         median(&|| pw(&file, &gatehouse_e2e::password_of("alice")))
     );
 }
+
+#[test]
+fn a_same_named_group_elsewhere_in_the_tree_does_not_make_an_admin() {
+    let slapd = Slapd::start();
+    let gw = ldap_gateway(
+        &slapd,
+        &slapd.url(),
+        "group_base = \"ou=groups,dc=example,dc=org\"",
+    );
+    populate(&slapd, &gw);
+    // A department keeps its own "gatehouse-admins" group outside ou=groups; bob is in it
+    // (the memberOf overlay names it on his entry).
+    slapd.add("dn: ou=sales,dc=example,dc=org\nobjectClass: organizationalUnit\nou: sales\n\ndn: cn=gatehouse-admins,ou=sales,dc=example,dc=org\nobjectClass: groupOfNames\ncn: gatehouse-admins\nmember: uid=bob,ou=people,dc=example,dc=org\n\n");
+    let out = gw.ssh_password("bob@+admin", "bob-ldap-pw", "container list");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("bob may not list containers"),
+        "{}",
+        stderr(&out)
+    );
+    // The real one, under group_base, does.
+    slapd.add("dn: cn=gatehouse-admins,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: gatehouse-admins\nmember: uid=bob,ou=people,dc=example,dc=org\n\n");
+    let out = gw.ssh_password("bob@+admin", "bob-ldap-pw", "container list");
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -39,8 +39,16 @@ pub enum SessionsCommand {
 /// `audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the audit log's hash chain and every sealed recording's digest.
-    Verify,
+    /// Check the audit log's hash chain, its signatures and signed head, and every sealed
+    /// recording's digest.
+    Verify {
+        /// The audit public key to trust (64 hex digits, as `audit key` prints it), kept
+        /// away from this host; without it, the key in the state directory.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
+    /// Print the audit public key and its fingerprint, to keep elsewhere for `verify`.
+    Key,
 }
 
 fn recordings(config: &Config) -> anyhow::Result<Recordings> {
@@ -59,6 +67,21 @@ fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
             "--since {text}: use a time like 2026-11-26T10:00:00Z or a duration like 2h"
         ),
     }
+}
+
+/// Text people typed or sent (commands, reasons, typed lines) as it may reach an admin's
+/// terminal: control characters (escape sequences, carriage returns, C1 controls) are
+/// shown escaped (`\u{1b}`), never passed on to the terminal.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if ch.is_control() {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// The searchable lines of one session: commands, rendered screen text, typed lines.
@@ -97,7 +120,7 @@ fn search(config: &Config, needle: &str, c: &mut Console) -> anyhow::Result<()> 
                     meta.user,
                     meta.container,
                     meta.start.format("%Y-%m-%d %H:%M:%S"),
-                    line.trim_end()
+                    printable(line.trim_end())
                 ));
             }
         }
@@ -149,9 +172,9 @@ pub fn run(config: &Config, cmd: SessionsCommand, c: &mut Console) -> anyhow::Re
             s.container,
             s.login,
             s.start.format("%Y-%m-%d %H:%M:%S"),
-            exit.chars().take(12).collect::<String>(),
-            s.reason.as_deref().unwrap_or("-"),
-            what.chars().take(60).collect::<String>()
+            printable(&exit.chars().take(12).collect::<String>()),
+            printable(s.reason.as_deref().unwrap_or("-")),
+            printable(&what.chars().take(60).collect::<String>())
         ));
     }
     Ok(())
@@ -189,7 +212,7 @@ pub fn replay_text(config: &Config, id: &str, c: &mut Console) -> anyhow::Result
     for ch in &meta.channels {
         let (header, events) = cast::read(&dir.join(&ch.file))?;
         if let Some(command) = &ch.command {
-            c.say(format!("$ {command}"));
+            c.say(format!("$ {}", printable(command)));
         }
         c.out.push_str(&text::render(&header, &events));
     }
@@ -203,18 +226,46 @@ pub fn replay_text(config: &Config, id: &str, c: &mut Console) -> anyhow::Result
 
 /// Runs `audit verify`: Ok when intact, an error naming the first broken place otherwise.
 pub fn audit(config: &Config, cmd: AuditCommand, c: &mut Console) -> anyhow::Result<()> {
-    let AuditCommand::Verify = cmd;
     let state = &config.server.state_dir;
-    match gatehouse_recordings::verify::verify(&state.join("audit"), &state.join("recordings"))? {
+    let public_key = match cmd {
+        AuditCommand::Key => return audit_key(state, c),
+        AuditCommand::Verify { public_key } => public_key,
+    };
+    let trusted = match public_key.as_deref() {
+        None => None,
+        Some(text) => Some(
+            gatehouse_recordings::head::unhex(text.trim())
+                .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--public-key: give the 64 hex digits `audit key` prints")
+                })?,
+        ),
+    };
+    let audit = state.join("audit");
+    match gatehouse_recordings::verify::verify(&audit, &state.join("recordings"), trusted)? {
         Ok(r) => {
+            c.say(format!("trusted key: {}", r.key_fingerprint));
             c.say(format!(
-                "audit log intact: {} events, {} recording files match their sealed digests",
-                r.events, r.files
+                "audit log intact: {} events ({} signed checkpoints, signed head at event {}), {} recording files match their sealed digests",
+                r.events, r.checkpoints, r.head, r.files
             ));
+            if r.past_head > 0 {
+                c.say(format!("note: {} event(s) after the signed head (written as the gateway stopped abruptly)", r.past_head));
+            }
             Ok(())
         }
         Err(place) => anyhow::bail!("audit verify FAILED: {place}"),
     }
+}
+
+/// `audit key`: the public half of the audit signing key, and its fingerprint.
+fn audit_key(state: &Path, c: &mut Console) -> anyhow::Result<()> {
+    let dir = state.join("audit");
+    let public = gatehouse_recordings::audit::public_key(&dir)
+        .ok_or_else(|| anyhow::anyhow!("no audit key in {}", dir.display()))?;
+    c.say(gatehouse_recordings::store::hex(&public));
+    c.say(gatehouse_recordings::head::fingerprint(&public));
+    Ok(())
 }
 
 /// Records an admin change made from this host in the audit log (fails the command if
@@ -230,4 +281,19 @@ pub fn admin_event(
     data["by"] = serde_json::Value::String(by.to_string());
     log.append(kind, data)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_are_shown_not_sent() {
+        assert_eq!(printable("ls -l"), "ls -l");
+        assert_eq!(
+            printable("echo \u{1b}]0;owned\u{7}\u{1b}[2J\r"),
+            "echo \\u{1b}]0;owned\\u{7}\\u{1b}[2J\\r"
+        );
+        assert_eq!(printable("caf\u{e9} \u{9b}31m"), "caf\u{e9} \\u{9b}31m");
+    }
 }

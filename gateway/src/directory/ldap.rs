@@ -139,6 +139,9 @@ impl LdapDirectory {
             other => gatehouse_runtime::limits::parse_duration(other)?,
         };
         let tls = c.ca_file.as_deref().map(tls_config).transpose()?;
+        if c.group_base.is_none() {
+            tracing::warn!("[directory.ldap] has no group_base: a group named in memberOf counts wherever it is in the tree (set group_base so that a same-named group elsewhere grants nothing)");
+        }
         Ok(LdapDirectory {
             s: Settings {
                 url: c.url.clone(),
@@ -311,8 +314,11 @@ impl LdapDirectory {
                 }
             })
             .collect();
+        // A group named in memberOf counts only under group_base (when set): a same-named
+        // group elsewhere in the tree (a department's `admins`) grants nothing.
         let mut groups: Vec<String> = all(&entry, &self.s.member_of_attr)
             .iter()
+            .filter(|dn| self.s.group_base.as_ref().is_none_or(|b| dn_under(dn, b)))
             .filter_map(|dn| group_name_from_dn(dn, &self.s.group_name_attr))
             .collect();
         if let Some(base) = &self.s.group_base {
@@ -386,6 +392,23 @@ fn is_locked(e: &SearchEntry) -> bool {
         .is_some_and(|days| days >= 0 && days <= today)
 }
 
+/// A DN in a canonical form for comparison: lower case, no spaces around `,` and `=`.
+fn canonical_dn(dn: &str) -> String {
+    dn.split(',')
+        .map(|rdn| rdn.split('=').map(str::trim).collect::<Vec<_>>().join("="))
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_lowercase()
+}
+
+/// Whether `dn` lies under `base` (strictly: an entry below it).
+fn dn_under(dn: &str, base: &str) -> bool {
+    let (dn, base) = (canonical_dn(dn), canonical_dn(base));
+    dn.len() > base.len() + 1
+        && dn.ends_with(&base)
+        && dn.as_bytes()[dn.len() - base.len() - 1] == b','
+}
+
 /// `cn=ops,ou=groups,dc=example,dc=org` → `ops` (when the first RDN is `attr=`).
 fn group_name_from_dn(dn: &str, attr: &str) -> Option<String> {
     let (rdn_attr, rest) = dn.split_once('=')?;
@@ -432,6 +455,20 @@ impl Directory for LdapDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_groups_under_the_group_base_count() {
+        let base = "ou=groups,dc=example,dc=org";
+        assert!(dn_under("cn=ops,ou=groups,dc=example,dc=org", base));
+        assert!(dn_under("CN=ops, OU=Groups, DC=Example, DC=org", base));
+        assert!(dn_under("cn=ops,ou=team,ou=groups,dc=example,dc=org", base));
+        assert!(!dn_under(
+            "cn=gatehouse-admins,ou=sales,dc=example,dc=org",
+            base
+        ));
+        assert!(!dn_under("cn=x,ou=evilgroups,dc=example,dc=org", base));
+        assert!(!dn_under(base, base));
+    }
 
     #[test]
     fn group_names_from_dns() {

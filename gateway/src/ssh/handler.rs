@@ -69,6 +69,16 @@ impl Drop for Connection {
     }
 }
 
+/// How the brute-force guard counts an attempt by `method`: password guesses also per
+/// user, everything else per address only.
+fn guard_method(method: &str) -> crate::guard::Method {
+    if method == "password" {
+        crate::guard::Method::Password
+    } else {
+        crate::guard::Method::Key
+    }
+}
+
 /// A user name short and printable enough for counters and logs.
 fn attempt_key(ssh_user: &str) -> String {
     let user = ssh_user.split('@').next().unwrap_or(ssh_user);
@@ -145,7 +155,11 @@ impl Connection {
 
     /// Whether the guard lets this attempt be checked at all.
     fn allowed(&self, ssh_user: &str, method: &str) -> bool {
-        match self.app.guard.check(self.peer_ip, &attempt_key(ssh_user)) {
+        match self
+            .app
+            .guard
+            .check(self.peer_ip, &attempt_key(ssh_user), guard_method(method))
+        {
             Verdict::Proceed => true,
             Verdict::Refuse(why) => {
                 tracing::warn!(parent: &self.span, user = %attempt_key(ssh_user), method, "auth refused: {why}");
@@ -157,7 +171,10 @@ impl Connection {
     /// A failed attempt: counted, logged, audited, and answered after the back-off delay.
     async fn reject(&self, ssh_user: &str, method: &str, reason: &str) -> Auth {
         let user = attempt_key(ssh_user);
-        let delay = self.app.guard.failed(self.peer_ip, &user);
+        let delay = self
+            .app
+            .guard
+            .failed(self.peer_ip, &user, guard_method(method));
         if !reason.is_empty() {
             tracing::warn!(parent: &self.span, user = %user, method, "auth refused: {reason}");
         }

@@ -233,7 +233,6 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
             }
         }
     };
-    end_processes(&ctx, &container, &session_id, relayed.leftovers_too).await;
     let exit = relayed.description;
     if let Some(f) = &files {
         f.finish().await;
@@ -255,6 +254,8 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         }
     }
     ctx.app.audit.note("session.end", end).await;
+    // After the seal: what the session left running ends (or is tidied) last.
+    end_processes(&ctx, &container, &session_id, relayed.leftovers_too).await;
 }
 
 /// Creates the session's recording directory and the channel's cast files.

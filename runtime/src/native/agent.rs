@@ -5,7 +5,6 @@
 //! and carries each connection to the client's agent. Everything happens inside the
 //! container's root, so no path a container user controls can lead outside it.
 
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 
@@ -27,10 +26,7 @@ pub fn listener_in(
 /// In the child: join the container, make the directory, become the login, bind.
 fn make(init_pid: i32, cgroup: &Cgroup, login: &str) -> Result<(UnixListener, String), String> {
     exec_child::enter(init_pid, cgroup, None)?;
-    let mut text = String::new();
-    std::fs::File::open("/etc/passwd")
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    let text = passwd::read_account_file("/etc/passwd")?;
     let entry = passwd::lookup(&text, login)
         .ok_or_else(|| format!("no account '{login}' in the container"))?;
     let tag = crate::names::random_tag().map_err(|e| e.to_string())?;

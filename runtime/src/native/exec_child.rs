@@ -124,8 +124,8 @@ fn final_process(stdio: ChildStdio, req: &ExecRequest, confinement: Profile) -> 
     if let Err(e) = nix::unistd::setsid() {
         fail_early(&stdio, &format!("setsid: {e}"));
     }
-    let passwd_text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let passwd_text = passwd::read_account_file("/etc/passwd").unwrap_or_default();
+    let group_text = passwd::read_account_file("/etc/group").unwrap_or_default();
     let entry = match passwd::lookup(&passwd_text, &req.login) {
         Some(e) => e,
         None => fail_early(

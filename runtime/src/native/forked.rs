@@ -11,6 +11,9 @@ use nix::unistd::ForkResult;
 
 use super::protocol;
 
+/// How long a forked job may take before it is killed.
+const CHILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs `make` in a forked child; returns the descriptor and text it produced.
 pub fn in_child(
     make: impl FnOnce() -> Result<(OwnedFd, String), String>,
@@ -39,7 +42,17 @@ pub fn in_child(
         }
         Ok(ForkResult::Parent { child }) => {
             drop(theirs);
+            // The child works inside a container whose root may try to make it hang;
+            // the single-threaded supervisor waits a bounded time, then kills it.
+            let _ = nix::sys::socket::setsockopt(
+                &ours,
+                nix::sys::socket::sockopt::ReceiveTimeout,
+                &nix::sys::time::TimeVal::new(CHILD_TIMEOUT.as_secs() as i64, 0),
+            );
             let received = protocol::recv_line_with_fds(&ours);
+            if received.is_err() {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            }
             let _ = waitpid(child, None);
             let mut r = received?;
             let line = String::from_utf8_lossy(&r.line).into_owned();

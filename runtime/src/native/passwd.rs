@@ -1,6 +1,36 @@
 //! Reading a container's `/etc/passwd` and `/etc/group` without the host's NSS (which
 //! would load libraries from the container into a privileged process).
 
+/// The largest account file read.
+const MAX_ACCOUNT_FILE: u64 = 16 << 20;
+
+/// Reads an account file (`/etc/passwd`, `/etc/group`) of the container we are in. Its
+/// root controls the file: one that is not a regular file (a FIFO would block the reader
+/// for ever) or is larger than any real one is refused rather than read.
+pub fn read_account_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{path} is not a regular file"));
+    }
+    if meta.len() > MAX_ACCOUNT_FILE {
+        return Err(format!("{path} is larger than {MAX_ACCOUNT_FILE} bytes"));
+    }
+    let mut text = String::new();
+    file.take(MAX_ACCOUNT_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    Ok(text)
+}
+
 /// One account from `/etc/passwd`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswdEntry {
@@ -66,6 +96,21 @@ pub fn group_id(group: &str, name: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_fifo_or_a_huge_file_is_refused_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("passwd");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let e = read_account_file(fifo.to_str().unwrap()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let plain = tmp.path().join("group");
+        std::fs::write(&plain, "root:x:0:\n").unwrap();
+        assert_eq!(
+            read_account_file(plain.to_str().unwrap()).unwrap(),
+            "root:x:0:\n"
+        );
+    }
+
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:10001:10001::/home/alice:\nbroken:x:zz:1::/:/bin/sh\n";
