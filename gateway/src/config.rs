@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub max_failures_per_user: u32,
     /// The window failures are counted in.
     pub failure_window: String,
+    /// Connections from one source (an IPv4 address, an IPv6 /64) that may end without
+    /// logging in within a minute before that source is refused (a scanner, a flood).
+    pub max_unauthenticated_per_source: u32,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             max_failures_per_address: 10,
             max_failures_per_user: 30,
             failure_window: "10m".into(),
+            max_unauthenticated_per_source: 20,
         }
     }
 }
@@ -332,8 +336,9 @@ impl ServerConfig {
         if self.max_startups == 0
             || self.max_failures_per_address == 0
             || self.max_failures_per_user == 0
+            || self.max_unauthenticated_per_source == 0
         {
-            anyhow::bail!("[server] max_startups and max_failures_* must be at least 1");
+            anyhow::bail!("[server] max_startups, max_failures_* and max_unauthenticated_per_source must be at least 1");
         }
         Ok(crate::guard::Limits {
             window: d("failure_window", &self.failure_window)?,
@@ -341,6 +346,7 @@ impl ServerConfig {
             per_user: self.max_failures_per_user,
             max_unauthenticated: self.max_startups,
             grace: d("login_grace_time", &self.login_grace_time)?,
+            per_source_unauthenticated: self.max_unauthenticated_per_source,
             ..crate::guard::Limits::default()
         })
     }

@@ -28,7 +28,15 @@ pub struct Limits {
     pub max_unauthenticated: usize,
     /// Time to authenticate before the connection is closed (LoginGraceTime).
     pub grace: Duration,
+    /// Connections from one source that may come without logging in within
+    /// [`NOAUTH_WINDOW`] before further connections from it are refused at once (like
+    /// OpenSSH's PerSourcePenalties for `noauth`, counted from the connect): a scanner or
+    /// a DHEat-style flood is slowed, people who log in are not.
+    pub per_source_unauthenticated: u32,
 }
+
+/// The window connections that end unauthenticated are counted in.
+pub const NOAUTH_WINDOW: Duration = Duration::from_secs(60);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -40,6 +48,7 @@ impl Default for Limits {
             max_delay: Duration::from_secs(4),
             max_unauthenticated: 64,
             grace: Duration::from_secs(60),
+            per_source_unauthenticated: 20,
         }
     }
 }
@@ -78,6 +87,8 @@ pub enum Verdict {
 struct State {
     by_address: HashMap<IpAddr, Vec<Instant>>,
     by_user: HashMap<String, Vec<Instant>>,
+    /// Connections not (yet) logged in, by source, when they came.
+    noauth: HashMap<IpAddr, Vec<Instant>>,
 }
 
 /// The shared counters.
@@ -127,6 +138,41 @@ impl Guard {
             }
         }
         Verdict::Proceed
+    }
+
+    /// Decides whether a new connection from `addr` is served at all; one that is counts
+    /// as unauthenticated against its source until it logs in.
+    pub fn connection(&self, addr: IpAddr) -> Verdict {
+        let Ok(mut s) = self.state.lock() else {
+            return Verdict::Proceed;
+        };
+        let source = source(addr);
+        let limit = self.limits.per_source_unauthenticated;
+        let list = s.noauth.entry(source).or_default();
+        if recent(list, NOAUTH_WINDOW) >= limit {
+            return Verdict::Refuse(format!(
+                "{limit} connections from {source} without a login within {}s",
+                NOAUTH_WINDOW.as_secs()
+            ));
+        }
+        list.push(Instant::now());
+        if s.noauth.len() > 100_000 {
+            s.noauth.clear();
+        }
+        Verdict::Proceed
+    }
+
+    /// A connection from `addr` logged in: it no longer counts against its source.
+    pub fn connection_authenticated(&self, addr: IpAddr) {
+        if let Ok(mut s) = self.state.lock() {
+            let source = source(addr);
+            if let Some(list) = s.noauth.get_mut(&source) {
+                list.pop();
+                if list.is_empty() {
+                    s.noauth.remove(&source);
+                }
+            }
+        }
     }
 
     /// Records a failure; returns how long to wait before answering.
@@ -216,6 +262,25 @@ mod tests {
         assert_eq!(g.check(far, "alice", Method::Key), Verdict::Proceed);
         g.succeeded(None, "alice");
         assert_eq!(g.check(far, "alice", Method::Password), Verdict::Proceed);
+    }
+
+    #[test]
+    fn a_source_whose_connections_do_not_log_in_is_refused_at_connect() {
+        let g = Guard::new(Limits {
+            per_source_unauthenticated: 3,
+            ..Limits::default()
+        });
+        let a: IpAddr = "192.0.2.7".parse().unwrap();
+        // People who log in never add up.
+        for _ in 0..10 {
+            assert_eq!(g.connection(a), Verdict::Proceed);
+            g.connection_authenticated(a);
+        }
+        for _ in 0..3 {
+            assert_eq!(g.connection(a), Verdict::Proceed);
+        }
+        assert!(matches!(g.connection(a), Verdict::Refuse(_)));
+        assert_eq!(g.connection("192.0.2.8".parse().unwrap()), Verdict::Proceed);
     }
 
     #[test]

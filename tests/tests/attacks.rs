@@ -682,3 +682,54 @@ fn cutting_the_audit_logs_tail_or_deleting_its_key_is_noticed() {
         .status
         .success());
 }
+
+/// Where scripts/install-deps puts ssh-audit.
+const SSH_AUDIT: &str = "/opt/gatehouse-test/ssh-audit/bin/ssh-audit";
+
+#[test]
+fn ssh_audit_finds_nothing_but_the_post_quantum_notes() {
+    assert!(
+        Path::new(SSH_AUDIT).exists(),
+        "{SSH_AUDIT} is missing: run scripts/install-deps"
+    );
+    let gw = Gateway::start();
+    let out = Command::new(SSH_AUDIT)
+        .args(["-j", "-p", &gw.port.to_string(), "127.0.0.1"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ssh-audit said: {e}\n{}{}", stdout(&out), stderr(&out)));
+    let mut findings = vec![];
+    for section in ["kex", "key", "enc", "mac"] {
+        for alg in report[section].as_array().into_iter().flatten() {
+            for level in ["fail", "warn"] {
+                for note in alg["notes"][level].as_array().into_iter().flatten() {
+                    let note = note.as_str().unwrap_or_default();
+                    if !note.contains("post-quantum") {
+                        findings.push(format!("{} {level}: {note}", alg["algorithm"]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(findings.is_empty(), "{findings:#?}");
+    assert_eq!(
+        report["compression"],
+        serde_json::json!(["none"]),
+        "{report}"
+    );
+    let kex: Vec<&str> = report["kex"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k["algorithm"].as_str())
+        .collect();
+    assert!(kex.contains(&"mlkem768x25519-sha256"), "{kex:?}");
+    assert!(
+        !kex.iter().any(|k| k.starts_with("diffie-hellman")),
+        "{kex:?}"
+    );
+    // The connection-rate (DHEat) test has nothing to find: no DH group is offered.
+    let text = format!("{report}");
+    assert!(!text.contains("DHEat"), "{text}");
+}

@@ -18,20 +18,34 @@ use crate::grammar::{self, Target};
 use crate::guard::Verdict;
 use crate::live::{ConnectionRegistration, LiveSessions};
 
-/// Counts a connection as unauthenticated for as long as it lives (MaxStartups).
-pub struct Pending(Arc<AtomicUsize>);
+/// Counts a connection as unauthenticated for as long as it lives (MaxStartups), and
+/// against its source (see [`crate::guard::Guard::connection`]) until it logs in.
+pub struct Pending {
+    counter: Arc<AtomicUsize>,
+    source: Option<(Arc<App>, IpAddr)>,
+}
 
 impl Pending {
-    /// Counts one more unauthenticated connection.
-    pub fn new(counter: Arc<AtomicUsize>) -> Self {
+    /// Counts one more unauthenticated connection, from `source`.
+    pub fn new(counter: Arc<AtomicUsize>, app: Arc<App>, source: IpAddr) -> Self {
         counter.fetch_add(1, Ordering::SeqCst);
-        Pending(counter)
+        Pending {
+            counter,
+            source: Some((app, source)),
+        }
+    }
+
+    /// The connection authenticated: it no longer counts.
+    fn authenticated(self) {
+        if let Some((app, source)) = &self.source {
+            app.guard.connection_authenticated(*source);
+        }
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.counter.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -196,7 +210,9 @@ impl Connection {
         self.app.audit.note("auth.success", event).await;
         self.app.guard.succeeded(self.peer_ip, &user.name);
         self.authenticated.store(true, Ordering::SeqCst);
-        self.pending = None;
+        if let Some(p) = self.pending.take() {
+            p.authenticated();
+        }
         self.authed = Some((user, target));
         self.checked = Some(Instant::now());
         Auth::Accept

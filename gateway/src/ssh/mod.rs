@@ -26,6 +26,26 @@ use russh::{MethodKind, MethodSet};
 
 use crate::app::App;
 
+/// Key exchanges offered: hybrid post-quantum ML-KEM-768 with X25519, and X25519. No
+/// finite-field Diffie-Hellman: group14's 2048 bits are weak, and every DH group lets a
+/// client make the server do costly work per connection for nothing (DHEat,
+/// CVE-2002-20001). Then the protocol's extension markers (ext-info, strict kex).
+const KEX: &[russh::kex::Name] = &[
+    russh::kex::MLKEM768X25519_SHA256,
+    russh::kex::CURVE25519,
+    russh::kex::CURVE25519_PRE_RFC_8731,
+    russh::kex::EXTENSION_SUPPORT_AS_CLIENT,
+    russh::kex::EXTENSION_SUPPORT_AS_SERVER,
+    russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+    russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+
+/// MACs (for the non-AEAD ciphers): encrypt-then-MAC only.
+const MACS: &[russh::mac::Name] = &[russh::mac::HMAC_SHA512_ETM, russh::mac::HMAC_SHA256_ETM];
+
+/// No compression (it brings no gain on a LAN, and a compressor in the pre-auth path).
+const COMPRESSION: &[russh::compression::Name] = &[russh::compression::NONE];
+
 /// Builds the russh server configuration.
 fn russh_config(app: &App) -> anyhow::Result<russh::server::Config> {
     let key = hostkey::load_or_create(&app.config.server.state_dir)?;
@@ -54,6 +74,12 @@ pub(super) fn server_config(
         keepalive_max: 3,
         max_auth_attempts: 6,
         nodelay: true,
+        preferred: russh::Preferred {
+            kex: std::borrow::Cow::Borrowed(KEX),
+            mac: std::borrow::Cow::Borrowed(MACS),
+            compression: std::borrow::Cow::Borrowed(COMPRESSION),
+            ..russh::Preferred::DEFAULT
+        },
         ..Default::default()
     }
 }
@@ -85,6 +111,11 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
             }
         };
         let limits = app.guard.limits().clone();
+        if let crate::guard::Verdict::Refuse(why) = app.guard.connection(peer.ip()) {
+            tracing::warn!(peer = %peer, "connection refused: {why}");
+            drop(socket);
+            continue;
+        }
         if unauthenticated.load(Ordering::SeqCst) >= limits.max_unauthenticated {
             tracing::warn!(peer = %peer, "connection refused: {} unauthenticated connections already", limits.max_unauthenticated);
             drop(socket);
@@ -94,7 +125,7 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
         let handler = handler::Connection::new(
             app.clone(),
             peer,
-            handler::Pending::new(unauthenticated.clone()),
+            handler::Pending::new(unauthenticated.clone(), app.clone(), peer.ip()),
         );
         let authenticated = handler.authenticated.clone();
         let config = config.clone();
