@@ -146,12 +146,21 @@ pub fn new_project() -> String {
 
 /// Deletes every instance of `project`, then the project.
 pub fn drop_project(project: &str) {
-    if let Ok(list) = lxc(&["list", "--project", project, "-c", "n", "--format", "csv"]) {
+    // An instance still busy (stopping) refuses the first delete: a few tries, so that no
+    // instance is left to hold its id range.
+    for _ in 0..5 {
+        // Gone already (another gateway of the test dropped it).
+        let Ok(list) = lxc(&["list", "--project", project, "-c", "n", "--format", "csv"]) else {
+            return;
+        };
         for name in list.lines().filter(|l| !l.is_empty()) {
             let _ = lxc(&["delete", "--force", "--project", project, name]);
         }
+        if lxc(&["project", "delete", project]).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
-    let _ = lxc(&["project", "delete", project]);
 }
 
 fn rand_u32() -> u32 {

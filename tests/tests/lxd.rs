@@ -452,4 +452,6 @@ fn each_instance_gets_an_id_range_of_its_own() {
         assert_eq!(lxc_get(&project, name, "security.idmap.isolated"), "true");
     }
     assert!(roots[0].abs_diff(roots[1]) >= 65536, "{roots:?}");
+    drop(gw);
+    lxd::drop_project(&project);
 }

@@ -102,3 +102,40 @@ fn containers_reach_each_other_by_name_with_stable_unique_addresses() {
         links()
     );
 }
+
+#[test]
+fn a_container_can_neither_spoof_another_address_nor_reach_the_hosts_services() {
+    let bridge = Bridge("ghtest1");
+    let gw = Gateway::start_with(&format!(
+        "[runtime.network]\nbridge = \"{}\"\nsubnet = \"10.231.8.0/24\"\n",
+        bridge.0
+    ));
+    for name in ["spf1", "spf2"] {
+        gw.create_container(name, "alice");
+        assert!(gw
+            .ssh("alice", &format!("alice@{name}"), "true")
+            .status
+            .success());
+    }
+    let target = address_of(&gw, "spf2");
+    // A service of the host's on the bridge's own address (where containers' traffic to
+    // the host arrives).
+    let host = std::net::TcpListener::bind("10.231.8.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    let script = format!(
+        "ping -c1 -W2 {target} >/dev/null && echo ping=ok || echo ping=lost; \
+         timeout 3 bash -c 'exec 3<>/dev/tcp/10.231.8.1/{port}' 2>/dev/null && echo host=reached || echo host=blocked; \
+         ip addr add 10.231.8.250/24 dev eth0; \
+         ping -c1 -W2 -I 10.231.8.250 {target} >/dev/null 2>&1 && echo spoof=through || echo spoof=dropped"
+    );
+    let out = gw.ssh("alice", "alice@root@spf1", &script);
+    let text = stdout(&out);
+    for expected in ["ping=ok", "host=blocked", "spoof=dropped"] {
+        assert!(
+            text.lines().any(|l| l == expected),
+            "{expected} missing:\n{text}{}",
+            stderr(&out)
+        );
+    }
+    drop(host);
+}

@@ -13,6 +13,7 @@ mod cgroups;
 mod client;
 mod confine;
 mod exec_child;
+mod firewall;
 mod forked;
 mod idmap;
 mod init;

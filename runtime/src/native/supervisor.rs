@@ -598,6 +598,9 @@ impl Supervisor {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        if self.cfg.network.is_some() {
+            super::firewall::forget_veth(&netsetup::host_veth(&self.cfg.cgroup_name));
+        }
         log(&format!("container {} stopped", self.cfg.name));
     }
 }
