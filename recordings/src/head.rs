@@ -41,13 +41,8 @@ pub fn write(dir: &Path, key: &ed25519_dalek::SigningKey, seq: u64, hash: &str) 
         signature: hex(&key.sign(&message(seq, hash)).to_bytes()),
     };
     let path = dir.join(HEAD_FILE);
-    let tmp = dir.join(".head.json.tmp");
     let json = serde_json::to_vec(&head).unwrap_or_default();
-    let _ = std::fs::remove_file(&tmp);
-    crate::private::new_file()
-        .open(&tmp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &json))
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    crate::private::write_replacing(&path, &json)
         .map_err(|e| RecordingError::io("cannot write", &path, e))
 }
 

@@ -30,6 +30,21 @@ pub fn new_dir(dir: &Path) -> std::io::Result<()> {
     DirBuilder::new().mode(DIR_MODE).create(dir)
 }
 
+/// Writes `data` as `path`, owner-only, through a temporary file beside it and a rename
+/// (readers see the old content or the new, never a torn write).
+pub fn write_replacing(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    new_file()
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, data))
+        .and_then(|()| std::fs::rename(&tmp, path))
+}
+
 /// Options for a new file only its owner may read or write (`create_new`, append).
 pub fn new_file() -> OpenOptions {
     let mut o = OpenOptions::new();

@@ -183,13 +183,8 @@ impl SessionRecording {
 
     fn write_meta(&self) -> Result<()> {
         let p = self.path.join("session.json");
-        let tmp = self.path.join(".session.json.tmp");
         let json = serde_json::to_vec_pretty(&self.meta).unwrap_or_default();
-        let _ = std::fs::remove_file(&tmp);
-        crate::private::new_file()
-            .open(&tmp)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &json))
-            .and_then(|()| std::fs::rename(&tmp, &p))
+        crate::private::write_replacing(&p, &json)
             .map_err(|e| RecordingError::io("cannot write", &p, e))
     }
 

@@ -24,12 +24,12 @@ fn upper(gw: &Gateway, container: &str) -> PathBuf {
         .join("upper")
 }
 
-/// Runs `sh -c script` as the host's unprivileged `nobody`.
-fn as_nobody(script: &str) -> std::process::Output {
+/// Runs `sh -c script` as host user and group `id`, without supplementary groups.
+fn as_host_user(id: u32, script: &str) -> std::process::Output {
     Command::new("setpriv")
         .args([
-            "--reuid=65534",
-            "--regid=65534",
+            &format!("--reuid={id}"),
+            &format!("--regid={id}"),
             "--clear-groups",
             "sh",
             "-c",
@@ -37,6 +37,11 @@ fn as_nobody(script: &str) -> std::process::Output {
         ])
         .output()
         .unwrap()
+}
+
+/// Runs `sh -c script` as the host's unprivileged `nobody`.
+fn as_nobody(script: &str) -> std::process::Output {
+    as_host_user(65534, script)
 }
 
 /// Makes a device node (as the host's root, the way an old image, an import or a restore
@@ -604,24 +609,14 @@ fn one_containers_root_is_nobody_to_another_container_and_to_the_image() {
             break;
         }
     }
-    let as_root_of_one = |script: &str| {
-        Command::new("setpriv")
-            .args([
-                &format!("--reuid={one}"),
-                &format!("--regid={one}"),
-                "--clear-groups",
-                "sh",
-                "-c",
-                script,
-            ])
-            .output()
-            .unwrap()
-    };
-    let out = as_root_of_one(&format!(
-        "touch {}/etc/evil 2>&1; touch {}/evil 2>&1; echo done",
-        image.display(),
-        state.join("containers/idm2/upper").display()
-    ));
+    let out = as_host_user(
+        one,
+        &format!(
+            "touch {}/etc/evil 2>&1; touch {}/evil 2>&1; echo done",
+            image.display(),
+            state.join("containers/idm2/upper").display()
+        ),
+    );
     let text = stdout(&out);
     assert_eq!(text.matches("Permission denied").count(), 2, "{text}");
     assert!(!image.join("etc/evil").exists());
