@@ -13,9 +13,9 @@ use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Gid, Uid};
 
 use super::cgroups::{self, Cgroup};
-use super::confine::Profile;
 use super::passwd;
 use super::protocol::ExecRequest;
+use seccompiler::BpfProgram;
 
 /// The child's ends of its standard streams.
 pub enum ChildStdio {
@@ -48,7 +48,7 @@ pub fn intermediate(
     cgroup: &Cgroup,
     stdio: ChildStdio,
     req: &ExecRequest,
-    confinement: Profile,
+    seccomp: &BpfProgram,
     report: OwnedFd,
 ) -> ! {
     let mut report = File::from(report);
@@ -68,7 +68,7 @@ pub fn intermediate(
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
             drop(report);
-            final_process(stdio, req, confinement)
+            final_process(stdio, req, seccomp)
         }
         Ok(ForkResult::Parent { child }) => {
             let _ = writeln!(report, "P{}", child.as_raw());
@@ -119,7 +119,7 @@ pub fn become_container_root() -> Result<(), String> {
     nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| format!("setresuid: {e}"))
 }
 
-fn final_process(stdio: ChildStdio, req: &ExecRequest, confinement: Profile) -> ! {
+fn final_process(stdio: ChildStdio, req: &ExecRequest, seccomp: &BpfProgram) -> ! {
     reset_signals();
     if let Err(e) = nix::unistd::setsid() {
         fail_early(&stdio, &format!("setsid: {e}"));
@@ -138,7 +138,7 @@ fn final_process(stdio: ChildStdio, req: &ExecRequest, confinement: Profile) -> 
         let _ = writeln!(std::io::stderr(), "gatehouse: {e}");
         exit(126);
     }
-    let e = become_login_and_exec(req, &entry, &group_text, confinement);
+    let e = become_login_and_exec(req, &entry, &group_text, seccomp);
     // stderr now goes to the client.
     let _ = writeln!(std::io::stderr(), "gatehouse: {e}");
     exit(127)
@@ -249,9 +249,9 @@ fn become_login_and_exec(
     req: &ExecRequest,
     entry: &passwd::PasswdEntry,
     group_text: &str,
-    confinement: Profile,
+    seccomp: &BpfProgram,
 ) -> String {
-    if let Err(e) = super::confine::filter(confinement).and_then(|p| super::confine::apply(&p)) {
+    if let Err(e) = super::confine::apply(seccomp) {
         return e;
     }
     let gids: Vec<Gid> = passwd::groups(group_text, &req.login, entry.gid)

@@ -154,6 +154,8 @@ struct Conn {
 
 struct Supervisor {
     cfg: SupervisorConfig,
+    /// The seccomp filter every session installs.
+    seccomp: seccompiler::BpfProgram,
     cgroup: Cgroup,
     init_pid: i32,
     since: DateTime<Utc>,
@@ -221,8 +223,17 @@ impl Supervisor {
             "container {} running, init pid {init_pid}",
             cfg.name
         ));
+        // Compiled once: every session process installs the same filter.
+        let seccomp = match super::confine::filter(cfg.confinement) {
+            Ok(p) => p,
+            Err(e) => {
+                log(&format!("seccomp: {e}"));
+                return 1;
+            }
+        };
         let mut sup = Supervisor {
             cfg,
+            seccomp,
             cgroup,
             init_pid,
             since: Utc::now(),
@@ -540,7 +551,7 @@ impl Supervisor {
                     &self.cgroup,
                     child,
                     req,
-                    self.cfg.confinement,
+                    &self.seccomp,
                     rep_w,
                 )
             }
