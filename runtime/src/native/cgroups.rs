@@ -138,6 +138,18 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves `pid` into this (container's) cgroup on every hierarchy but those `session`
+    /// (a session cgroup of it) covers, where it goes straight into `session`'s: one
+    /// migration per hierarchy (each costs a wait for the kernel on cgroup v1).
+    pub fn add_with_session(&self, pid: i32, session: &Cgroup) -> Result<(), String> {
+        for (controller, dir) in &self.dirs {
+            if !session.dirs.iter().any(|(c, _)| c == controller) {
+                write(&dir.join("cgroup.procs"), &pid.to_string())?;
+            }
+        }
+        session.enter_session(pid)
+    }
+
     /// Makes a session's directories and moves `pid` into them. Another session's end
     /// removes every empty session directory, this one too if it comes between the two
     /// steps: then they are made again.

@@ -89,9 +89,9 @@ pub(super) fn enter(
     session: Option<&Cgroup>,
 ) -> Result<(), String> {
     let me = std::process::id() as i32;
-    cgroup.add(me)?;
-    if let Some(own) = session {
-        own.enter_session(me)?;
+    match session {
+        Some(own) => cgroup.add_with_session(me, own)?,
+        None => cgroup.add(me)?,
     }
     let proc = format!("/proc/{init_pid}");
     let mut fds = Vec::new();
