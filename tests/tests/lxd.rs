@@ -430,28 +430,3 @@ fn a_rootfs_archive_is_imported_into_lxds_image_store() {
     );
     assert!(!gw.cli_ok(&["image", "list"]).contains("bare1"));
 }
-
-#[test]
-fn each_instance_gets_an_id_range_of_its_own() {
-    let project = lxd::new_project();
-    let gw = Gateway::start_lxd("", Some(&project));
-    let mut roots = Vec::new();
-    for name in ["idl1", "idl2"] {
-        gw.create_container(name, "alice");
-        let out = gw.ssh(
-            "alice",
-            &format!("alice@root@{name}"),
-            "cat /proc/self/uid_map",
-        );
-        let root: u64 = stdout(&out)
-            .split_whitespace()
-            .nth(1)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or_else(|| panic!("{}{}", stdout(&out), stderr(&out)));
-        roots.push(root);
-        assert_eq!(lxc_get(&project, name, "security.idmap.isolated"), "true");
-    }
-    assert!(roots[0].abs_diff(roots[1]) >= 65536, "{roots:?}");
-    drop(gw);
-    lxd::drop_project(&project);
-}

@@ -48,8 +48,6 @@ pub fn to_config(
         "security.nesting",
         if record.nesting { "true" } else { "" }.to_string(),
     );
-    // An id range of its own, so one instance's root is nobody in another's.
-    put("security.idmap.isolated", "true".to_string());
     for (k, v) in &record.labels {
         put(&format!("{LABEL}{k}"), v.clone());
     }
