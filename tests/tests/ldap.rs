@@ -33,8 +33,8 @@ fn populate(slapd: &Slapd, gw: &Gateway) {
     slapd.add(&ldif);
 }
 
-#[test]
-fn passwords_keys_and_groups_come_from_the_directory() {
+/// A real slapd with [`populate`]'s people and a gateway on it, groups under ou=groups.
+fn populated_gateway() -> (Slapd, Gateway) {
     let slapd = Slapd::start();
     let gw = ldap_gateway(
         &slapd,
@@ -42,6 +42,12 @@ fn passwords_keys_and_groups_come_from_the_directory() {
         "group_base = \"ou=groups,dc=example,dc=org\"",
     );
     populate(&slapd, &gw);
+    (slapd, gw)
+}
+
+#[test]
+fn passwords_keys_and_groups_come_from_the_directory() {
+    let (slapd, gw) = populated_gateway();
     gw.create_container("l1", "alice");
     gw.create_container("b1", "bob");
 
@@ -261,13 +267,7 @@ fn login_time_report() {
 
 #[test]
 fn a_same_named_group_elsewhere_in_the_tree_does_not_make_an_admin() {
-    let slapd = Slapd::start();
-    let gw = ldap_gateway(
-        &slapd,
-        &slapd.url(),
-        "group_base = \"ou=groups,dc=example,dc=org\"",
-    );
-    populate(&slapd, &gw);
+    let (slapd, gw) = populated_gateway();
     // A department keeps its own "gatehouse-admins" group outside ou=groups; bob is in it
     // (the memberOf overlay names it on his entry).
     slapd.add("dn: ou=sales,dc=example,dc=org\nobjectClass: organizationalUnit\nou: sales\n\ndn: cn=gatehouse-admins,ou=sales,dc=example,dc=org\nobjectClass: groupOfNames\ncn: gatehouse-admins\nmember: uid=bob,ou=people,dc=example,dc=org\n\n");
