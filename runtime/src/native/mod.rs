@@ -487,10 +487,16 @@ impl Runtime for NativeRuntime {
         let container = self.cgroup(name);
         let own = container.session(session);
         tokio::task::spawn_blocking(move || {
-            let killed = if kill { own.kill() } else { Ok(0) };
-            // What the kill leaves is gone once the kernel has reaped it; an empty
-            // directory is removed now, a busy one at the next session's end or the stop.
-            std::thread::sleep(std::time::Duration::from_millis(if kill { 50 } else { 0 }));
+            let killed = if kill {
+                let n = own.kill();
+                // The killed are gone once the kernel has reaped them: give it a moment.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                n
+            } else {
+                Ok(0)
+            };
+            // An empty directory is removed now, a busy one at a later session's end or
+            // at the stop.
             container.remove_empty_sessions();
             killed
         })

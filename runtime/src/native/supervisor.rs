@@ -187,7 +187,9 @@ impl Supervisor {
         ] {
             mask.add(s);
         }
-        let setup = || -> Result<(SignalFd, Cgroup, i32, UnixListener), String> {
+        // The seccomp filter, compiled once: the init and every session install it.
+        type Ready = (SignalFd, Cgroup, i32, UnixListener, seccompiler::BpfProgram);
+        let setup = || -> Result<Ready, String> {
             nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
                 .map_err(|e| format!("sigprocmask: {e}"))?;
@@ -195,9 +197,11 @@ impl Supervisor {
                 .map_err(|e| format!("signalfd: {e}"))?;
             let cgroup = Cgroup::for_container(&cfg.cgroup_root, &cfg.cgroup_name);
             cgroup.create(&cfg.limits)?;
+            let seccomp = super::confine::filter(cfg.confinement)?;
             let init_pid = start_container(
                 &cfg,
                 &cgroup,
+                &seccomp,
                 &[lock.as_raw_fd(), ready.as_raw_fd(), sfd.as_raw_fd()],
             )?;
             let sock = cfg.layout.socket();
@@ -206,9 +210,9 @@ impl Supervisor {
                 .map_err(|e| format!("cannot listen on {}: {e}", sock.display()))?;
             let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
             listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-            Ok((sfd, cgroup, init_pid, listener))
+            Ok((sfd, cgroup, init_pid, listener, seccomp))
         };
-        let (sfd, cgroup, init_pid, listener) = match setup() {
+        let (sfd, cgroup, init_pid, listener, seccomp) = match setup() {
             Ok(v) => v,
             Err(e) => {
                 log(&format!("start failed: {e}"));
@@ -223,14 +227,6 @@ impl Supervisor {
             "container {} running, init pid {init_pid}",
             cfg.name
         ));
-        // Compiled once: every session process installs the same filter.
-        let seccomp = match super::confine::filter(cfg.confinement) {
-            Ok(p) => p,
-            Err(e) => {
-                log(&format!("seccomp: {e}"));
-                return 1;
-            }
-        };
         let mut sup = Supervisor {
             cfg,
             seccomp,
@@ -638,8 +634,14 @@ fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
 }
 
 /// Creates the container's init in new namespaces; returns its host pid once its root
-/// filesystem is ready. `close` lists descriptors the init must not keep.
-fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Result<i32, String> {
+/// filesystem is ready; the init installs `seccomp`. `close` lists descriptors the init
+/// must not keep.
+fn start_container(
+    cfg: &SupervisorConfig,
+    cgroup: &Cgroup,
+    seccomp: &seccompiler::BpfProgram,
+    close: &[i32],
+) -> Result<i32, String> {
     let layout = &cfg.layout;
     for dir in [
         layout.upper(),
@@ -669,7 +671,6 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let name = cfg.name.clone();
     let hosts = cfg.hosts.clone();
-    let seccomp = super::confine::filter(cfg.confinement)?;
     let close: Vec<i32> = close.to_vec();
     let (go_raw, go_w_raw, done_r_raw, done_w_raw) = (
         go_r.as_raw_fd(),
@@ -684,7 +685,7 @@ fn start_container(cfg: &SupervisorConfig, cgroup: &Cgroup, close: &[i32]) -> Re
                 libc::close(*fd);
             }
         }
-        container_init(go_raw, done_w_raw, &layers.merged, &name, &hosts, &seccomp)
+        container_init(go_raw, done_w_raw, &layers.merged, &name, &hosts, seccomp)
     });
     let mut stack = vec![0u8; CLONE_STACK];
     let flags = CloneFlags::CLONE_NEWUSER
