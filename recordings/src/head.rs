@@ -68,22 +68,34 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Checks that `public_key` (hex) is `trusted` and that `signature` (hex) signs
+/// `message` with it: for the head and for the log's checkpoints alike.
+pub fn check_signature(
+    public_key: &str,
+    signature: &str,
+    message: &[u8],
+    trusted: &[u8; 32],
+) -> std::result::Result<(), String> {
+    if unhex(public_key).as_deref() != Some(trusted.as_slice()) {
+        return Err("signed with a key that is not the trusted one".into());
+    }
+    let sig: [u8; 64] = unhex(signature)
+        .and_then(|s| s.try_into().ok())
+        .ok_or("unreadable signature")?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(trusted).map_err(|e| e.to_string())?;
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+        .map_err(|_| "the signature does not match".to_string())
+}
+
 /// Checks `head`'s signature with `trusted`.
 pub fn check(head: &Head, trusted: &[u8; 32]) -> std::result::Result<(), String> {
-    if unhex(&head.public_key).as_deref() != Some(trusted.as_slice()) {
-        return Err(format!(
-            "{HEAD_FILE} is signed with a key that is not the trusted one"
-        ));
-    }
-    let sig: [u8; 64] = unhex(&head.signature)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| format!("{HEAD_FILE}: unreadable signature"))?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(trusted).map_err(|e| e.to_string())?;
-    key.verify_strict(
+    check_signature(
+        &head.public_key,
+        &head.signature,
         &message(head.seq, &head.hash),
-        &ed25519_dalek::Signature::from_bytes(&sig),
+        trusted,
     )
-    .map_err(|_| format!("{HEAD_FILE}: the signature does not match"))
+    .map_err(|e| format!("{HEAD_FILE}: {e}"))
 }
 
 /// A public key's fingerprint as people compare them: `SHA256:` and the hex digest.

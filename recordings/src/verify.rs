@@ -24,12 +24,11 @@ pub struct Report {
     pub past_head: u64,
 }
 
-/// Checks a checkpoint's signature against the key it names, which must be `expected`
-/// when the state has a key.
+/// Checks a checkpoint's signature: made with `trusted`, over the event before it.
 fn check_checkpoint(
     event: &crate::audit::AuditEvent,
     prev: &str,
-    expected: Option<&[u8; 32]>,
+    trusted: &[u8; 32],
 ) -> std::result::Result<(), String> {
     let field = |k: &str| {
         event
@@ -37,32 +36,13 @@ fn check_checkpoint(
             .get(k)
             .and_then(|v| v.as_str())
             .unwrap_or_default()
-            .to_string()
     };
-    let unhex = |s: &str| -> Option<Vec<u8>> {
-        s.len().is_multiple_of(2).then(|| {
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-                .collect()
-        })?
-    };
-    let key: [u8; 32] = unhex(&field("public_key"))
-        .and_then(|k| k.try_into().ok())
-        .ok_or("unreadable public key")?;
-    if expected.is_some_and(|e| *e != key) {
-        return Err("signed with a key that is not this gateway's audit key".into());
-    }
-    let sig: [u8; 64] = unhex(&field("signature"))
-        .and_then(|k| k.try_into().ok())
-        .ok_or("unreadable signature")?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| e.to_string())?;
-    let covers = event.seq - 1;
-    key.verify_strict(
-        &crate::audit::checkpoint_message(covers, prev),
-        &ed25519_dalek::Signature::from_bytes(&sig),
+    crate::head::check_signature(
+        field("public_key"),
+        field("signature"),
+        &crate::audit::checkpoint_message(event.seq - 1, prev),
+        trusted,
     )
-    .map_err(|_| "signature does not match".to_string())
 }
 
 /// The public key the signatures are checked with: `trusted` (kept away from the state
@@ -108,7 +88,6 @@ pub fn verify(
         ..Report::default()
     };
     let mut prev = GENESIS.to_string();
-    let expected_key = Some(key);
     for (i, (line, event)) in events.iter().enumerate() {
         let n = i as u64 + 1;
         if event.seq != n {
@@ -118,7 +97,7 @@ pub fn verify(
             return Ok(Err(format!("audit.jsonl line {n} (seq {}): the previous event's hash does not match (an event was changed or removed)", event.seq)));
         }
         if event.kind == "audit.checkpoint" {
-            if let Err(why) = check_checkpoint(event, &prev, expected_key.as_ref()) {
+            if let Err(why) = check_checkpoint(event, &prev, &key) {
                 return Ok(Err(format!("audit.jsonl line {n} (checkpoint): {why}")));
             }
             report.checkpoints += 1;
