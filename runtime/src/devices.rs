@@ -24,21 +24,12 @@ pub fn is_device(meta: &std::fs::Metadata) -> bool {
 /// Every device node under `root` (symlinks are not followed; whiteouts are not devices).
 pub fn find(root: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|e| RuntimeError::io("cannot stat", &path, e))?;
-        if is_device(&meta) {
-            found.push(path);
-        } else if meta.is_dir() {
-            let entries =
-                std::fs::read_dir(&path).map_err(|e| RuntimeError::io("cannot list", &path, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| RuntimeError::io("cannot list", &path, e))?;
-                stack.push(entry.path());
-            }
+    crate::tree::walk(root, |path, meta| {
+        if is_device(meta) {
+            found.push(path.to_path_buf());
         }
-    }
+        Ok(())
+    })?;
     Ok(found)
 }
 

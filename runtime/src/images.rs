@@ -235,24 +235,21 @@ fn shift_tree(root: &Path, base: u32) -> Result<()> {
 /// in the new range belong to an interrupted earlier move and stay.
 pub fn move_tree(root: &Path, from: u32, to: u32) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|e| RuntimeError::io("cannot stat", &path, e))?;
-        let moved = |id: u32| {
-            if (to..to + ID_RANGE).contains(&id) {
-                Some(id)
-            } else {
-                id.checked_sub(from)
-                    .filter(|off| *off < ID_RANGE)
-                    .map(|off| to + off)
-            }
-        };
-        let (uid, gid) = (meta.uid(), meta.gid());
-        // Overlayfs makes its whiteouts as the mounter (the host's root): they own nothing.
-        if crate::devices::is_whiteout(&meta) {
-            continue;
+    let moved = |id: u32| {
+        if (to..to + ID_RANGE).contains(&id) {
+            Some(id)
+        } else {
+            id.checked_sub(from)
+                .filter(|off| *off < ID_RANGE)
+                .map(|off| to + off)
         }
+    };
+    crate::tree::walk(root, |path, meta| {
+        // Overlayfs makes its whiteouts as the mounter (the host's root): they own nothing.
+        if crate::devices::is_whiteout(meta) {
+            return Ok(());
+        }
+        let (uid, gid) = (meta.uid(), meta.gid());
         let (Some(new_uid), Some(new_gid)) = (moved(uid), moved(gid)) else {
             return Err(RuntimeError::Invalid(format!(
                 "{} is owned by {uid}:{gid}, outside the id range {from}-{}",
@@ -261,24 +258,16 @@ pub fn move_tree(root: &Path, from: u32, to: u32) -> Result<()> {
             )));
         };
         if (new_uid, new_gid) != (uid, gid) {
-            std::os::unix::fs::lchown(&path, Some(new_uid), Some(new_gid))
-                .map_err(|e| RuntimeError::io("cannot chown", &path, e))?;
+            std::os::unix::fs::lchown(path, Some(new_uid), Some(new_gid))
+                .map_err(|e| RuntimeError::io("cannot chown", path, e))?;
         }
         let mode = meta.mode() & 0o7777;
         if !meta.file_type().is_symlink() && mode & 0o6000 != 0 {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| RuntimeError::io("cannot chmod", &path, e))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| RuntimeError::io("cannot chmod", path, e))?;
         }
-        if meta.is_dir() {
-            let entries =
-                std::fs::read_dir(&path).map_err(|e| RuntimeError::io("cannot list", &path, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| RuntimeError::io("cannot list", &path, e))?;
-                stack.push(entry.path());
-            }
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The Debian suite for an image name such as `debian-12`.

@@ -16,6 +16,7 @@ pub mod native;
 pub mod network;
 pub mod sftp;
 pub mod signals;
+pub mod tree;
 
 pub use api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,
