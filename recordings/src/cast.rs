@@ -255,7 +255,12 @@ impl CastReader {
 pub fn read(path: &Path) -> Result<(Header, Vec<Event>)> {
     let file =
         File::open(path).map_err(|e| RecordingError::io("cannot open recording", path, e))?;
-    let mut lines = BufReader::new(file).lines();
+    read_from(BufReader::new(file), path)
+}
+
+/// Reads a recording from `input` as [`read`] does; `path` names it in errors.
+pub fn read_from(input: impl BufRead, path: &Path) -> Result<(Header, Vec<Event>)> {
+    let mut lines = input.lines();
     let bad = |why: String| RecordingError::Corrupt {
         path: path.to_path_buf(),
         reason: why,

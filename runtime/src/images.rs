@@ -287,13 +287,19 @@ fn open_archive(file: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
         .read(&mut magic)
         .map_err(|e| RuntimeError::io("cannot read", file, e))?;
     let f = File::open(file).map_err(|e| RuntimeError::io("cannot open", file, e))?;
-    let reader: Box<dyn Read> = match &magic[..n] {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(f)),
-        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(
-            zstd::stream::read::Decoder::new(f)
-                .map_err(|e| RuntimeError::io("cannot read zstd", file, e))?,
-        ),
-        _ => Box::new(f),
+    decompressed(&magic[..n], f).map_err(|e| RuntimeError::io("cannot read zstd", file, e))
+}
+
+/// A tar archive read from `input`, through gzip or zstd when `magic` (its first bytes)
+/// says it is compressed.
+fn decompressed<R: Read + 'static>(
+    magic: &[u8],
+    input: R,
+) -> std::io::Result<tar::Archive<Box<dyn Read>>> {
+    let reader: Box<dyn Read> = match magic {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(input)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::new(input)?),
+        _ => Box::new(input),
     };
     Ok(tar::Archive::new(reader))
 }
@@ -308,7 +314,21 @@ fn bad_archive(file: &Path, why: String) -> RuntimeError {
 
 /// Reads the whole archive once, checking every path before anything is written.
 fn scan(file: &Path) -> Result<ArchiveLayout> {
-    let mut archive = open_archive(file)?;
+    scan_archive(file, open_archive(file)?)
+}
+
+/// Checks an image archive held in memory as [`import`] does before unpacking it (for
+/// the fuzz targets).
+#[doc(hidden)]
+pub fn check_archive(bytes: Vec<u8>) -> Result<()> {
+    let file = Path::new("(in memory)");
+    let magic = bytes.get(..4).unwrap_or(&bytes).to_vec();
+    let archive = decompressed(&magic, std::io::Cursor::new(bytes))
+        .map_err(|e| bad_archive(file, e.to_string()))?;
+    scan_archive(file, archive).map(|_| ())
+}
+
+fn scan_archive<R: Read>(file: &Path, mut archive: tar::Archive<R>) -> Result<ArchiveLayout> {
     let mut has_metadata = false;
     let mut has_rootfs_dir = false;
     let mut count = 0usize;

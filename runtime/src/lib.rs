@@ -18,6 +18,9 @@ pub mod sftp;
 pub mod signals;
 pub mod tree;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,
     SftpServer, StartOutcome, Usage, WindowSize,

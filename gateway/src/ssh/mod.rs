@@ -3,7 +3,7 @@
 
 mod agent;
 mod endings;
-mod files;
+pub(crate) mod files;
 mod forward;
 mod handler;
 pub mod hostkey;
@@ -15,7 +15,7 @@ pub mod record;
 mod remote;
 mod session;
 mod signals;
-mod transfer;
+pub(crate) mod transfer;
 mod wanted;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

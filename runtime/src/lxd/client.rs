@@ -150,7 +150,7 @@ impl LxdClient {
         Ok((status, read.map_err(engine)?.to_bytes()))
     }
 
-    fn answer(path: &str, status: StatusCode, body: &[u8]) -> Result<Answer> {
+    pub(crate) fn answer(path: &str, status: StatusCode, body: &[u8]) -> Result<Answer> {
         let env: Envelope = serde_json::from_slice(body).map_err(|e| {
             engine(format!(
                 "{path}: unreadable answer (HTTP {status}): {e}: {}",

@@ -76,7 +76,7 @@ fn is_unified(file: &Path) -> Result<bool> {
 }
 
 /// Every alias of every image in LXD's `/1.0/images?recursion=1` answer.
-fn images_by_alias(images: &serde_json::Value) -> Vec<LxdImage> {
+pub(crate) fn images_by_alias(images: &serde_json::Value) -> Vec<LxdImage> {
     let mut out = Vec::new();
     for i in images.as_array().into_iter().flatten() {
         let created = i["uploaded_at"]

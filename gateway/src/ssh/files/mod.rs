@@ -91,7 +91,7 @@ impl Watch {
         }
     }
 
-    fn client(&mut self, data: &[u8], events: &mut Vec<FileEvent>) {
+    pub(crate) fn client(&mut self, data: &[u8], events: &mut Vec<FileEvent>) {
         match self {
             Watch::Sftp(w) => w.client(data, events),
             Watch::Scp(w) if w.direction() == Direction::Upload => w.sent(data, events),
@@ -99,7 +99,7 @@ impl Watch {
         }
     }
 
-    fn server(&mut self, data: &[u8], events: &mut Vec<FileEvent>) {
+    pub(crate) fn server(&mut self, data: &[u8], events: &mut Vec<FileEvent>) {
         match self {
             Watch::Sftp(w) => w.server(data, events),
             Watch::Scp(w) if w.direction() == Direction::Download => w.sent(data, events),
@@ -107,7 +107,7 @@ impl Watch {
         }
     }
 
-    fn finish(&mut self, events: &mut Vec<FileEvent>) {
+    pub(crate) fn finish(&mut self, events: &mut Vec<FileEvent>) {
         match self {
             Watch::Sftp(w) => w.finish(events),
             Watch::Scp(w) => w.finish(events),
