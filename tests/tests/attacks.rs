@@ -455,6 +455,70 @@ fn container_root_cannot_use_io_uring_nested_userns_the_new_mount_api_or_x32() {
         .contains("nesting:    on"));
 }
 
+/// Low item: container root unmounts /proc's masks (or remounts /proc/sys writable, or
+/// mounts a fresh /proc) to reach what they hide, and reads PID 1's command line and its
+/// mountinfo for host paths; and a container's layer with `/proc` swapped for a symlink
+/// (as a crafted restore could leave it) does not get host root to mount through it.
+#[test]
+fn container_root_cannot_unmount_proc_masks_or_see_host_paths() {
+    let gw = Gateway::start();
+    gw.create_container("pm1", "alice");
+    let script = r#"
+        try() { if "$@" >/dev/null 2>&1; then echo "$1 $2 $3=done"; else echo "$1 $2 $3=refused"; fi; }
+        try umount /proc/kcore
+        try umount -l /proc/sys
+        try umount -l /proc
+        try umount -l /sys/firmware
+        try mount -o remount,bind,rw /proc/sys
+        try mount -t proc proc /mnt
+        try mount --bind / /mnt
+        echo "kcore=$(head -c 16 /proc/kcore | wc -c)"
+        echo 0 > /proc/sys/kernel/randomize_va_space 2>/dev/null && echo sysctl=written || echo sysctl=refused
+        echo "cmdline=$(tr '\0' ' ' < /proc/1/cmdline | sed 's/ *$//')"
+        cat /proc/self/mountinfo /proc/1/mountinfo 2>/dev/null
+    "#;
+    let out = gw.ssh("alice", "alice@root@pm1", script);
+    let text = stdout(&out);
+    for expected in [
+        "umount /proc/kcore =refused",
+        "umount -l /proc/sys=refused",
+        "umount -l /proc=refused",
+        "umount -l /sys/firmware=refused",
+        "mount -o remount,bind,rw=refused",
+        "mount -t proc=refused",
+        "mount --bind /=refused",
+        "kcore=0",
+        "sysctl=refused",
+        "cmdline=/sbin/init",
+    ] {
+        assert!(
+            text.lines().any(|l| l == expected),
+            "{expected} missing:\n{text}{}",
+            stderr(&out)
+        );
+    }
+    let state = gw.dir.path().to_string_lossy().into_owned();
+    for leak in [state.as_str(), "__supervise", "gatehouse"] {
+        assert!(!text.contains(leak), "'{leak}' shows inside:\n{text}");
+    }
+    // A layer whose /proc is a symlink to a host directory: the start is refused.
+    gw.cli_ok(&["container", "stop", "pm1"]);
+    let proc = upper(&gw, "pm1").join("proc");
+    let _ = std::fs::remove_dir_all(&proc);
+    std::os::unix::fs::symlink("/etc", &proc).unwrap();
+    let out = gw.ssh("alice", "alice@pm1", "true");
+    assert!(!out.status.success(), "the container started through a symlinked /proc");
+    let log = gw.log();
+    assert!(
+        log.contains("mount point is not a directory") || stderr(&out).contains("not a directory"),
+        "{}{log}",
+        stderr(&out)
+    );
+    // The host's /etc is as it was: no proc (or anything else) was mounted on it.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.lines().any(|l| l.split(' ').nth(4) == Some("/etc")));
+}
+
 fn sh(script: &str) -> std::process::Output {
     Command::new("sh").args(["-c", script]).output().unwrap()
 }

@@ -1,6 +1,7 @@
 //! Doing one thing in a forked child of the (single-threaded) supervisor and getting a
 //! descriptor back: the child may join namespaces or change its user without touching
-//! the supervisor. It answers `S<text>` with the descriptor, or `E<error>`.
+//! the supervisor. It answers `S<text>` with the descriptor (if the job makes one), or
+//! `E<error>`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::exit;
@@ -18,6 +19,19 @@ const CHILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub fn in_child(
     make: impl FnOnce() -> Result<(OwnedFd, String), String>,
 ) -> Result<(OwnedFd, String), String> {
+    let (fd, text) = run(|| make().map(|(fd, text)| (Some(fd), text)))?;
+    let fd = fd.ok_or_else(|| "the child sent no descriptor".to_string())?;
+    Ok((fd, text))
+}
+
+/// Runs `job` in a forked child and waits for it to say it is done.
+pub fn job_in_child(job: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    run(|| job().map(|()| (None, String::new()))).map(|_| ())
+}
+
+fn run(
+    make: impl FnOnce() -> Result<(Option<OwnedFd>, String), String>,
+) -> Result<(Option<OwnedFd>, String), String> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -31,11 +45,10 @@ pub fn in_child(
             drop(ours);
             let fd = theirs.as_raw_fd();
             let sent = match make() {
-                Ok((made, text)) => protocol::send_with_fds(
-                    fd,
-                    format!("S{text}\n").as_bytes(),
-                    &[made.as_raw_fd()],
-                ),
+                Ok((made, text)) => {
+                    let fds: Vec<i32> = made.iter().map(AsRawFd::as_raw_fd).collect();
+                    protocol::send_with_fds(fd, format!("S{text}\n").as_bytes(), &fds)
+                }
                 Err(e) => protocol::send_with_fds(fd, format!("E{e}\n").as_bytes(), &[]),
             };
             exit(i32::from(sent.is_err()))
@@ -57,7 +70,7 @@ pub fn in_child(
             let mut r = received?;
             let line = String::from_utf8_lossy(&r.line).into_owned();
             match line.strip_prefix('S') {
-                Some(text) if !r.fds.is_empty() => Ok((r.fds.remove(0), text.to_string())),
+                Some(text) => Ok((r.fds.pop(), text.to_string())),
                 _ => Err(line.strip_prefix('E').unwrap_or(&line).to_string()),
             }
         }

@@ -1,7 +1,8 @@
-//! Builds a container's filesystem view inside its new mount namespace: the overlay of
-//! its own upper layer on the read-only image, a private `/proc` (with the dangerous
-//! files masked), a read-only `/sys`, a minimal `/dev` with a private devpts, tmpfs
-//! `/run` and `/dev/shm`, then `pivot_root`. Runs in the container's first process.
+//! Builds a container's filesystem view: the overlay of its own upper layer on the
+//! read-only image, a private `/proc` (with the dangerous files masked), a read-only
+//! `/sys`, a minimal `/dev` with a private devpts, tmpfs `/run` and `/dev/shm` (all made
+//! as host root in the supervisor's mount namespace, so they are locked in the
+//! container's), then `pivot_root` in the container's first process.
 
 use std::path::{Path, PathBuf};
 
@@ -25,13 +26,24 @@ pub struct Layers {
 /// Host device nodes bind-mounted into the container's `/dev` (mknod is not used).
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
-/// Files under `/proc` hidden behind `/dev/null`.
+/// Files under `/proc` hidden behind `/dev/null` (Docker's and LXC's list).
 const MASKED_PROC_FILES: &[&str] = &[
     "kcore",
     "keys",
     "sysrq-trigger",
     "timer_list",
+    "timer_stats",
     "latency_stats",
+    "sched_debug",
+];
+/// Directories under `/proc` and `/sys` hidden behind an empty read-only tmpfs: hardware
+/// the container has no business with, and the power meters (a side channel).
+const MASKED_DIRS: &[&str] = &[
+    "proc/acpi",
+    "proc/asound",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
 ];
 /// Directories under `/proc` made read-only.
 const READONLY_PROC_DIRS: &[&str] = &["sys", "bus", "irq", "fs"];
@@ -45,6 +57,8 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
 /// the container's mount namespace starts as a copy holding it.
 /// With `image`, the image's tree is first bound at `layers.lower`, id-mapped through the
 /// given user namespace (read-only and nodev as well).
+/// The layers are named relative to their common directory, so the overlay's options in
+/// the container's `/proc/self/mountinfo` show no host path.
 pub fn mount_overlay(
     sys: &dyn Syscall,
     layers: &Layers,
@@ -55,23 +69,35 @@ pub fn mount_overlay(
         sys.bind_idmapped(tree, &layers.lower, ids)
             .map_err(|e| err("cannot map the image's ids onto", &layers.lower, e))?;
     }
-
+    let dir = layers
+        .merged
+        .parent()
+        .ok_or_else(|| err("no directory holds", &layers.merged, "the layers"))?;
+    let name = |p: &Path| match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) if parent == dir => Ok(name.to_string_lossy().into_owned()),
+        _ => Err(err("the layer is not beside the others:", p, dir.display())),
+    };
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
-        layers.lower.display(),
-        layers.upper.display(),
-        layers.work.display()
+        name(&layers.lower)?,
+        name(&layers.upper)?,
+        name(&layers.work)?
     );
+    sys.chdir(dir).map_err(|e| err("cannot enter", dir, e))?;
     // nodev: no device node in the container's files opens a host device, whatever its
     // root unmounts inside (the flag is locked in the container's mount namespace).
-    sys.mount(
-        Some(Path::new("overlay")),
-        &layers.merged,
-        Some("overlay"),
-        MsFlags::MS_NODEV,
-        Some(&data),
-    )
-    .map_err(|e| err("cannot mount overlay on", &layers.merged, e))
+    let mounted = sys
+        .mount(
+            Some(Path::new("overlay")),
+            &layers.merged,
+            Some("overlay"),
+            MsFlags::MS_NODEV,
+            Some(&data),
+        )
+        .map_err(|e| err("cannot mount overlay on", &layers.merged, e));
+    sys.chdir(Path::new("/"))
+        .map_err(|e| err("cannot enter", Path::new("/"), e))?;
+    mounted
 }
 
 /// Inside the container's namespaces, still with the credentials it was cloned with
@@ -92,72 +118,99 @@ pub fn enter_root(sys: &dyn Syscall, root: &Path) -> Result<(), String> {
     sys.chdir(root).map_err(|e| err("cannot enter", root, e))
 }
 
-/// Inside the container's namespaces: sets up `/proc`, `/sys`, `/dev`, `/run` on the
-/// mounted overlay at `root`, sets the hostname and pivots into it. Files inside are
-/// written only after the pivot, so no symlink in the container can point them at the host.
-pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), String> {
-    let none: Option<&Path> = None;
-    let at = |p: &str| root.join(p);
+/// Mounts the container's `/proc` (dangerous parts masked or read-only), a read-only
+/// `/sys`, a minimal `/dev` with a private devpts and `/dev/shm`, and `/run`, on the
+/// overlay at `root`. Runs as host root in the supervisor's mount namespace, in a child
+/// that joined the container's pid and network namespaces (whose `/proc` and `/sys` these
+/// are): the container's mount namespace is made afterwards as a copy owned by its user
+/// namespace, so every one of these mounts is locked there, and container root can
+/// neither unmount a mask nor make a read-only mount writable. `id_base` is the host id
+/// of the container's root, which owns the tmpfs mounts.
+///
+/// The mount points are the container's own directories: each is made a real directory
+/// (a symlink planted in the container's layer, by a restore say, is refused), and no
+/// process of the container runs yet that could change it.
+pub fn mount_system(sys: &dyn Syscall, root: &Path, id_base: u32) -> Result<(), String> {
+    for (dir, mode) in [
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+        ("run", 0o755),
+    ] {
+        sys.real_dir(root, dir, mode).map_err(|e| {
+            err(
+                "the container's mount point is not a directory:",
+                &root.join(dir),
+                e,
+            )
+        })?;
+    }
+    mount_proc(sys, &root.join("proc"))?;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let sys_flags = nosuid_nodev_noexec | MsFlags::MS_RDONLY;
+    mount(sys, "sysfs", &root.join("sys"), "sysfs", sys_flags, None)?;
+    for dir in MASKED_DIRS {
+        // Directories the kernel lacks are simply not there to mask.
+        let data = Some("mode=555");
+        let _ = sys.mount(
+            Some(Path::new("tmpfs")),
+            &root.join(dir),
+            Some("tmpfs"),
+            sys_flags,
+            data,
+        );
+    }
+    mount_dev(sys, &root.join("dev"), id_base)?;
+    let run = format!("mode=755,uid={id_base},gid={id_base}");
+    let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(
+        sys,
+        "tmpfs",
+        &root.join("run"),
+        "tmpfs",
+        nosuid_nodev,
+        Some(&run),
+    )
+}
 
-    // /proc with the dangerous parts masked or read-only.
-    mkdir(sys, &at("proc"), 0o555)?;
-    mount(sys, "proc", &at("proc"), "proc", nosuid_nodev_noexec, None)?;
+/// `/proc` with the dangerous parts masked or read-only.
+fn mount_proc(sys: &dyn Syscall, proc: &Path) -> Result<(), String> {
+    let none: Option<&Path> = None;
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(sys, "proc", proc, "proc", nosuid_nodev_noexec, None)?;
     for file in MASKED_PROC_FILES {
-        let target = at("proc").join(file);
         // Files the kernel lacks are simply not there to mask.
         let _ = sys.mount(
             Some(Path::new("/dev/null")),
-            &target,
+            &proc.join(file),
             None,
             MsFlags::MS_BIND,
             None,
         );
     }
     for dir in READONLY_PROC_DIRS {
-        let target = at("proc").join(dir);
+        let target = proc.join(dir);
+        let rec_bind = MsFlags::MS_BIND | MsFlags::MS_REC;
         if sys
-            .mount(
-                Some(&target),
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )
+            .mount(Some(&target), &target, None, rec_bind, None)
             .is_ok()
         {
-            sys.mount(
-                none,
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
-                None,
-            )
-            .map_err(|e| err("cannot make read-only", &target, e))?;
+            let flags = rec_bind | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            sys.mount(none, &target, None, flags, None)
+                .map_err(|e| err("cannot make read-only", &target, e))?;
         }
     }
+    Ok(())
+}
 
-    mkdir(sys, &at("sys"), 0o555)?;
-    mount(
-        sys,
-        "sysfs",
-        &at("sys"),
-        "sysfs",
-        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
-        None,
-    )?;
-
-    // A minimal /dev on tmpfs.
-    let dev = at("dev");
-    mkdir(sys, &dev, 0o755)?;
-    mount(
-        sys,
-        "tmpfs",
-        &dev,
-        "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=755,size=65536k,uid=0,gid=0"),
-    )?;
+/// A minimal `/dev` on tmpfs: the host's harmless device nodes bound in (mknod is not
+/// used), a private devpts whose terminals belong to the container's `tty` group (5), and
+/// `/dev/shm`.
+fn mount_dev(sys: &dyn Syscall, dev: &Path, id_base: u32) -> Result<(), String> {
+    let owner = format!("uid={id_base},gid={id_base}");
+    let dev_data = format!("mode=755,size=65536k,{owner}");
+    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(sys, "tmpfs", dev, "tmpfs", nosuid_noexec, Some(&dev_data))?;
     for name in DEVICES {
         let target = dev.join(name);
         sys.touch(&target)
@@ -167,23 +220,35 @@ pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Strin
             .map_err(|e| err("cannot bind", &target, e))?;
     }
     mkdir(sys, &dev.join("pts"), 0o755)?;
+    let tty = id_base + 5;
+    let pts_data = format!("newinstance,ptmxmode=0666,mode=0620,gid={tty}");
     mount(
         sys,
         "devpts",
         &dev.join("pts"),
         "devpts",
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        nosuid_noexec,
+        Some(&pts_data),
     )?;
     mkdir(sys, &dev.join("shm"), 0o1777)?;
+    let shm_data = format!("mode=1777,size=65536k,{owner}");
+    let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     mount(
         sys,
         "shm",
         &dev.join("shm"),
         "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777,size=65536k,uid=0,gid=0"),
-    )?;
+        nosuid_nodev,
+        Some(&shm_data),
+    )
+}
+
+/// Inside the container's namespaces, as its root, on the view [`mount_system`] made at
+/// `root`: the usual links in `/dev`, `/run/lock`, the hostname, then `pivot_root`. Files
+/// inside are written only after the pivot, so no symlink in the container can point
+/// them at the host.
+pub fn finish(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), String> {
+    let dev = root.join("dev");
     for (target, link) in [
         ("pts/ptmx", "ptmx"),
         ("/proc/self/fd", "fd"),
@@ -195,18 +260,7 @@ pub fn build(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Strin
         sys.symlink(Path::new(target), &link)
             .map_err(|e| err("cannot create", &link, e))?;
     }
-
-    mkdir(sys, &at("run"), 0o755)?;
-    mount(
-        sys,
-        "tmpfs",
-        &at("run"),
-        "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=755,uid=0,gid=0"),
-    )?;
-    mkdir(sys, &at("run/lock"), 0o1777)?;
-
+    mkdir(sys, &root.join("run/lock"), 0o1777)?;
     sys.sethostname(hostname)
         .map_err(|e| format!("cannot set hostname: {e}"))?;
     sys.pivot_root(root)
@@ -249,7 +303,7 @@ mod tests {
 
     fn layers() -> Layers {
         Layers {
-            lower: "/s/images/debian-12/rootfs".into(),
+            lower: "/s/containers/web01/lower".into(),
             upper: "/s/containers/web01/upper".into(),
             work: "/s/containers/web01/work".into(),
             merged: "/s/containers/web01/rootfs".into(),
@@ -259,9 +313,11 @@ mod tests {
     #[test]
     fn builds_the_expected_view() {
         let sys = RecordingSyscall::default();
+        let root = layers().merged;
         mount_overlay(&sys, &layers(), None).unwrap();
-        enter_root(&sys, &layers().merged).unwrap();
-        build(&sys, &layers().merged, "web01").unwrap();
+        mount_system(&sys, &root, 1_000_000).unwrap();
+        enter_root(&sys, &root).unwrap();
+        finish(&sys, &root, "web01").unwrap();
         let calls = sys.calls();
         // First the propagation change, last the pivot.
         assert!(matches!(&calls[0], Call::Mount(None, p, None, f, None)
@@ -286,16 +342,44 @@ mod tests {
         let overlay = find("/s/containers/web01/rootfs");
         assert_eq!(overlay.1.as_deref(), Some("overlay"));
         assert!(overlay.2.contains(MsFlags::MS_NODEV), "{:?}", overlay.2);
-        assert!(overlay
-            .3
-            .as_deref()
-            .unwrap()
-            .contains("upperdir=/s/containers/web01/upper"));
+        // Named from the container's directory: no host path in its mountinfo.
+        assert_eq!(
+            overlay.3.as_deref(),
+            Some("lowerdir=lower,upperdir=upper,workdir=work")
+        );
+        let at = calls
+            .iter()
+            .position(|c| matches!(c, Call::Mount(_, _, Some(t), _, _) if t == "overlay"));
+        assert_eq!(
+            calls[at.unwrap() - 1],
+            Call::Chdir("/s/containers/web01".into())
+        );
+        // Every mount point is checked to be a real directory before it is used.
+        for dir in ["proc", "sys", "dev", "run"] {
+            let path = root.join(dir);
+            let checked = calls.iter().position(|c| *c == Call::RealDir(path.clone()));
+            let mounted = calls
+                .iter()
+                .position(|c| matches!(c, Call::Mount(_, t, Some(_), _, _) if *t == path));
+            assert!(checked.unwrap() < mounted.unwrap(), "{dir}");
+        }
         assert!(find("/s/containers/web01/rootfs/sys")
+            .2
+            .contains(MsFlags::MS_RDONLY));
+        assert!(find("/s/containers/web01/rootfs/sys/firmware")
             .2
             .contains(MsFlags::MS_RDONLY));
         let pts = find("/s/containers/web01/rootfs/dev/pts");
         assert!(pts.3.as_deref().unwrap().contains("newinstance"));
+        // The container's tty group, and its root owning the tmpfs mounts.
+        assert!(pts.3.as_deref().unwrap().contains("gid=1000005"));
+        for tmpfs in ["dev", "dev/shm", "run"] {
+            let m = find(&format!("/s/containers/web01/rootfs/{tmpfs}"));
+            assert!(
+                m.3.as_deref().unwrap().contains("uid=1000000,gid=1000000"),
+                "{tmpfs}"
+            );
+        }
         assert!(calls.contains(&Call::Hostname("web01".into())));
         // No host path other than the device nodes and /dev/null masks is mounted in.
         for c in &calls {
@@ -311,5 +395,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn layers_outside_one_directory_are_refused() {
+        let sys = RecordingSyscall::default();
+        let mut l = layers();
+        l.upper = "/elsewhere/upper".into();
+        let e = mount_overlay(&sys, &l, None).unwrap_err();
+        assert!(e.contains("not beside"), "{e}");
     }
 }

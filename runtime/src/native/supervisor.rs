@@ -671,6 +671,7 @@ fn start_container(
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let name = cfg.name.clone();
     let hosts = cfg.hosts.clone();
+    let layers_root = layers.merged.clone();
     let close: Vec<i32> = close.to_vec();
     let (go_raw, go_w_raw, done_r_raw, done_w_raw) = (
         go_r.as_raw_fd(),
@@ -688,9 +689,10 @@ fn start_container(
         container_init(go_raw, done_w_raw, &layers.merged, &name, &hosts, seccomp)
     });
     let mut stack = vec![0u8; CLONE_STACK];
+    // No new mount namespace yet: the init makes its own once its /proc, /sys and /dev
+    // are mounted in ours, so that they are locked in it (see `rootfs::mount_system`).
     let flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET;
@@ -709,7 +711,8 @@ fn start_container(
                 *addr,
             ),
             None => Ok(()),
-        });
+        })
+        .and_then(|()| mount_system(pid.as_raw(), &layers_root, cfg.id_base));
     let mut go = File::from(go_w);
     if let Err(e) = placed {
         let _ = kill(pid, Signal::SIGKILL);
@@ -731,6 +734,26 @@ fn start_container(
             result
         })
     }
+}
+
+/// Mounts the container's `/proc`, `/sys`, `/dev` and `/run` (see
+/// [`rootfs::mount_system`]) from a child of the supervisor that joins the init's pid and
+/// network namespaces, keeping the host's user and mount namespaces: `/proc` is mounted
+/// from inside the pid namespace it shows, `/sys` from the network namespace it shows.
+fn mount_system(init: i32, root: &Path, id_base: u32) -> Result<(), String> {
+    let open = |ns: &str| {
+        File::open(format!("/proc/{init}/ns/{ns}"))
+            .map_err(|e| format!("cannot open the container's {ns} namespace: {e}"))
+    };
+    let (pid_ns, net_ns) = (open("pid")?, open("net")?);
+    super::forked::job_in_child(|| {
+        nix::sched::setns(&pid_ns, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| format!("cannot join the container's pid namespace: {e}"))?;
+        nix::sched::setns(&net_ns, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("cannot join the container's network namespace: {e}"))?;
+        // Joining a pid namespace places only the children made afterwards in it.
+        super::forked::job_in_child(|| rootfs::mount_system(&LinuxSyscall, root, id_base))
+    })
 }
 
 /// Maps ids 0-65535 inside the new user namespace of `pid` to `base`… on the host.
@@ -767,15 +790,20 @@ fn container_init(
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| format!("cgroup namespace: {e}"))?;
+        // Unprivileged ICMP sockets, so ping works without file capabilities: written
+        // through the host's /proc (ours is read-only), for our network namespace, in
+        // our user namespace's group ids.
+        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 65535");
+        // Our own mount namespace, copied from the supervisor's and owned by our user
+        // namespace: every mount in it, /proc's masks included, is locked.
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+            .map_err(|e| format!("mount namespace: {e}"))?;
         // Reach the root with the credentials we were cloned with (host uid 0, full
         // capabilities in the new user namespace), so a state directory whose parents
-        // only root may enter still works; then build it as the container's root.
+        // only root may enter still works; then finish it as the container's root.
         rootfs::enter_root(&LinuxSyscall, root)?;
         exec_child::become_container_root()?;
-        // Unprivileged ICMP sockets, so ping works without file capabilities (before
-        // /proc/sys becomes read-only).
-        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 65535");
-        rootfs::build(&LinuxSyscall, Path::new("."), name)?;
+        rootfs::finish(&LinuxSyscall, Path::new("."), name)?;
         // Credential changes clear the parent-death signal: set it again.
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
         // Inside now: these paths resolve within the container.
@@ -794,6 +822,7 @@ fn container_init(
             }
         }
         super::confine::apply(seccomp)?;
+        hide_command_line();
         let _ = nix::sys::prctl::set_name(c"init");
         let _ = nix::sys::prctl::set_dumpable(false);
         Ok(())
@@ -808,6 +837,43 @@ fn container_init(
             let _ = done.write_all(e.as_bytes());
             1
         }
+    }
+}
+
+/// Makes PID 1's command line read `/sbin/init` and empties its environment: the init is
+/// a copy of the supervisor, whose arguments name host paths. Called once the container's
+/// own `/proc` is in place.
+fn hide_command_line() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // The fields after the command name's closing parenthesis start at field 3;
+    // arg_start, arg_end, env_start and env_end are fields 48 to 51 (proc(5)).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<usize> = rest
+        .split_whitespace()
+        .skip(45)
+        .take(4)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [arg_start, arg_end, env_start, env_end] = fields[..] else {
+        return;
+    };
+    for (start, end, text) in [
+        (arg_start, arg_end, &b"/sbin/init"[..]),
+        (env_start, env_end, &b""[..]),
+    ] {
+        if end <= start || end - start > 1 << 20 {
+            continue;
+        }
+        // SAFETY: [start, end) is this process's own argument (or environment) area,
+        // writable on its stack, as proc(5) reports it; the init reads neither again.
+        let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+        area.fill(0);
+        let n = text.len().min(area.len() - 1);
+        area[..n].copy_from_slice(&text[..n]);
     }
 }
 

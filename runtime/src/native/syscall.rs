@@ -19,6 +19,9 @@ pub trait Syscall {
     ) -> nix::Result<()>;
     /// `mkdir -p` with a mode for the last component.
     fn mkdir_all(&self, path: &Path, mode: u32) -> std::io::Result<()>;
+    /// Makes `root/name` a directory unless it is one, and checks that it is a real
+    /// directory beneath `root`, not a symlink (an error otherwise).
+    fn real_dir(&self, root: &Path, name: &str, mode: u32) -> std::io::Result<()>;
     /// Creates an empty regular file (a bind-mount target) unless it exists.
     fn touch(&self, path: &Path) -> std::io::Result<()>;
     /// Creates a symbolic link, replacing nothing.
@@ -78,6 +81,19 @@ impl Syscall for LinuxSyscall {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
     }
 
+    fn real_dir(&self, root: &Path, name: &str, mode: u32) -> std::io::Result<()> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::open(root, flags, Mode::empty())?;
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+        rustix::fs::openat2(&dir, name, flags | OFlags::NOFOLLOW, Mode::empty(), resolve)?;
+        Ok(())
+    }
+
     fn touch(&self, path: &Path) -> std::io::Result<()> {
         std::fs::OpenOptions::new()
             .create(true)
@@ -127,6 +143,8 @@ pub enum Call {
     ),
     /// A directory created.
     Mkdir(PathBuf, u32),
+    /// A directory made or found, checked to be no symlink.
+    RealDir(PathBuf),
     /// A file created.
     Touch(PathBuf),
     /// A symlink: target, link.
@@ -194,6 +212,11 @@ impl Syscall for RecordingSyscall {
 
     fn mkdir_all(&self, path: &Path, mode: u32) -> std::io::Result<()> {
         self.push(Call::Mkdir(path.to_path_buf(), mode));
+        Ok(())
+    }
+
+    fn real_dir(&self, root: &Path, name: &str, _mode: u32) -> std::io::Result<()> {
+        self.push(Call::RealDir(root.join(name)));
         Ok(())
     }
 
