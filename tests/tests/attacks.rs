@@ -519,6 +519,55 @@ fn container_root_cannot_unmount_proc_masks_or_see_host_paths() {
     assert!(!mounts.lines().any(|l| l.split(' ').nth(4) == Some("/etc")));
 }
 
+/// Low item: container root replaces `/etc/passwd` with a FIFO, which the supervisor's
+/// helpers read (to find the login of a forwarded agent, of a session): nobody ever
+/// writes to it, and a helper that waited for it would hang the container's supervisor.
+#[test]
+fn a_fifo_for_etc_passwd_does_not_hang_the_supervisor() {
+    let gw = Gateway::start();
+    gw.create_container("ff1", "alice");
+    let out = gw.ssh(
+        "alice",
+        "alice@root@ff1",
+        "cp -a /etc/passwd /root/passwd.kept && rm /etc/passwd && mkfifo -m 644 /etc/passwd && echo planted",
+    );
+    assert_eq!(stdout(&out), "planted\n", "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(10, || sock.exists()), "ssh-agent did not start");
+    // A forwarded agent and a session: both read the FIFO. `timeout` only guards the
+    // test against the hang it looks for.
+    let mut ssh = gw.ssh_command("alice", "alice@ff1");
+    ssh.args(["-A", "true"]).env("SSH_AUTH_SOCK", &sock);
+    let mut guarded = Command::new("timeout");
+    guarded.arg("60").arg(ssh.get_program()).args(ssh.get_args());
+    guarded.env("SSH_AUTH_SOCK", &sock);
+    let out = guarded.output().unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_ne!(out.status.code(), Some(124), "the session hung on the FIFO");
+    assert!(!out.status.success(), "a session started without /etc/passwd");
+    // The supervisor still serves: it answers the next session, and stops when told; with
+    // the file back, root logs in again.
+    let out = gw.ssh("alice", "alice@ff1", "true");
+    assert!(stderr(&out).contains("no account"), "{}", stderr(&out));
+    gw.cli_ok(&["container", "stop", "ff1"]);
+    let upper = upper(&gw, "ff1");
+    let passwd = upper.join("etc/passwd");
+    std::fs::remove_file(&passwd).unwrap();
+    std::fs::copy(upper.join("root/passwd.kept"), &passwd).unwrap();
+    let owner = std::fs::metadata(upper.join("root/passwd.kept")).unwrap();
+    std::os::unix::fs::lchown(&passwd, Some(owner.uid()), Some(owner.gid())).unwrap();
+    let out = gw.ssh("alice", "alice@root@ff1", "id -u");
+    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+}
+
 fn sh(script: &str) -> std::process::Output {
     Command::new("sh").args(["-c", script]).output().unwrap()
 }
