@@ -277,6 +277,10 @@ pub struct NetworkSection {
     pub bridge: String,
     /// IPv4 subnet; the bridge takes its first address.
     pub subnet: String,
+    /// The host's services containers may reach on the bridge's address (`tcp/PORT`,
+    /// `udp/PORT`); none by default.
+    #[serde(default)]
+    pub host_services: Vec<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -382,7 +386,10 @@ impl Config {
         self.runtime
             .network
             .as_ref()
-            .map(|n| gatehouse_runtime::network::NetworkConfig::parse(&n.bridge, &n.subnet))
+            .map(|n| {
+                gatehouse_runtime::network::NetworkConfig::parse(&n.bridge, &n.subnet)?
+                    .with_host_services(&n.host_services)
+            })
             .transpose()
             .map_err(|e| anyhow::anyhow!("[runtime.network] {e}"))
     }

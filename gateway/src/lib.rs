@@ -36,10 +36,16 @@ pub fn main() -> ExitCode {
         idle_stop,
         bridge,
         subnet,
+        host_services,
         name,
     } = &cli.command
     {
-        return match supervise_args(idle_stop, bridge.as_deref(), subnet.as_deref()) {
+        let network = (
+            bridge.as_deref(),
+            subnet.as_deref(),
+            host_services.as_slice(),
+        );
+        return match supervise_args(idle_stop, network) {
             Ok((idle_stop, network)) => {
                 let code =
                     gatehouse_runtime::native::supervise_main(state, name, idle_stop, network);
@@ -93,8 +99,7 @@ pub fn main() -> ExitCode {
 /// The idle stop and network a supervisor was started with.
 fn supervise_args(
     idle_stop: &str,
-    bridge: Option<&str>,
-    subnet: Option<&str>,
+    (bridge, subnet, host_services): (Option<&str>, Option<&str>, &[String]),
 ) -> Result<
     (
         Option<std::time::Duration>,
@@ -104,7 +109,10 @@ fn supervise_args(
 > {
     let idle = gatehouse_runtime::limits::parse_duration(idle_stop)?;
     let network = match (bridge, subnet) {
-        (Some(b), Some(s)) => Some(gatehouse_runtime::network::NetworkConfig::parse(b, s)?),
+        (Some(b), Some(s)) => Some(
+            gatehouse_runtime::network::NetworkConfig::parse(b, s)?
+                .with_host_services(host_services)?,
+        ),
         _ => None,
     };
     Ok((idle, network))

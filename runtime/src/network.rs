@@ -14,6 +14,62 @@ pub struct NetworkConfig {
     pub bridge: String,
     /// The subnet; its first address belongs to the bridge.
     pub subnet: Ipv4Net,
+    /// The host's services containers may reach on the bridge's address (none unless
+    /// configured: DNS, a proxy, a package cache…).
+    pub host_services: Vec<HostService>,
+}
+
+/// A transport protocol of a [`HostService`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// One host service containers may reach: `tcp/3142`, `udp/53`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostService {
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Its port.
+    pub port: u16,
+}
+
+impl HostService {
+    /// Parses `tcp/PORT` or `udp/PORT`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            RuntimeError::Invalid(format!(
+                "invalid host service '{}': use tcp/PORT or udp/PORT, like udp/53",
+                crate::names::shorten(s)
+            ))
+        };
+        let (protocol, port) = s.split_once('/').ok_or_else(bad)?;
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => return Err(bad()),
+        };
+        if !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(HostService { protocol, port }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for HostService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let protocol = match self.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        write!(f, "{protocol}/{}", self.port)
+    }
 }
 
 impl NetworkConfig {
@@ -42,7 +98,18 @@ impl NetworkConfig {
         Ok(NetworkConfig {
             bridge: bridge.to_string(),
             subnet: net,
+            host_services: Vec::new(),
         })
+    }
+
+    /// The same network, with the host's `services` (`tcp/PORT`, `udp/PORT`) open to
+    /// containers.
+    pub fn with_host_services<S: AsRef<str>>(mut self, services: &[S]) -> Result<Self> {
+        self.host_services = services
+            .iter()
+            .map(|s| HostService::parse(s.as_ref()))
+            .collect::<Result<_>>()?;
+        Ok(self)
     }
 
     /// The bridge's own address (the subnet's first host).
@@ -98,6 +165,29 @@ mod tests {
             ("g h", "10.0.0.0/24"),
         ] {
             assert!(NetworkConfig::parse(b, s).is_err(), "{b} {s}");
+        }
+    }
+
+    #[test]
+    fn host_services_are_protocol_and_port() {
+        let net = NetworkConfig::parse("gh0", "10.88.0.0/24")
+            .unwrap()
+            .with_host_services(&["udp/53", "tcp/3142"])
+            .unwrap();
+        let shown: Vec<String> = net.host_services.iter().map(|h| h.to_string()).collect();
+        assert_eq!(shown, ["udp/53", "tcp/3142"]);
+        for bad in [
+            "53",
+            "icmp/1",
+            "tcp/0",
+            "tcp/65536",
+            "tcp/+53",
+            "tcp/",
+            "udp/53/1",
+            "tcp/ 53",
+        ] {
+            let e = HostService::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("tcp/PORT or udp/PORT"), "{bad}: {e}");
         }
     }
 

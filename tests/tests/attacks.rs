@@ -507,7 +507,10 @@ fn container_root_cannot_unmount_proc_masks_or_see_host_paths() {
     let _ = std::fs::remove_dir_all(&proc);
     std::os::unix::fs::symlink("/etc", &proc).unwrap();
     let out = gw.ssh("alice", "alice@pm1", "true");
-    assert!(!out.status.success(), "the container started through a symlinked /proc");
+    assert!(
+        !out.status.success(),
+        "the container started through a symlinked /proc"
+    );
     let log = gw.log();
     assert!(
         log.contains("mount point is not a directory") || stderr(&out).contains("not a directory"),
@@ -546,13 +549,19 @@ fn a_fifo_for_etc_passwd_does_not_hang_the_supervisor() {
     let mut ssh = gw.ssh_command("alice", "alice@ff1");
     ssh.args(["-A", "true"]).env("SSH_AUTH_SOCK", &sock);
     let mut guarded = Command::new("timeout");
-    guarded.arg("60").arg(ssh.get_program()).args(ssh.get_args());
+    guarded
+        .arg("60")
+        .arg(ssh.get_program())
+        .args(ssh.get_args());
     guarded.env("SSH_AUTH_SOCK", &sock);
     let out = guarded.output().unwrap();
     let _ = agent.kill();
     let _ = agent.wait();
     assert_ne!(out.status.code(), Some(124), "the session hung on the FIFO");
-    assert!(!out.status.success(), "a session started without /etc/passwd");
+    assert!(
+        !out.status.success(),
+        "a session started without /etc/passwd"
+    );
     // The supervisor still serves: it answers the next session, and stops when told; with
     // the file back, root logs in again.
     let out = gw.ssh("alice", "alice@ff1", "true");

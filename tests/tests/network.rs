@@ -106,8 +106,10 @@ fn containers_reach_each_other_by_name_with_stable_unique_addresses() {
 #[test]
 fn a_container_can_neither_spoof_another_address_nor_reach_the_hosts_services() {
     let bridge = Bridge("ghtest1");
+    // One host service the admin opens to containers (say a package cache).
+    let open_port = gatehouse_e2e::free_port();
     let gw = Gateway::start_with(&format!(
-        "[runtime.network]\nbridge = \"{}\"\nsubnet = \"10.231.8.0/24\"\n",
+        "[runtime.network]\nbridge = \"{}\"\nsubnet = \"10.231.8.0/24\"\nhost_services = [\"tcp/{open_port}\"]\n",
         bridge.0
     ));
     for name in ["spf1", "spf2"] {
@@ -122,15 +124,17 @@ fn a_container_can_neither_spoof_another_address_nor_reach_the_hosts_services() 
     // the host arrives).
     let host = std::net::TcpListener::bind("10.231.8.1:0").unwrap();
     let port = host.local_addr().unwrap().port();
+    let opened = std::net::TcpListener::bind(("10.231.8.1", open_port)).unwrap();
     let script = format!(
         "ping -c1 -W2 {target} >/dev/null && echo ping=ok || echo ping=lost; \
          timeout 3 bash -c 'exec 3<>/dev/tcp/10.231.8.1/{port}' 2>/dev/null && echo host=reached || echo host=blocked; \
+         timeout 3 bash -c 'exec 3<>/dev/tcp/10.231.8.1/{open_port}' 2>/dev/null && echo opened=reached || echo opened=blocked; \
          ip addr add 10.231.8.250/24 dev eth0; \
          ping -c1 -W2 -I 10.231.8.250 {target} >/dev/null 2>&1 && echo spoof=through || echo spoof=dropped"
     );
     let out = gw.ssh("alice", "alice@root@spf1", &script);
     let text = stdout(&out);
-    for expected in ["ping=ok", "host=blocked", "spoof=dropped"] {
+    for expected in ["ping=ok", "host=blocked", "opened=reached", "spoof=dropped"] {
         assert!(
             text.lines().any(|l| l == expected),
             "{expected} missing:\n{text}{}",
@@ -138,4 +142,5 @@ fn a_container_can_neither_spoof_another_address_nor_reach_the_hosts_services() 
         );
     }
     drop(host);
+    drop(opened);
 }

@@ -79,6 +79,9 @@ pub enum Command {
         /// Container network subnet.
         #[arg(long, requires = "bridge")]
         subnet: Option<String>,
+        /// A host service containers may reach (`tcp/PORT`, `udp/PORT`), repeated.
+        #[arg(long = "host-service", requires = "bridge")]
+        host_services: Vec<String>,
         /// Container name.
         name: String,
     },

@@ -1,7 +1,8 @@
 //! Host-side packet filters for the container network (nftables, through `nft -f -`):
 //! each container's veth may send only from the container's own address (no spoofing
 //! another container's IPv4 or ARP, no IPv6 at all), and nothing from the bridge reaches
-//! the host's own services (only replies to connections the host made). One table per
+//! the host's own services (only replies to connections the host made, and the services
+//! `[runtime.network] host_services` names). One table per
 //! bridge for the host (`inet gatehouse-<bridge>`), one per veth for its frames
 //! (`bridge gatehouse-<veth>`); both are made anew, so a restart finds them as they must be.
 
@@ -9,8 +10,22 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-/// The nft script that keeps containers on `bridge` away from the host's services.
-pub fn host_rules(bridge: &str) -> String {
+use crate::network::{HostService, Protocol};
+
+/// The nft script that keeps containers on `bridge` away from the host's services, but
+/// for `open` ones on the bridge's own address `gateway`.
+pub fn host_rules(bridge: &str, gateway: Ipv4Addr, open: &[HostService]) -> String {
+    let mut accept = String::new();
+    for s in open {
+        let protocol = match s.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        accept.push_str(&format!(
+            "\t\tiifname \"{bridge}\" ip daddr {gateway} {protocol} dport {} accept\n",
+            s.port
+        ));
+    }
     format!(
         "add table inet gatehouse-{bridge}\n\
          flush table inet gatehouse-{bridge}\n\
@@ -18,6 +33,7 @@ pub fn host_rules(bridge: &str) -> String {
          \tchain input {{\n\
          \t\ttype filter hook input priority filter; policy accept;\n\
          \t\tiifname \"{bridge}\" ct state established,related accept\n\
+         {accept}\
          \t\tiifname \"{bridge}\" drop\n\
          \t}}\n\
          }}\n"
@@ -83,8 +99,14 @@ mod tests {
         assert!(v.contains("arp saddr ip != 10.231.7.5 drop"));
         assert!(v.contains("ether type ip6 drop"));
         assert!(v.starts_with("add table bridge gatehouse-gh0123456789ab\nflush"));
-        let h = host_rules("ghtest0");
+        let gateway = Ipv4Addr::new(10, 231, 7, 1);
+        let h = host_rules("ghtest0", gateway, &[]);
         assert!(h.contains("iifname \"ghtest0\" ct state established,related accept"));
         assert!(h.contains("iifname \"ghtest0\" drop"));
+        assert!(!h.contains("dport"));
+        let dns = crate::network::HostService::parse("udp/53").unwrap();
+        let h = host_rules("ghtest0", gateway, &[dns]);
+        let open = "iifname \"ghtest0\" ip daddr 10.231.7.1 udp dport 53 accept";
+        assert!(h.find(open).unwrap() < h.find("iifname \"ghtest0\" drop").unwrap());
     }
 }

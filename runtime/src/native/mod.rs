@@ -294,12 +294,18 @@ impl Runtime for NativeRuntime {
                 .arg(&self.state_dir)
                 .args(["--idle-stop", &idle])
                 .args(match &self.options.network {
-                    Some(n) => vec![
-                        "--bridge".to_string(),
-                        n.bridge.clone(),
-                        "--subnet".into(),
-                        n.subnet.to_string(),
-                    ],
+                    Some(n) => {
+                        let mut args = vec![
+                            "--bridge".to_string(),
+                            n.bridge.clone(),
+                            "--subnet".into(),
+                            n.subnet.to_string(),
+                        ];
+                        for s in &n.host_services {
+                            args.extend(["--host-service".to_string(), s.to_string()]);
+                        }
+                        args
+                    }
                     None => vec![],
                 })
                 .arg(name)

@@ -84,7 +84,11 @@ pub fn connect(net: &NetworkConfig, pid: i32, veth: &str, address: Ipv4Addr) -> 
         false,
     )?;
     // Filters first: the container's end is up only once they hold.
-    super::firewall::apply(&super::firewall::host_rules(bridge))?;
+    super::firewall::apply(&super::firewall::host_rules(
+        bridge,
+        net.gateway(),
+        &net.host_services,
+    ))?;
     super::firewall::apply(&super::firewall::veth_rules(veth, address))?;
     ip_batch(
         Some(pid),
