@@ -430,3 +430,36 @@ fn a_rootfs_archive_is_imported_into_lxds_image_store() {
     );
     assert!(!gw.cli_ok(&["image", "list"]).contains("bare1"));
 }
+
+/// Item 4 on LXD: one instance's root is nobody in another. Each instance, a restored
+/// copy of one included, maps its ids 0-65535 onto a host range no other instance (of
+/// any project) uses.
+#[test]
+fn each_instance_and_a_restored_copy_get_a_host_id_range_of_their_own() {
+    let gw = Gateway::start_lxd("", None);
+    let project = gw.lxd_project.clone().unwrap();
+    let range = |name: &str| {
+        let out = gw.ssh("alice", &format!("alice@{name}"), "cat /proc/self/uid_map");
+        let text = stdout(&out);
+        let fields: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        assert_eq!(fields.len(), 3, "{text}{}", stderr(&out));
+        assert_eq!((fields[0], fields[2]), (0, 65536), "{text}");
+        fields[1]
+    };
+    gw.create_container("id1", "alice");
+    gw.create_container("id2", "alice");
+    let (a, b) = (range("id1"), range("id2"));
+    assert!(a.abs_diff(b) >= 65536, "overlapping ranges {a} and {b}");
+    assert_eq!(lxc_get(&project, "id1", "security.idmap.isolated"), "true");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("id1.tar.gz");
+    gw.cli_ok(&["container", "backup", "id1", file.to_str().unwrap()]);
+    gw.cli_ok(&["container", "restore", file.to_str().unwrap(), "--as", "id3"]);
+    let c = range("id3");
+    for other in [a, b] {
+        assert!(c.abs_diff(other) >= 65536, "the copy shares {other}: {c}");
+    }
+}

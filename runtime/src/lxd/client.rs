@@ -88,9 +88,10 @@ impl LxdClient {
         &self.endpoint
     }
 
-    /// `path` with the project added to its query.
+    /// `path` with the project added to its query (unless it asks for all projects).
     pub fn url(&self, path: &str) -> String {
-        if self.project == "default" || path.starts_with("/1.0/operations") {
+        let every_project = path.contains("all-projects=true");
+        if self.project == "default" || path.starts_with("/1.0/operations") || every_project {
             return path.to_string();
         }
         let sep = if path.contains('?') { '&' } else { '?' };

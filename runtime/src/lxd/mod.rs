@@ -9,6 +9,7 @@ pub mod boot_cache;
 pub mod client;
 pub mod exec;
 pub mod idle;
+pub mod ids;
 pub mod images;
 mod inside;
 pub mod netns;
@@ -220,6 +221,9 @@ impl Runtime for LxdRuntime {
         config.retain(|_, v| v.as_str() != Some(""));
         // Started on demand by the gateway, never by LXD at boot.
         config.insert("boot.autostart".into(), json!("false"));
+        // Held until the instance exists with the range it was given.
+        let (ids, _ids_lock) = self.isolated_ids().await?;
+        config.extend(ids);
         let target = self.placement(&record).await?;
         let mut body = json!({"name": record.name, "type": "container",
             "source": {"type": "image", "alias": record.image},
@@ -471,6 +475,14 @@ impl Runtime for LxdRuntime {
                 file,
             )
             .await?;
+        // The backup's range is its original's: the restored instance gets its own.
+        let (ids, _ids_lock) = self.isolated_ids().await?;
+        if !ids.is_empty() {
+            let body = json!({ "config": ids });
+            self.client
+                .call(Method::PATCH, &instance(&name)?, Some(&body))
+                .await?;
+        }
         Ok(name)
     }
 
@@ -599,6 +611,55 @@ fn backup_name(file: &Path) -> Result<String> {
 }
 
 impl LxdRuntime {
+    /// The config that gives a new instance a host id range of its own (see [`ids`]),
+    /// and the lock to hold until the instance has it. Only beside a local daemon are
+    /// root's subordinate ids in view; elsewhere (and without them) nothing is set and
+    /// instances share LXD's default map.
+    async fn isolated_ids(
+        &self,
+    ) -> Result<(
+        serde_json::Map<String, Value>,
+        Option<crate::lockfile::Lock>,
+    )> {
+        let mut config = serde_json::Map::new();
+        if !self.client.endpoint().is_local() {
+            return Ok((config, None));
+        }
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let Some(range) = ids::root_range(&read("/etc/subuid"), &read("/etc/subgid")) else {
+            tracing::warn!("root has no subordinate ids in /etc/subuid and /etc/subgid: LXD instances share one id map");
+            return Ok((config, None));
+        };
+        let lock = tokio::task::spawn_blocking(|| {
+            let path = Path::new(ids::LOCK);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| RuntimeError::io("cannot create", dir, e))?;
+            }
+            crate::lockfile::lock(path)
+        })
+        .await
+        .map_err(|e| RuntimeError::Engine(e.to_string()))??;
+        let all = self
+            .client
+            .get("/1.0/instances?recursion=1&all-projects=true")
+            .await?;
+        let base = ids::choose(range, &ids::taken_bases(&all)).ok_or_else(|| {
+            RuntimeError::Invalid(
+                "no free id range is left in root's subordinate ids (/etc/subuid, /etc/subgid)"
+                    .into(),
+            )
+        })?;
+        for (k, v) in [
+            ("security.idmap.isolated", "true".to_string()),
+            ("security.idmap.base", base.to_string()),
+            ("security.idmap.size", ids::SIZE.to_string()),
+        ] {
+            config.insert(k.into(), json!(v));
+        }
+        Ok((config, Some(lock)))
+    }
+
     /// On a cluster, the member a new container must go to (see [`placement`]).
     async fn placement(&self, record: &ContainerRecord) -> Result<Option<String>> {
         let cluster = self.client.get("/1.0/cluster").await?;
