@@ -457,7 +457,13 @@ fn each_instance_and_a_restored_copy_get_a_host_id_range_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("id1.tar.gz");
     gw.cli_ok(&["container", "backup", "id1", file.to_str().unwrap()]);
-    gw.cli_ok(&["container", "restore", file.to_str().unwrap(), "--as", "id3"]);
+    gw.cli_ok(&[
+        "container",
+        "restore",
+        file.to_str().unwrap(),
+        "--as",
+        "id3",
+    ]);
     let c = range("id3");
     for other in [a, b] {
         assert!(c.abs_diff(other) >= 65536, "the copy shares {other}: {c}");

@@ -44,6 +44,12 @@ const DENIED: &[&str] = &[
     "io_uring_enter",
     "io_uring_register",
     "kcmp",
+    // Obsolete calls Docker's profile leaves out too.
+    "uselib",
+    "ustat",
+    "sysfs",
+    "_sysctl",
+    "nfsservctl",
 ];
 
 /// Syscalls answered ENOSYS, as if the kernel lacked them, so that programs fall back to
@@ -129,6 +135,16 @@ fn syscall_number(name: &str) -> Option<i64> {
         "io_uring_enter" => libc::SYS_io_uring_enter,
         "io_uring_register" => libc::SYS_io_uring_register,
         "kcmp" => libc::SYS_kcmp,
+        #[cfg(target_arch = "x86_64")]
+        "uselib" => libc::SYS_uselib,
+        #[cfg(target_arch = "x86_64")]
+        "ustat" => libc::SYS_ustat,
+        #[cfg(target_arch = "x86_64")]
+        "sysfs" => libc::SYS_sysfs,
+        #[cfg(target_arch = "x86_64")]
+        "_sysctl" => libc::SYS__sysctl,
+        #[cfg(target_arch = "x86_64")]
+        "nfsservctl" => libc::SYS_nfsservctl,
         "clone3" => libc::SYS_clone3,
         "open_tree" => libc::SYS_open_tree,
         "move_mount" => libc::SYS_move_mount,
@@ -280,7 +296,17 @@ mod tests {
     fn every_denied_syscall_is_known_and_the_filter_compiles() {
         for name in DENIED {
             #[cfg(not(target_arch = "x86_64"))]
-            if *name == "iopl" || *name == "ioperm" {
+            if [
+                "iopl",
+                "ioperm",
+                "uselib",
+                "ustat",
+                "sysfs",
+                "_sysctl",
+                "nfsservctl",
+            ]
+            .contains(name)
+            {
                 continue;
             }
             assert!(syscall_number(name).is_some(), "{name}");
