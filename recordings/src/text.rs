@@ -7,9 +7,15 @@ use crate::cast::{Event, EventKind, Header};
 /// Rows of the virtual terminal: tall, so that a session's text does not scroll away.
 const ROWS: u16 = 5000;
 
+/// The widest virtual terminal: a recording's width comes from the client's terminal
+/// request, and a screen of 5000 rows of 65,535 columns would take gigabytes; wider
+/// lines wrap.
+const MAX_COLUMNS: u16 = 400;
+
 /// The text a recording showed, trailing blank lines removed.
 pub fn render(header: &Header, events: &[Event]) -> String {
-    let mut parser = vt100::Parser::new(ROWS, header.width.max(20), 0);
+    let columns = header.width.clamp(20, MAX_COLUMNS);
+    let mut parser = vt100::Parser::new(ROWS, columns, 0);
     for e in events {
         match e.kind {
             EventKind::Output => parser.process(e.data.as_bytes()),
@@ -84,5 +90,20 @@ mod tests {
             ev(EventKind::Input, "ls\r"),
         ];
         assert_eq!(typed_lines(&typed), ["echo hi", "ls"]);
+    }
+
+    #[test]
+    fn a_huge_width_from_the_client_wraps_at_a_bounded_screen() {
+        let header = Header {
+            version: 2,
+            width: u16::MAX,
+            height: u16::MAX,
+            timestamp: 1,
+            command: None,
+            title: None,
+        };
+        let text = render(&header, &[ev(EventKind::Output, &"x".repeat(500))]);
+        // Soft-wrapped at 400 columns, and joined again: nothing is lost.
+        assert_eq!(text, format!("{}\n", "x".repeat(500)));
     }
 }
