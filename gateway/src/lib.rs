@@ -31,26 +31,10 @@ const BLOCKING_THREADS: usize = 32;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The supervisor must stay single-threaded: dispatch it before any runtime starts.
-    if let Command::Supervise {
-        state,
-        idle_stop,
-        bridge,
-        subnet,
-        host_services,
-        name,
-    } = &cli.command
-    {
-        let network = (
-            bridge.as_deref(),
-            subnet.as_deref(),
-            host_services.as_slice(),
-        );
-        return match supervise_args(idle_stop, network) {
-            Ok((idle_stop, network)) => {
-                let code =
-                    gatehouse_runtime::native::supervise_main(state, name, idle_stop, network);
-                ExitCode::from(code.clamp(0, 255) as u8)
-            }
+    if let Command::Supervise { args } = &cli.command {
+        use gatehouse_runtime::native::{supervise_main, SuperviseArgs};
+        return match SuperviseArgs::parse(args) {
+            Ok(args) => ExitCode::from(supervise_main(args).clamp(0, 255) as u8),
             Err(e) => {
                 eprintln!("gatehouse: {e}");
                 ExitCode::from(2)
@@ -94,28 +78,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// The idle stop and network a supervisor was started with.
-fn supervise_args(
-    idle_stop: &str,
-    (bridge, subnet, host_services): (Option<&str>, Option<&str>, &[String]),
-) -> Result<
-    (
-        Option<std::time::Duration>,
-        Option<gatehouse_runtime::network::NetworkConfig>,
-    ),
-    gatehouse_runtime::RuntimeError,
-> {
-    let idle = gatehouse_runtime::limits::parse_duration(idle_stop)?;
-    let network = match (bridge, subnet) {
-        (Some(b), Some(s)) => Some(
-            gatehouse_runtime::network::NetworkConfig::parse(b, s)?
-                .with_host_services(host_services)?,
-        ),
-        _ => None,
-    };
-    Ok((idle, network))
 }
 
 /// The command's words as typed, without the program name and `--config`.

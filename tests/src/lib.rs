@@ -524,27 +524,33 @@ impl Gateway {
     pub fn supervisor_and_init(&self, name: &str) -> (Option<i32>, Option<i32>) {
         let state = self.dir.path().join("state");
         let want = format!("__supervise\0--state\0{}\0", state.display());
-        let (mut sup, mut init) = (None, None);
-        for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let pids = || {
+            fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        };
+        let sup = pids().find(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline);
-            if !cmdline.contains(&want)
-                || !cmdline
+            cmdline.contains(&want)
+                && cmdline
                     .trim_end_matches('\0')
                     .ends_with(&format!("\0{name}"))
-            {
-                continue;
-            }
-            let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim() == "init" {
-                init = Some(pid);
-            } else {
-                sup = Some(pid);
-            }
-        }
+        });
+        // The init is the supervisor's child named `init` (its command line reads
+        // `/sbin/init`: it shows no host path).
+        let init = sup.and_then(|sup| {
+            pids().find(|pid| {
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let parent = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<i32>().ok());
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                parent == Some(sup) && comm.trim() == "init"
+            })
+        });
         (sup, init)
     }
 

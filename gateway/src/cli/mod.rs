@@ -64,26 +64,13 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(sessions::AuditCommand),
-    /// Internal: run a container's supervisor.
+    /// Internal: run a container's supervisor (its words are
+    /// `gatehouse_runtime::native::SuperviseArgs`).
     #[command(name = "__supervise", hide = true)]
     Supervise {
-        /// State directory.
-        #[arg(long)]
-        state: PathBuf,
-        /// Default idle stop (`never` or a duration).
-        #[arg(long, default_value = "never")]
-        idle_stop: String,
-        /// Container network bridge.
-        #[arg(long, requires = "subnet")]
-        bridge: Option<String>,
-        /// Container network subnet.
-        #[arg(long, requires = "bridge")]
-        subnet: Option<String>,
-        /// A host service containers may reach (`tcp/PORT`, `udp/PORT`), repeated.
-        #[arg(long = "host-service", requires = "bridge")]
-        host_services: Vec<String>,
-        /// Container name.
-        name: String,
+        /// The arguments, read by the runtime that made them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 

@@ -8,6 +8,7 @@
 //! ```
 
 mod agent;
+mod args;
 mod backup;
 mod cgroups;
 mod client;
@@ -27,6 +28,8 @@ mod pty;
 mod rootfs;
 mod supervisor;
 pub mod syscall;
+
+pub use args::SuperviseArgs;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -116,14 +119,16 @@ impl NativeRuntime {
     }
 }
 
-/// Entry point of the hidden `gatehouse __supervise --state DIR [--idle-stop D] NAME`
-/// command. Must run in a single-threaded process (no async runtime).
-pub fn supervise_main(
-    state_dir: &Path,
-    name: &str,
-    idle_stop: Option<Duration>,
-    network: Option<NetworkConfig>,
-) -> i32 {
+/// Entry point of the hidden `gatehouse __supervise` command (see [`SuperviseArgs`]).
+/// Must run in a single-threaded process (no async runtime).
+pub fn supervise_main(args: SuperviseArgs) -> i32 {
+    let SuperviseArgs {
+        state,
+        name,
+        idle_stop,
+        network,
+    } = args;
+    let (state_dir, name) = (state.as_path(), name.as_str());
     let prepare = || -> Result<SupervisorConfig> {
         validate_container_name(name)?;
         let inventory = Inventory::open(state_dir.join("containers"))?;
@@ -284,31 +289,15 @@ impl Runtime for NativeRuntime {
         }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let idle = self
-                .options
-                .idle_stop
-                .map_or("never".to_string(), |d| format!("{}s", d.as_secs()));
+            let args = SuperviseArgs {
+                state: self.state_dir.clone(),
+                name: name.to_string(),
+                idle_stop: self.options.idle_stop,
+                network: self.options.network.clone(),
+            };
             let out = tokio::process::Command::new(&self.exe)
                 .arg("__supervise")
-                .arg("--state")
-                .arg(&self.state_dir)
-                .args(["--idle-stop", &idle])
-                .args(match &self.options.network {
-                    Some(n) => {
-                        let mut args = vec![
-                            "--bridge".to_string(),
-                            n.bridge.clone(),
-                            "--subnet".into(),
-                            n.subnet.to_string(),
-                        ];
-                        for s in &n.host_services {
-                            args.extend(["--host-service".to_string(), s.to_string()]);
-                        }
-                        args
-                    }
-                    None => vec![],
-                })
-                .arg(name)
+                .args(args.to_args())
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
