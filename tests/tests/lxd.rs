@@ -469,3 +469,83 @@ fn each_instance_and_a_restored_copy_get_a_host_id_range_of_their_own() {
         assert!(c.abs_diff(other) >= 65536, "the copy shares {other}: {c}");
     }
 }
+
+/// Item 8: the forwarded agent's socket used to be chmodded by path after `bind`, in a
+/// directory of the instance's `/tmp`; container root, watching `/tmp`, swapped the
+/// directory for one of its own whose `agent.sock` is a symlink to a host file, and host
+/// root chmodded that file. The attack is run for the length of several agent sessions.
+#[test]
+fn container_root_swapping_the_agent_directory_cannot_make_the_host_chmod_its_files() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    let gw = Gateway::start_lxd("", None);
+    gw.create_container("ag1", "alice");
+    let host = tempfile::tempdir().unwrap();
+    let target = host.path().join("target");
+    std::fs::write(&target, "host file\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let attack = format!(
+        r#"cat > /root/swap.sh <<'END'
+end=$(( $(date +%s) + 40 ))
+while [ "$(date +%s)" -lt "$end" ]; do
+  for d in /tmp/gatehouse-agent-*; do
+    case "$d" in *'*'*|*.moved) continue;; esac
+    if mv "$d" "$d.moved" 2>/dev/null; then
+      mkdir -p "$d" && ln -s {target} "$d/agent.sock" && echo swapped >> /root/swap.log
+    else
+      echo refused >> /root/swap.log
+    fi
+  done
+done
+END
+setsid nohup sh /root/swap.sh >/dev/null 2>&1 </dev/null &
+echo started"#,
+        target = target.display()
+    );
+    let out = gw.ssh("alice", "alice@root@ag1", &attack);
+    assert_eq!(stdout(&out), "started\n", "{}", stderr(&out));
+    let sock = host.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let added = Command::new("ssh-add")
+        .arg(gw.key("alice"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    for _ in 0..5 {
+        let out = gw
+            .ssh_command("alice", "alice@ag1")
+            .args(["-A", "ssh-add -l >/dev/null && echo listed; sleep 1"])
+            .env("SSH_AUTH_SOCK", &sock)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&out), "listed\n", "{}", stderr(&out));
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o644,
+        "the host chmodded its own file through the swap"
+    );
+    let log = gw.ssh("alice", "alice@root@ag1", "cat /root/swap.log");
+    let log = stdout(&log);
+    assert!(
+        log.contains("refused"),
+        "the attack never saw the directory: {log}"
+    );
+    assert!(
+        !log.contains("swapped"),
+        "container root swapped the directory: {log}"
+    );
+}
