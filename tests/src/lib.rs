@@ -620,6 +620,17 @@ impl Drop for Gateway {
     }
 }
 
+/// Kills a child process (an ssh-agent, a client left running) when dropped, also when
+/// a test fails: one left alive would keep the test run's output open.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// stdout as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -537,12 +537,14 @@ fn a_fifo_for_etc_passwd_does_not_hang_the_supervisor() {
     assert_eq!(stdout(&out), "planted\n", "{}", stderr(&out));
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("agent.sock");
-    let mut agent = Command::new("ssh-agent")
-        .args(["-D", "-a"])
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _agent = gatehouse_e2e::Kill(
+        Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(eventually(10, || sock.exists()), "ssh-agent did not start");
     // A forwarded agent and a session: both read the FIFO. `timeout` only guards the
     // test against the hang it looks for.
@@ -555,8 +557,6 @@ fn a_fifo_for_etc_passwd_does_not_hang_the_supervisor() {
         .args(ssh.get_args());
     guarded.env("SSH_AUTH_SOCK", &sock);
     let out = guarded.output().unwrap();
-    let _ = agent.kill();
-    let _ = agent.wait();
     assert_ne!(out.status.code(), Some(124), "the session hung on the FIFO");
     assert!(
         !out.status.success(),

@@ -3,20 +3,10 @@
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use gatehouse_e2e::{free_port, on_every_runtime, Backend, Gateway};
-
-/// Kills a child process when dropped.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use gatehouse_e2e::{free_port, on_every_runtime, Backend, Gateway, Kill};
 
 /// `ssh -N -L local:host:port user@gw`, running until dropped.
 fn forward(gw: &Gateway, user: &str, local: u16, to: &str) -> Kill {

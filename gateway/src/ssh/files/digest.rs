@@ -4,11 +4,49 @@
 //! offset 0 without gaps or overlaps has no digest, and says why.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-/// Bytes held back waiting for a gap to fill before the digest is given up.
+/// Bytes one digest holds back waiting for a gap to fill before it is given up.
 const HOLD_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Bytes all the digests of one channel hold back together (a client with many files
+/// open, each written out of order, is held to this, not to a multiple of it).
+const CHANNEL_HOLD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// What the digests of one channel may still hold back; clones share it.
+#[derive(Clone, Debug)]
+pub struct HoldBudget(Arc<AtomicUsize>);
+
+impl Default for HoldBudget {
+    fn default() -> Self {
+        HoldBudget(Arc::new(AtomicUsize::new(CHANNEL_HOLD_LIMIT)))
+    }
+}
+
+impl HoldBudget {
+    /// Takes `n` bytes of the budget, if that many are left.
+    fn take(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| {
+                free.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    /// Gives `n` bytes back.
+    fn give(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Bytes left.
+    #[cfg(test)]
+    fn left(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// A running digest over offset-tagged pieces.
 #[derive(Default)]
@@ -21,6 +59,13 @@ pub struct OrderedDigest {
     /// Bytes seen, in order or not.
     total: u64,
     broken: Option<String>,
+    budget: HoldBudget,
+}
+
+impl Drop for OrderedDigest {
+    fn drop(&mut self) {
+        self.budget.give(self.held_bytes);
+    }
 }
 
 /// What a finished digest says.
@@ -33,6 +78,13 @@ pub struct Summary {
 }
 
 impl OrderedDigest {
+    /// A digest whose held-back pieces count against `budget` (its channel's).
+    pub fn within(budget: HoldBudget) -> Self {
+        let mut d = OrderedDigest::default();
+        d.budget = budget;
+        d
+    }
+
     /// Adds the piece `data` found at `offset`.
     pub fn add(&mut self, offset: u64, data: &[u8]) {
         self.total += data.len() as u64;
@@ -40,11 +92,15 @@ impl OrderedDigest {
             return;
         }
         if offset > self.next {
-            if self.held_bytes + data.len() > HOLD_LIMIT {
-                self.give_up(format!("no data for offset {} onwards", self.next));
-            } else {
+            if self.held_bytes + data.len() <= HOLD_LIMIT && self.budget.take(data.len()) {
                 self.held_bytes += data.len();
-                self.held.insert(offset, data.to_vec());
+                if let Some(replaced) = self.held.insert(offset, data.to_vec()) {
+                    self.held_bytes -= replaced.len();
+                    self.budget.give(replaced.len());
+                    self.give_up(format!("offset {offset} was transferred twice"));
+                }
+            } else {
+                self.give_up(format!("no data for offset {} onwards", self.next));
             }
             return;
         }
@@ -61,6 +117,7 @@ impl OrderedDigest {
             }
             let piece = entry.remove();
             self.held_bytes -= piece.len();
+            self.budget.give(piece.len());
             if at < self.next {
                 self.give_up(format!("offset {at} was transferred twice"));
                 return;
@@ -73,6 +130,7 @@ impl OrderedDigest {
     fn give_up(&mut self, why: String) {
         self.broken = Some(why);
         self.held.clear();
+        self.budget.give(self.held_bytes);
         self.held_bytes = 0;
     }
 
@@ -82,11 +140,11 @@ impl OrderedDigest {
     }
 
     /// The byte count and digest.
-    pub fn finish(self) -> Summary {
-        let sha256 = match (self.broken, self.held.keys().next()) {
+    pub fn finish(mut self) -> Summary {
+        let sha256 = match (self.broken.take(), self.held.keys().next()) {
             (Some(why), _) => Err(why),
             (None, Some(_)) => Err(format!("no data for offset {} onwards", self.next)),
-            (None, None) => Ok(hex(&self.hasher.finalize())),
+            (None, None) => Ok(hex(&std::mem::take(&mut self.hasher).finalize())),
         };
         Summary {
             bytes: self.total,
@@ -177,6 +235,26 @@ mod tests {
         }
         assert!(d.held_bytes <= HOLD_LIMIT);
         assert!(d.finish().sha256.is_err());
+    }
+
+    #[test]
+    fn a_channels_digests_share_one_bound_and_give_it_back() {
+        let budget = HoldBudget::default();
+        let piece = vec![0u8; 8 * 1024 * 1024];
+        let mut files: Vec<OrderedDigest> = (0..10)
+            .map(|_| OrderedDigest::within(budget.clone()))
+            .collect();
+        for f in &mut files {
+            f.add(piece.len() as u64, &piece);
+        }
+        // Eight of them fit in the channel's 64 MiB; the last two gave up.
+        assert_eq!(budget.left(), 0);
+        assert!(files[9].broken.is_some() && files[7].broken.is_none());
+        // The gap filled: the held piece is hashed and its bytes are free again.
+        files[0].add(0, &piece);
+        assert_eq!(budget.left(), piece.len());
+        drop(files);
+        assert_eq!(budget.left(), CHANNEL_HOLD_LIMIT);
     }
 
     #[test]

@@ -10,13 +10,20 @@ use bytes::{Buf, Bytes, BytesMut};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::digest::{OrderedDigest, Summary};
+use super::digest::{HoldBudget, OrderedDigest, Summary};
 use super::FileEvent;
 
 /// The longest SFTP message followed (OpenSSH's limit is 256 KiB).
 const MAX_MESSAGE: usize = 1024 * 1024;
 /// Requests awaiting an answer that are remembered (OpenSSH's clients keep 64 in flight).
-const MAX_PENDING: usize = 16 * 1024;
+const MAX_PENDING: usize = 4 * 1024;
+
+/// The longest path kept for the record (Linux's PATH_MAX: a longer one cannot name a
+/// file, and the server refuses it).
+const MAX_PATH: usize = 4096;
+
+/// The longest handle a server may give (the SFTP drafts' limit).
+const MAX_HANDLE: usize = 256;
 /// Open handles followed at once (OpenSSH's sftp-server allows 512).
 const MAX_HANDLES: usize = 4096;
 
@@ -87,6 +94,8 @@ pub struct SftpWatch {
     from_server: Framer,
     pending: HashMap<u32, Pending>,
     handles: HashMap<String, Tracked>,
+    /// What the digests of the open files may hold back together.
+    held: HoldBudget,
     /// Set once the conversation could not be followed; nothing more is reported.
     lost: bool,
 }
@@ -133,7 +142,20 @@ fn take_string(data: &mut &[u8]) -> Option<String> {
     let len = u32::from_be_bytes(*len) as usize;
     let text = rest.get(..len)?;
     *data = &rest[len..];
-    Some(String::from_utf8_lossy(text).into_owned())
+    Some(bounded(String::from_utf8_lossy(text).into_owned()))
+}
+
+/// A path as kept for the record: at most [`MAX_PATH`] bytes, marked when cut.
+fn bounded(mut path: String) -> String {
+    if path.len() > MAX_PATH {
+        let mut end = MAX_PATH;
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        path.truncate(end);
+        path.push_str("…(cut)");
+    }
+    path
 }
 
 /// Reads one big-endian u64 from the front of an extended request's data.
@@ -223,7 +245,7 @@ impl SftpWatch {
             Packet::Open(o) => (
                 o.id,
                 Pending::Open {
-                    path: o.filename,
+                    path: bounded(o.filename),
                     flags: o.pflags,
                 },
             ),
@@ -241,22 +263,34 @@ impl SftpWatch {
                 }
                 (w.id, Pending::Write { handle: w.handle })
             }
-            Packet::OpenDir(d) => (d.id, Pending::Op("file.list", json!({"path": d.path}))),
+            Packet::OpenDir(d) => (
+                d.id,
+                Pending::Op("file.list", json!({"path": bounded(d.path)})),
+            ),
             Packet::Remove(r) => (
                 r.id,
-                Pending::Op("file.remove", json!({"path": r.filename})),
+                Pending::Op("file.remove", json!({"path": bounded(r.filename)})),
             ),
-            Packet::MkDir(m) => (m.id, Pending::Op("file.mkdir", json!({"path": m.path}))),
-            Packet::RmDir(r) => (r.id, Pending::Op("file.rmdir", json!({"path": r.path}))),
+            Packet::MkDir(m) => (
+                m.id,
+                Pending::Op("file.mkdir", json!({"path": bounded(m.path)})),
+            ),
+            Packet::RmDir(r) => (
+                r.id,
+                Pending::Op("file.rmdir", json!({"path": bounded(r.path)})),
+            ),
             Packet::Rename(r) => (
                 r.id,
-                Pending::Op("file.rename", json!({"from": r.oldpath, "to": r.newpath})),
+                Pending::Op(
+                    "file.rename",
+                    json!({"from": bounded(r.oldpath), "to": bounded(r.newpath)}),
+                ),
             ),
             Packet::SetStat(s) => (
                 s.id,
                 Pending::Op(
                     "file.setstat",
-                    json!({"path": s.path, "set": changes(&s.attrs)}),
+                    json!({"path": bounded(s.path), "set": changes(&s.attrs)}),
                 ),
             ),
             Packet::FSetStat(s) => {
@@ -274,7 +308,7 @@ impl SftpWatch {
                 s.id,
                 Pending::Op(
                     "file.symlink",
-                    json!({"target": s.linkpath, "path": s.targetpath}),
+                    json!({"target": bounded(s.linkpath), "path": bounded(s.targetpath)}),
                 ),
             ),
             Packet::Extended(e) => match self.extended(&e.request, &e.data) {
@@ -283,6 +317,15 @@ impl SftpWatch {
             },
             _ => return,
         };
+        // A handle no server gives names no open file: the server refuses it.
+        if let Pending::Read { handle, .. }
+        | Pending::Write { handle }
+        | Pending::Close { handle } = &pending
+        {
+            if handle.len() > MAX_HANDLE {
+                return;
+            }
+        }
         self.expect(id, pending, events);
     }
 
@@ -352,14 +395,18 @@ impl SftpWatch {
                         "file.open",
                         json!({"path": path, "flags": flag_names(flags)}),
                     ));
+                    if h.handle.len() > MAX_HANDLE {
+                        let len = h.handle.len();
+                        return self.lose(format!("a handle of {len} bytes"), events);
+                    }
                     if self.handles.len() < MAX_HANDLES {
                         self.handles.insert(
                             h.handle,
                             Tracked {
                                 path,
                                 flags,
-                                read: OrderedDigest::default(),
-                                write: OrderedDigest::default(),
+                                read: OrderedDigest::within(self.held.clone()),
+                                write: OrderedDigest::within(self.held.clone()),
                                 write_errors: 0,
                                 copied_into: false,
                             },
@@ -634,5 +681,38 @@ mod tests {
         }
         assert_eq!(events.len(), 1, "{events:?}");
         assert!(events[0].ends_session);
+    }
+
+    #[test]
+    fn paths_and_handles_are_kept_bounded() {
+        let mut w = SftpWatch::default();
+        let mut events = Vec::new();
+        // An OPEN of a 1 MiB path that the server (container root's) never answers.
+        let long = "/".to_string() + &"a".repeat(1024 * 1024 - 64);
+        let mut open = string(&long);
+        open.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+        w.client(&message(3, 1, &open), &mut events);
+        match w.pending.get(&1) {
+            Some(Pending::Open { path, .. }) => {
+                assert!(
+                    path.len() <= MAX_PATH + 8 && path.ends_with("…(cut)"),
+                    "{}",
+                    path.len()
+                )
+            }
+            _ => panic!("the open is not followed"),
+        }
+        // A read on a handle no server gives is not kept at all.
+        let mut read = string(&"h".repeat(MAX_HANDLE + 1));
+        read.extend_from_slice(&[0; 12]);
+        w.client(&message(5, 2, &read), &mut events);
+        assert!(!w.pending.contains_key(&2));
+        // A server's answer with such a handle: the audit is lost, and says so.
+        w.server(
+            &message(102, 1, &string(&"h".repeat(MAX_HANDLE + 1))),
+            &mut events,
+        );
+        assert!(events.iter().any(|e| e.ends_session), "{events:?}");
+        assert!(w.handles.is_empty());
     }
 }
