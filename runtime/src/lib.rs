@@ -25,6 +25,21 @@ pub use api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,
     SftpServer, StartOutcome, Usage, WindowSize,
 };
-pub use error::{Result, RuntimeError};
+pub use error::{LxdError, LxdRefusal, Result, RuntimeError};
 pub use inventory::{ContainerRecord, Inventory};
 pub use limits::Limits;
+
+/// For the unit tests that change file owners: whether they can (root); if not, says
+/// the test is skipped, in one line.
+#[cfg(test)]
+pub(crate) fn test_needs_root(test: &str) -> bool {
+    use std::io::Write;
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: {test} needs root (it sets file owners)"
+        );
+    }
+    !root
+}

@@ -61,6 +61,7 @@ fn make_ca(dir: &Path, name: &str) {
 impl Slapd {
     /// Configures and starts slapd, then loads the test entries.
     pub fn start() -> Slapd {
+        crate::require_root();
         let dir = tempfile::Builder::new()
             .prefix("gh-slapd-")
             .tempdir()

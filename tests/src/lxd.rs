@@ -114,6 +114,7 @@ fn image() -> Result<(), String> {
 
 /// Makes sure the daemon runs, is initialised and has the test image.
 pub fn ensure() {
+    crate::require_root();
     let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
     if ready.is_none() {
         *ready = Some(

@@ -4,7 +4,7 @@ use std::process::Command;
 
 #[test]
 fn bench_quick_mode_prints_the_table() {
-    assert!(gatehouse_e2e::can_run(), "the benchmark needs root");
+    gatehouse_e2e::require_root();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(root.join("bench/run"))
         .arg("--quick")

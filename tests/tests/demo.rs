@@ -7,7 +7,7 @@ use gatehouse_e2e::{free_port, gatehouse_bin, link_image};
 
 #[test]
 fn demo_prints_a_working_ssh_line() {
-    assert!(gatehouse_e2e::can_run(), "the end-to-end tests need root");
+    gatehouse_e2e::require_root();
     let dir = tempfile::Builder::new()
         .prefix("gh-demo-")
         .tempdir()

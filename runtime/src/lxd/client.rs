@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::transport::{Conn, Endpoint, HangupTolerant};
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{LxdError, Result, RuntimeError};
 
 /// The longest JSON answer read (instance lists with many snapshots stay far below).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -169,18 +169,11 @@ impl LxdClient {
                     metadata: env.metadata,
                 })
             }
-            _ => Err(Self::error(env.error_code, &env.error)),
-        }
-    }
-
-    fn error(code: u16, message: &str) -> RuntimeError {
-        match code {
-            404 => RuntimeError::Engine(format!("not found: {message}")),
-            403 => RuntimeError::Engine(format!(
-                "{message} (the daemon does not trust this gateway's certificate: \
-                 `lxc config trust add` it, or check the project)"
-            )),
-            _ => RuntimeError::Engine(message.to_string()),
+            _ => Err(RuntimeError::Lxd(LxdError {
+                status: Some(status.as_u16()),
+                code: env.error_code,
+                message: env.error,
+            })),
         }
     }
 
@@ -240,7 +233,11 @@ impl LxdClient {
                 Some(200) => return Ok(op["metadata"].clone()),
                 Some(c) if c >= 400 => {
                     let err = op["err"].as_str().unwrap_or("operation failed");
-                    return Err(engine(err));
+                    return Err(RuntimeError::Lxd(LxdError {
+                        status: None,
+                        code: u16::try_from(c).unwrap_or(u16::MAX),
+                        message: err.to_string(),
+                    }));
                 }
                 _ if tokio::time::Instant::now() > deadline => {
                     return Err(engine(format!(

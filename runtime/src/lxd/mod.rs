@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use self::client::LxdClient;
 use self::inside::Login;
 use crate::api::{Account, ContainerState, ExecSpec, Process, Runtime, StartOutcome, Usage};
-use crate::error::{Result, RuntimeError};
+use crate::error::{LxdRefusal, Result, RuntimeError};
 use crate::inventory::ContainerRecord;
 use crate::names::validate_container_name;
 
@@ -108,7 +108,7 @@ fn instance(name: &str) -> Result<String> {
 /// LXD's "not found" for an instance, as ours.
 fn missing(name: &str) -> impl Fn(RuntimeError) -> RuntimeError + '_ {
     move |e| match e {
-        RuntimeError::Engine(m) if m.starts_with("not found") => {
+        e if e.lxd_refusal() == Some(LxdRefusal::NotFound) => {
             RuntimeError::NoSuchContainer(name.to_string())
         }
         other => other,
@@ -214,7 +214,7 @@ impl Runtime for LxdRuntime {
         let path = instance(&record.name)?;
         match self.client.get(&path).await {
             Ok(_) => return Err(RuntimeError::ContainerExists(record.name)),
-            Err(RuntimeError::Engine(m)) if m.starts_with("not found") => {}
+            Err(e) if e.lxd_refusal() == Some(LxdRefusal::NotFound) => {}
             Err(e) => return Err(e),
         }
         let mut config = records::to_config(&record, None);
@@ -237,7 +237,7 @@ impl Runtime for LxdRuntime {
         };
         match self.client.call(Method::POST, &create, Some(&body)).await {
             Ok(_) => Ok(()),
-            Err(RuntimeError::Engine(m)) if m.contains("Image alias not found") => {
+            Err(RuntimeError::Lxd(e)) if e.is_missing_image() => {
                 Err(RuntimeError::NoSuchImage(record.image))
             }
             Err(e) => {
@@ -277,8 +277,8 @@ impl Runtime for LxdRuntime {
             .await
             .map(|_| ())
             .map_err(|e| match e {
-                RuntimeError::Engine(m) => {
-                    RuntimeError::Invalid(format!("LXD refused the change: {m}"))
+                RuntimeError::Lxd(e) => {
+                    RuntimeError::Invalid(format!("LXD refused the change: {e}"))
                 }
                 other => other,
             })
@@ -357,7 +357,7 @@ impl Runtime for LxdRuntime {
         // busy, or already running.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         let mut result = self.set_state(name, "start", false).await;
-        while matches!(&result, Err(RuntimeError::Engine(m)) if m.contains("busy"))
+        while matches!(&result, Err(e) if e.lxd_refusal() == Some(LxdRefusal::Busy))
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -371,12 +371,12 @@ impl Runtime for LxdRuntime {
                 self.settle(name).await;
                 Ok(StartOutcome::Started)
             }
-            Err(RuntimeError::Engine(m)) if m.contains("already running") => {
+            Err(e) if e.lxd_refusal() == Some(LxdRefusal::AlreadyRunning) => {
                 Ok(StartOutcome::AlreadyRunning)
             }
-            Err(RuntimeError::Engine(m)) => Err(RuntimeError::StartFailed {
+            Err(RuntimeError::Lxd(e)) => Err(RuntimeError::StartFailed {
                 name: name.to_string(),
-                reason: m,
+                reason: e.to_string(),
             }),
             Err(e) => Err(e),
         }
