@@ -4,6 +4,7 @@
 //! is a child subreaper) sets up its terminal or pipes, becomes the login and execs the
 //! shell. Both run in a fork of the single-threaded supervisor.
 
+use super::handshake::Handshake;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
@@ -60,7 +61,7 @@ pub fn intermediate(
     match session.and_then(|own| enter(init_pid, cgroup, own.as_ref())) {
         Ok(()) => {}
         Err(e) => {
-            let _ = writeln!(report, "E{e}");
+            let _ = report.write_all(&Handshake::Failed(e).encode());
             exit(1)
         }
     }
@@ -71,11 +72,11 @@ pub fn intermediate(
             final_process(stdio, req, seccomp)
         }
         Ok(ForkResult::Parent { child }) => {
-            let _ = writeln!(report, "P{}", child.as_raw());
+            let _ = report.write_all(&Handshake::Started(child.as_raw()).encode());
             exit(0)
         }
         Err(e) => {
-            let _ = writeln!(report, "Ecannot fork: {e}");
+            let _ = report.write_all(&Handshake::Failed(format!("cannot fork: {e}")).encode());
             exit(1)
         }
     }
@@ -148,8 +149,8 @@ fn final_process(stdio: ChildStdio, req: &ExecRequest, seccomp: &BpfProgram) -> 
 fn fail_early(stdio: &ChildStdio, message: &str) -> ! {
     match stdio {
         ChildStdio::Pty { sock, .. } => {
-            let line = format!("E{message}\n");
-            let _ = super::protocol::send_with_fds(sock.as_raw_fd(), line.as_bytes(), &[]);
+            let line = Handshake::Failed(message.to_string()).encode();
+            let _ = super::protocol::send_with_fds(sock.as_raw_fd(), &line, &[]);
         }
         ChildStdio::Pipes(_, _, stderr) => {
             let _ = nix::unistd::write(stderr, format!("gatehouse: {message}\n").as_bytes());
@@ -200,7 +201,8 @@ fn connect_stdio(
                 Ok(pair) => pair,
                 Err(e) => fail_early(&ChildStdio::Pty { sock, size }, &e),
             };
-            super::protocol::send_with_fds(sock.as_raw_fd(), b"ok\n", &[master.as_raw_fd()])
+            let ready = Handshake::Ready.encode();
+            super::protocol::send_with_fds(sock.as_raw_fd(), &ready, &[master.as_raw_fd()])
                 .map_err(|e| format!("cannot hand over the terminal: {e}"))?;
             drop(master);
             // SAFETY: TIOCSCTTY on our new session's terminal.

@@ -1,7 +1,7 @@
 //! Doing one thing in a forked child of the (single-threaded) supervisor and getting a
 //! descriptor back: the child may join namespaces or change its user without touching
-//! the supervisor. It answers `S<text>` with the descriptor (if the job makes one), or
-//! `E<error>`.
+//! the supervisor. It answers `Handshake::Done` with the descriptor (if the job makes
+//! one), or `Handshake::Failed`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::exit;
@@ -10,6 +10,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
+use super::handshake::Handshake;
 use super::protocol;
 
 /// How long a forked job may take before it is killed.
@@ -47,9 +48,9 @@ fn run(
             let sent = match make() {
                 Ok((made, text)) => {
                     let fds: Vec<i32> = made.iter().map(AsRawFd::as_raw_fd).collect();
-                    protocol::send_with_fds(fd, format!("S{text}\n").as_bytes(), &fds)
+                    protocol::send_with_fds(fd, &Handshake::Done(text).encode(), &fds)
                 }
-                Err(e) => protocol::send_with_fds(fd, format!("E{e}\n").as_bytes(), &[]),
+                Err(e) => protocol::send_with_fds(fd, &Handshake::Failed(e).encode(), &[]),
             };
             exit(i32::from(sent.is_err()))
         }
@@ -68,10 +69,10 @@ fn run(
             }
             let _ = waitpid(child, None);
             let mut r = received?;
-            let line = String::from_utf8_lossy(&r.line).into_owned();
-            match line.strip_prefix('S') {
-                Some(text) => Ok((r.fds.pop(), text.to_string())),
-                _ => Err(line.strip_prefix('E').unwrap_or(&line).to_string()),
+            match Handshake::decode(&r.line, "the forked child")? {
+                Handshake::Done(text) => Ok((r.fds.pop(), text)),
+                Handshake::Failed(why) => Err(why),
+                other => Err(format!("the forked child sent {other:?}")),
             }
         }
         Err(e) => Err(format!("cannot fork: {e}")),

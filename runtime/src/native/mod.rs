@@ -16,6 +16,7 @@ mod confine;
 mod exec_child;
 mod firewall;
 mod forked;
+mod handshake;
 mod idmap;
 mod init;
 mod layout;

@@ -24,6 +24,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::cgroups::Cgroup;
 use super::exec_child::{self, ChildStdio};
+use super::handshake::Handshake;
 use super::layout::ContainerLayout;
 use super::protocol::{self, Control, ExecRequest, Reply, Request};
 use super::rootfs::{self, Layers};
@@ -94,7 +95,7 @@ pub fn launch(cfg: SupervisorConfig) -> i32 {
             let code = match detach(&cfg.layout.log()) {
                 Ok(()) => Supervisor::run(cfg, lock, ready_w),
                 Err(e) => {
-                    let _ = File::from(ready_w).write_all(e.as_bytes());
+                    let _ = File::from(ready_w).write_all(&Handshake::Failed(e).encode());
                     1
                 }
             };
@@ -105,16 +106,14 @@ pub fn launch(cfg: SupervisorConfig) -> i32 {
             // Not `drop`: unlocking would release the supervisor's lock too (flock
             // belongs to the open file, which both processes share). Exiting closes ours.
             std::mem::forget(lock);
-            let mut msg = String::new();
-            let _ = File::from(ready_r).read_to_string(&mut msg);
-            if msg == "ok" {
-                0
-            } else {
-                if msg.is_empty() {
-                    msg = format!("supervisor died; see {}", cfg.layout.log().display());
+            let mut msg = Vec::new();
+            let _ = File::from(ready_r).read_to_end(&mut msg);
+            match Handshake::expect_ready(&msg, "the supervisor") {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("{e}; see {}", cfg.layout.log().display());
+                    1
                 }
-                eprintln!("{msg}");
-                1
             }
         }
         Err(e) => {
@@ -216,12 +215,12 @@ impl Supervisor {
             Ok(v) => v,
             Err(e) => {
                 log(&format!("start failed: {e}"));
-                let _ = ready.write_all(e.as_bytes());
+                let _ = ready.write_all(&Handshake::Failed(e).encode());
                 Cgroup::for_container(&cfg.cgroup_root, &cfg.cgroup_name).remove();
                 return 1;
             }
         };
-        let _ = ready.write_all(b"ok");
+        let _ = ready.write_all(&Handshake::Ready.encode());
         drop(ready);
         log(&format!(
             "container {} running, init pid {init_pid}",
@@ -556,16 +555,13 @@ impl Supervisor {
         };
         drop(child);
         drop(rep_w);
-        let mut report = String::new();
-        let _ = File::from(rep_r).read_to_string(&mut report);
+        let mut report = Vec::new();
+        let _ = File::from(rep_r).read_to_end(&mut report);
         let _ = waitpid(intermediate, None);
-        let report = report.trim_end();
-        let pid = match (report.strip_prefix('P'), report.strip_prefix('E')) {
-            (Some(pid), _) => pid
-                .parse::<i32>()
-                .map_err(|_| "bad report from exec helper".to_string())?,
-            (_, Some(err)) => return Err(err.to_string()),
-            _ => return Err("exec helper died".into()),
+        let pid = match Handshake::decode(&report, "the exec helper")? {
+            Handshake::Started(pid) => pid,
+            Handshake::Failed(why) => return Err(why),
+            other => return Err(format!("the exec helper sent {other:?}")),
         };
         let Some(sock) = pty_sock else {
             return Ok((pid, ours));
@@ -573,11 +569,13 @@ impl Supervisor {
         // The process allocates its terminal inside the container and sends the master.
         let _ = sock.set_read_timeout(Some(REQUEST_TIMEOUT));
         let got = protocol::recv_line_with_fds(&sock).map_err(|e| format!("terminal: {e}"))?;
-        match (got.line.as_slice(), got.fds.into_iter().next()) {
-            (b"ok", Some(master)) => Ok((pid, vec![master])),
-            (line, _) => {
-                Err(String::from_utf8_lossy(line.strip_prefix(b"E").unwrap_or(line)).into_owned())
-            }
+        match (
+            Handshake::expect_ready(&got.line, "the session"),
+            got.fds.into_iter().next(),
+        ) {
+            (Ok(()), Some(master)) => Ok((pid, vec![master])),
+            (Ok(()), None) => Err("the session sent no terminal".into()),
+            (Err(e), _) => Err(e),
         }
     }
 
@@ -719,20 +717,17 @@ fn start_container(
         let _ = waitpid(pid, None);
         return Err(e);
     }
-    let _ = go.write_all(b"g");
+    let _ = go.write_all(&Handshake::Go.encode());
     drop(go);
-    let mut result = String::new();
-    let _ = File::from(done_r).read_to_string(&mut result);
-    if result == "ok" {
-        Ok(pid.as_raw())
-    } else {
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = waitpid(pid, None);
-        Err(if result.is_empty() {
-            "container init died during set-up".into()
-        } else {
-            result
-        })
+    let mut result = Vec::new();
+    let _ = File::from(done_r).read_to_end(&mut result);
+    match Handshake::expect_ready(&result, "the container's init") {
+        Ok(()) => Ok(pid.as_raw()),
+        Err(e) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            Err(e)
+        }
     }
 }
 
@@ -781,8 +776,12 @@ fn container_init(
         use std::os::fd::FromRawFd;
         (File::from_raw_fd(go), File::from_raw_fd(done))
     };
-    let mut byte = [0u8; 1];
-    if go.read_exact(&mut byte).is_err() {
+    // The supervisor's `Go` is the only thing it writes; anything else (or its death)
+    // means there is nothing to set up.
+    let mut line = [0u8; 2];
+    if go.read_exact(&mut line).is_err()
+        || Handshake::decode(&line, "the supervisor") != Ok(Handshake::Go)
+    {
         return 1;
     }
     drop(go);
@@ -829,12 +828,12 @@ fn container_init(
     };
     match setup() {
         Ok(()) => {
-            let _ = done.write_all(b"ok");
+            let _ = done.write_all(&Handshake::Ready.encode());
             drop(done);
             init::run()
         }
         Err(e) => {
-            let _ = done.write_all(e.as_bytes());
+            let _ = done.write_all(&Handshake::Failed(e).encode());
             1
         }
     }
