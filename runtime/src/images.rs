@@ -341,7 +341,7 @@ fn scan_archive<R: Read>(file: &Path, mut archive: tar::Archive<R>) -> Result<Ar
             .path()
             .map_err(|e| bad_archive(file, format!("bad path ({e})")))?
             .into_owned();
-        check_relative(&path).map_err(|why| bad_archive(file, why))?;
+        check_relative(&path).map_err(|why| bad_archive(file, why.to_string()))?;
         if entry.header().entry_type().is_hard_link() {
             if let Ok(Some(target)) = entry.link_name() {
                 check_relative(&target)
@@ -368,13 +368,22 @@ fn scan_archive<R: Read>(file: &Path, mut archive: tar::Archive<R>) -> Result<Ar
     })
 }
 
-fn check_relative(path: &Path) -> std::result::Result<(), String> {
+/// A path in an archive that would leave the directory it is unpacked in.
+#[derive(Debug, thiserror::Error)]
+enum Leaves {
+    #[error("absolute path '{}'", .0.display())]
+    Absolute(PathBuf),
+    #[error("path with '..': '{}'", .0.display())]
+    Parent(PathBuf),
+}
+
+fn check_relative(path: &Path) -> std::result::Result<(), Leaves> {
     for c in path.components() {
         match c {
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("absolute path '{}'", path.display()))
+                return Err(Leaves::Absolute(path.to_path_buf()))
             }
-            Component::ParentDir => return Err(format!("path with '..': '{}'", path.display())),
+            Component::ParentDir => return Err(Leaves::Parent(path.to_path_buf())),
             _ => {}
         }
     }

@@ -513,7 +513,7 @@ fn container_root_cannot_unmount_proc_masks_or_see_host_paths() {
     );
     let log = gw.log();
     assert!(
-        log.contains("mount point is not a directory") || stderr(&out).contains("not a directory"),
+        log.contains("mount point (it must be a directory, not a link)"),
         "{}{log}",
         stderr(&out)
     );

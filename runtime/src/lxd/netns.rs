@@ -19,16 +19,18 @@ fn in_netns<T: Send + 'static>(
     let path = format!("/proc/{pid}/ns/net");
     let worker = std::thread::Builder::new()
         .name("lxd-netns".into())
-        .spawn(move || -> std::result::Result<T, String> {
-            let ns = std::fs::File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("cannot join the instance's network: {e}"))?;
-            make().map_err(|e| e.to_string())
+        .spawn(move || -> Result<T> {
+            let ns = std::fs::File::open(&path)
+                .map_err(|e| RuntimeError::io("cannot open", &path, e))?;
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                RuntimeError::Engine(format!("cannot join the instance's network: {e}"))
+            })?;
+            make().map_err(|e| RuntimeError::Engine(e.to_string()))
         })
         .map_err(|e| RuntimeError::Engine(format!("cannot start a thread: {e}")))?;
     match worker.join() {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(RuntimeError::Engine(e)),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(RuntimeError::Engine("the network thread failed".into())),
     }
 }

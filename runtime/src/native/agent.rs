@@ -5,6 +5,7 @@
 //! and carries each connection to the client's agent. Everything happens inside the
 //! container's root, so no path a container user controls can lead outside it.
 
+use super::error::NativeError;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 
@@ -19,12 +20,16 @@ pub fn listener_in(
     init_pid: i32,
     cgroup: &Cgroup,
     login: &str,
-) -> Result<(OwnedFd, String), String> {
+) -> Result<(OwnedFd, String), NativeError> {
     in_child(|| make(init_pid, cgroup, login).map(|(l, path)| (OwnedFd::from(l), path)))
 }
 
 /// In the child: join the container, make the directory, become the login, bind.
-fn make(init_pid: i32, cgroup: &Cgroup, login: &str) -> Result<(UnixListener, String), String> {
+fn make(
+    init_pid: i32,
+    cgroup: &Cgroup,
+    login: &str,
+) -> Result<(UnixListener, String), NativeError> {
     exec_child::enter(init_pid, cgroup, None)?;
     let text = passwd::read_account_file("/etc/passwd")?;
     let entry = passwd::lookup(&text, login)
@@ -36,14 +41,14 @@ fn make(init_pid: i32, cgroup: &Cgroup, login: &str) -> Result<(UnixListener, St
         dir.as_str(),
         nix::sys::stat::Mode::from_bits_truncate(0o700),
     )
-    .map_err(|e| format!("mkdir {dir}: {e}"))?;
+    .map_err(NativeError::step(format!("mkdir {dir}")))?;
     let (uid, gid) = (Uid::from_raw(entry.uid), Gid::from_raw(entry.gid));
     nix::unistd::chown(dir.as_str(), Some(uid), Some(gid))
-        .map_err(|e| format!("chown {dir}: {e}"))?;
-    nix::unistd::setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
-    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
-    nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))?;
+        .map_err(NativeError::step(format!("chown {dir}")))?;
+    nix::unistd::setgroups(&[gid]).map_err(NativeError::step("setgroups"))?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(NativeError::step("setresgid"))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(NativeError::step("setresuid"))?;
     let path = format!("{dir}/agent.sock");
-    let listener = UnixListener::bind(&path).map_err(|e| format!("bind {path}: {e}"))?;
+    let listener = UnixListener::bind(&path).map_err(NativeError::step(format!("bind {path}")))?;
     Ok((listener, path))
 }

@@ -1,6 +1,7 @@
 //! Control groups for containers, on either hierarchy: cgroup v2 (one unified tree) or
 //! cgroup v1 (one tree per controller). Each container gets `gatehouse/<name>`.
 
+use super::error::{NativeError, Result};
 use std::path::{Path, PathBuf};
 
 use crate::limits::Limits;
@@ -44,11 +45,11 @@ impl Cgroup {
     }
 
     /// Creates the directories and applies `limits`.
-    pub fn create(&self, limits: &Limits) -> Result<(), String> {
+    pub fn create(&self, limits: &Limits) -> Result<()> {
         if self.v2 {
             if let Some((_, dir)) = self.dirs.first() {
                 if let Some(parent) = dir.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+                    std::fs::create_dir_all(parent).map_err(NativeError::io("create", parent))?;
                     // Enable the controllers for our subtree; both levels.
                     if let Some(root) = parent.parent() {
                         let _ = write(&root.join("cgroup.subtree_control"), "+memory +pids +cpu");
@@ -58,13 +59,13 @@ impl Cgroup {
             }
         }
         for (_, dir) in &self.dirs {
-            std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+            std::fs::create_dir_all(dir).map_err(NativeError::io("create", dir))?;
         }
         self.apply(limits)
     }
 
     /// Applies `limits` (also to a running container).
-    pub fn apply(&self, limits: &Limits) -> Result<(), String> {
+    pub fn apply(&self, limits: &Limits) -> Result<()> {
         for (file, value) in self.limit_files(limits) {
             write(&file, &value)?;
         }
@@ -105,7 +106,7 @@ impl Cgroup {
     }
 
     /// Moves process `pid` into this cgroup.
-    pub fn add(&self, pid: i32) -> Result<(), String> {
+    pub fn add(&self, pid: i32) -> Result<()> {
         for (_, dir) in &self.dirs {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
@@ -127,12 +128,12 @@ impl Cgroup {
     }
 
     /// Makes a session's directories (no limits of their own: the container's apply).
-    pub fn create_session(&self) -> Result<(), String> {
+    pub fn create_session(&self) -> Result<()> {
         for (_, dir) in &self.dirs {
             match std::fs::create_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io("create", dir, e)),
+                Err(e) => return Err(NativeError::io("create", dir)(e)),
             }
         }
         Ok(())
@@ -141,7 +142,7 @@ impl Cgroup {
     /// Moves `pid` into this (container's) cgroup on every hierarchy but those `session`
     /// (a session cgroup of it) covers, where it goes straight into `session`'s: one
     /// migration per hierarchy (each costs a wait for the kernel on cgroup v1).
-    pub fn add_with_session(&self, pid: i32, session: &Cgroup) -> Result<(), String> {
+    pub fn add_with_session(&self, pid: i32, session: &Cgroup) -> Result<()> {
         for (controller, dir) in &self.dirs {
             if !session.dirs.iter().any(|(c, _)| c == controller) {
                 write(&dir.join("cgroup.procs"), &pid.to_string())?;
@@ -153,8 +154,8 @@ impl Cgroup {
     /// Makes a session's directories and moves `pid` into them. Another session's end
     /// removes every empty session directory, this one too if it comes between the two
     /// steps: then they are made again.
-    pub fn enter_session(&self, pid: i32) -> Result<(), String> {
-        let mut last = String::new();
+    pub fn enter_session(&self, pid: i32) -> Result<()> {
+        let mut last = NativeError::Failed("the session's cgroup kept vanishing".into());
         for _ in 0..10 {
             self.create_session()?;
             match self.add(pid) {
@@ -168,8 +169,10 @@ impl Cgroup {
 
     /// Kills every process in this cgroup; returns how many there were. On v2 with
     /// `cgroup.kill`; on v1 frozen first, so that nothing forks away while it is read.
-    pub fn kill(&self) -> Result<usize, String> {
-        let dir = self.dir_of("freezer").ok_or("no freezer controller")?;
+    pub fn kill(&self) -> Result<usize> {
+        let dir = self
+            .dir_of("freezer")
+            .ok_or_else(|| NativeError::Failed("no freezer controller".into()))?;
         let procs = || -> Vec<i32> {
             std::fs::read_to_string(dir.join("cgroup.procs"))
                 .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
@@ -253,7 +256,7 @@ impl Cgroup {
 
     /// Freezes (`true`) or thaws every process of the container, and waits until the
     /// kernel reports the new state.
-    pub fn freeze(&self, frozen: bool) -> Result<(), String> {
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
         let (file, value, done) = if self.v2 {
             ("cgroup.freeze", if frozen { "1" } else { "0" }, None)
         } else {
@@ -263,7 +266,9 @@ impl Cgroup {
                 Some(if frozen { "FROZEN" } else { "THAWED" }),
             )
         };
-        let dir = self.dir_of("freezer").ok_or("no freezer controller")?;
+        let dir = self
+            .dir_of("freezer")
+            .ok_or_else(|| NativeError::Failed("no freezer controller".into()))?;
         write(&dir.join(file), value)?;
         if let Some(done) = done {
             for _ in 0..200 {
@@ -272,7 +277,9 @@ impl Cgroup {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
-            return Err(format!("the container did not reach {done}"));
+            return Err(NativeError::Failed(format!(
+                "the container did not reach {done}"
+            )));
         }
         Ok(())
     }
@@ -310,12 +317,8 @@ fn opt(v: Option<u64>) -> String {
     v.map_or("max".into(), |v| v.to_string())
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| io("write", path, e))
-}
-
-fn io(what: &str, path: &Path, e: std::io::Error) -> String {
-    format!("cannot {what} {}: {e}", path.display())
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(NativeError::io("write", path))
 }
 
 #[cfg(test)]
@@ -341,7 +344,7 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("freezer/gatehouse/web01")).unwrap();
         s.create_session().unwrap();
         s.create_session().unwrap();
-        assert_eq!(s.kill(), Ok(0));
+        assert_eq!(s.kill().unwrap(), 0);
         cg.remove_empty_sessions();
         assert!(!s.exists());
         for bad in ["", "../x", "a/b", &"x".repeat(65)] {

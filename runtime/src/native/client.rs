@@ -1,5 +1,6 @@
 //! The gateway's side of the supervisor protocol, on tokio.
 
+use super::error::NativeError;
 use crate::signals::{signal_name, signal_number};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdStream;
@@ -17,10 +18,10 @@ use super::pty::{self, PtyMaster};
 use crate::api::{ExitStatus, Process, ProcessControl, WindowSize};
 use crate::error::{Result, RuntimeError};
 
-fn sup_err(name: &str, reason: impl Into<String>) -> RuntimeError {
+fn sup_err(name: &str, reason: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Supervisor {
         name: name.to_string(),
-        reason: reason.into(),
+        reason: reason.to_string(),
     }
 }
 
@@ -34,15 +35,15 @@ struct Answer {
 }
 
 /// Sends one request and reads the first reply line (with any fds), blocking.
-fn request_blocking(sock: &Path, req: &Request) -> std::result::Result<Answer, String> {
+fn request_blocking(sock: &Path, req: &Request) -> std::result::Result<Answer, NativeError> {
     use std::io::Write;
-    let mut stream = StdStream::connect(sock).map_err(|e| format!("not running ({e})"))?;
+    let mut stream = StdStream::connect(sock).map_err(NativeError::NotRunning)?;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     stream
         .write_all(&protocol::encode(req))
-        .map_err(|e| format!("cannot send request: {e}"))?;
+        .map_err(NativeError::step("cannot send request"))?;
     let received = protocol::recv_line_with_fds(&stream)?;
     let reply = protocol::decode(&received.line)?;
     stream.set_read_timeout(None).map_err(|e| e.to_string())?;
@@ -54,11 +55,11 @@ fn request_blocking(sock: &Path, req: &Request) -> std::result::Result<Answer, S
     })
 }
 
-async fn request(sock: &Path, req: Request) -> std::result::Result<Answer, String> {
+async fn request(sock: &Path, req: Request) -> std::result::Result<Answer, NativeError> {
     let sock: PathBuf = sock.to_path_buf();
     tokio::task::spawn_blocking(move || request_blocking(&sock, &req))
         .await
-        .map_err(|e| format!("internal error: {e}"))?
+        .map_err(NativeError::step("internal error"))?
 }
 
 /// An unconnected TCP socket in the container's network namespace.
@@ -105,8 +106,7 @@ pub async fn ping(sock: &Path) -> Option<(i32, DateTime<Utc>)> {
 pub async fn stop(name: &str, sock: &Path, grace_ms: u64) -> Result<()> {
     let Answer { stream, reply, .. } = match request(sock, Request::Stop { grace_ms }).await {
         Ok(v) => v,
-        Err(e) if e.starts_with("not running") => return Ok(()),
-        Err(e) if e.contains("closed the connection") => return Ok(()),
+        Err(NativeError::NotRunning(_) | NativeError::Closed) => return Ok(()),
         Err(e) => return Err(sup_err(name, e)),
     };
     match reply {
@@ -237,7 +237,7 @@ impl ProcessControl for NativeControl {
                 size.px_width,
                 size.px_height,
             )
-            .map_err(RuntimeError::Invalid)?;
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

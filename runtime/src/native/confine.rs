@@ -4,6 +4,7 @@
 //! setuid programs inside keep working; the filter is installed with the container
 //! root's CAP_SYS_ADMIN instead.
 
+use super::error::NativeError;
 use std::collections::BTreeMap;
 
 use seccompiler::{
@@ -158,12 +159,12 @@ fn syscall_number(name: &str) -> Option<i64> {
     Some(n)
 }
 
-fn seccomp_error(e: impl std::fmt::Display) -> String {
-    format!("seccomp: {e}")
+fn seccomp_error(e: impl std::fmt::Display) -> NativeError {
+    NativeError::Seccomp(e.to_string())
 }
 
 /// One condition on a syscall's argument `index` (32 bits compared).
-fn arg(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
+fn arg(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, NativeError> {
     SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(seccomp_error)
 }
 
@@ -183,7 +184,7 @@ fn argument_rules(profile: Profile) -> Result<Vec<(i64, Vec<SeccompRule>)>, Stri
         .collect::<Result<Vec<_>, _>>()?;
     rules.push((libc::SYS_socket, families));
     if !profile.nesting {
-        let new_user = || -> Result<Vec<SeccompRule>, String> {
+        let new_user = || -> Result<Vec<SeccompRule>, NativeError> {
             Ok(vec![rule(vec![arg(
                 0,
                 SeccompCmpOp::MaskedEq(CLONE_NEWUSER),
@@ -228,7 +229,7 @@ fn enosys_prelude(profile: Profile) -> Vec<sock_filter> {
 }
 
 /// The compiled filter for this machine's architecture and `profile`.
-pub fn filter(profile: Profile) -> Result<BpfProgram, String> {
+pub fn filter(profile: Profile) -> Result<BpfProgram, NativeError> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(seccomp_error)?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
         .iter()
@@ -251,21 +252,22 @@ pub fn filter(profile: Profile) -> Result<BpfProgram, String> {
 
 /// Trims the bounding set and installs the filter on the calling process (inherited by
 /// everything it forks or execs). Needs CAP_SETPCAP and CAP_SYS_ADMIN in its user namespace.
-pub fn apply(program: &BpfProgram) -> Result<(), String> {
+pub fn apply(program: &BpfProgram) -> Result<(), NativeError> {
     for cap in DROPPED_CAPS {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, *cap, 0, 0, 0) } != 0 {
             return Err(format!(
                 "cannot drop capability {cap}: {}",
                 std::io::Error::last_os_error()
-            ));
+            )
+            .into());
         }
     }
     apply_filter(program)
 }
 
 /// Installs the filter alone.
-fn apply_filter(program: &BpfProgram) -> Result<(), String> {
+fn apply_filter(program: &BpfProgram) -> Result<(), NativeError> {
     let prog = libc::sock_fprog {
         len: program.len() as libc::c_ushort,
         // seccompiler's sock_filter has the kernel's layout (code, jt, jf, k).
@@ -283,7 +285,8 @@ fn apply_filter(program: &BpfProgram) -> Result<(), String> {
         return Err(format!(
             "cannot install seccomp filter: {}",
             std::io::Error::last_os_error()
-        ));
+        )
+        .into());
     }
     Ok(())
 }

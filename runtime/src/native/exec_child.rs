@@ -4,6 +4,7 @@
 //! is a child subreaper) sets up its terminal or pipes, becomes the login and execs the
 //! shell. Both run in a fork of the single-threaded supervisor.
 
+use super::error::NativeError;
 use super::handshake::Handshake;
 use std::ffi::CString;
 use std::fs::File;
@@ -55,13 +56,13 @@ pub fn intermediate(
     let mut report = File::from(report);
     let session = match &req.session {
         Some(id) if cgroups::valid_session_id(id) => Ok(Some(cgroup.session(id))),
-        Some(_) => Err("invalid session id".to_string()),
+        Some(_) => Err(NativeError::from("invalid session id")),
         None => Ok(None),
     };
     match session.and_then(|own| enter(init_pid, cgroup, own.as_ref())) {
         Ok(()) => {}
         Err(e) => {
-            let _ = report.write_all(&Handshake::Failed(e).encode());
+            let _ = report.write_all(&Handshake::Failed(e.to_string()).encode());
             exit(1)
         }
     }
@@ -88,7 +89,7 @@ pub(super) fn enter(
     init_pid: i32,
     cgroup: &Cgroup,
     session: Option<&Cgroup>,
-) -> Result<(), String> {
+) -> Result<(), NativeError> {
     let me = std::process::id() as i32;
     match session {
         Some(own) => cgroup.add_with_session(me, own)?,
@@ -98,26 +99,27 @@ pub(super) fn enter(
     let mut fds = Vec::new();
     for (ns, flag) in NAMESPACES {
         let path = format!("{proc}/ns/{ns}");
-        let f = File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
+        let f = File::open(&path).map_err(NativeError::step(format!("cannot open {path}")))?;
         fds.push((f, *flag, *ns));
     }
-    let root = File::open(format!("{proc}/root")).map_err(|e| format!("cannot open root: {e}"))?;
+    let root = File::open(format!("{proc}/root")).map_err(NativeError::step("cannot open root"))?;
     for (f, flag, ns) in &fds {
-        nix::sched::setns(f, *flag).map_err(|e| format!("cannot join {ns} namespace: {e}"))?;
+        nix::sched::setns(f, *flag)
+            .map_err(NativeError::step(format!("cannot join {ns} namespace")))?;
     }
-    nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("fchdir: {e}"))?;
-    nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("chdir: {e}"))?;
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(NativeError::step("fchdir"))?;
+    nix::unistd::chroot(".").map_err(NativeError::step("chroot"))?;
+    nix::unistd::chdir("/").map_err(NativeError::step("chdir"))?;
     become_container_root()
 }
 
 /// Switches to uid/gid 0 of the container's user namespace, so that a later change to
 /// an unprivileged login drops every capability as it would on a normal host.
-pub fn become_container_root() -> Result<(), String> {
+pub fn become_container_root() -> Result<(), NativeError> {
     let root_g = Gid::from_raw(0);
     let root_u = Uid::from_raw(0);
-    nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| format!("setresgid: {e}"))?;
-    nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| format!("setresuid: {e}"))
+    nix::unistd::setresgid(root_g, root_g, root_g).map_err(NativeError::step("setresgid"))?;
+    nix::unistd::setresuid(root_u, root_u, root_u).map_err(NativeError::step("setresuid"))
 }
 
 fn final_process(stdio: ChildStdio, req: &ExecRequest, seccomp: &BpfProgram) -> ! {
@@ -180,10 +182,10 @@ fn reset_signals() {
     );
 }
 
-fn dup_onto(from: RawFd, to: RawFd) -> Result<(), String> {
+fn dup_onto(from: RawFd, to: RawFd) -> Result<(), NativeError> {
     // SAFETY: dup2 onto the standard descriptors.
     if unsafe { libc::dup2(from, to) } < 0 {
-        Err(format!("dup2: {}", std::io::Error::last_os_error()))
+        Err(format!("dup2: {}", std::io::Error::last_os_error()).into())
     } else {
         Ok(())
     }
@@ -194,20 +196,20 @@ fn connect_stdio(
     stdio: ChildStdio,
     entry: &passwd::PasswdEntry,
     group_text: &str,
-) -> Result<(), String> {
+) -> Result<(), NativeError> {
     match stdio {
         ChildStdio::Pty { sock, size } => {
             let (master, slave) = match allocate_terminal(entry, group_text, size) {
                 Ok(pair) => pair,
-                Err(e) => fail_early(&ChildStdio::Pty { sock, size }, &e),
+                Err(e) => fail_early(&ChildStdio::Pty { sock, size }, &e.to_string()),
             };
             let ready = Handshake::Ready.encode();
             super::protocol::send_with_fds(sock.as_raw_fd(), &ready, &[master.as_raw_fd()])
-                .map_err(|e| format!("cannot hand over the terminal: {e}"))?;
+                .map_err(NativeError::step("cannot hand over the terminal"))?;
             drop(master);
             // SAFETY: TIOCSCTTY on our new session's terminal.
             if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-                return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
+                return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()).into());
             }
             for fd in 0..3 {
                 dup_onto(slave.as_raw_fd(), fd)?;
@@ -229,7 +231,7 @@ fn allocate_terminal(
     entry: &passwd::PasswdEntry,
     group_text: &str,
     size: (u16, u16),
-) -> Result<(OwnedFd, OwnedFd), String> {
+) -> Result<(OwnedFd, OwnedFd), NativeError> {
     let (master, slave) = super::pty::allocate()?;
     let tty_gid = passwd::group_id(group_text, "tty").unwrap_or(entry.gid);
     nix::unistd::fchown(
@@ -237,12 +239,12 @@ fn allocate_terminal(
         Some(Uid::from_raw(entry.uid)),
         Some(Gid::from_raw(tty_gid)),
     )
-    .map_err(|e| format!("cannot give the terminal to the login: {e}"))?;
+    .map_err(NativeError::step("cannot give the terminal to the login"))?;
     nix::sys::stat::fchmod(
         slave.as_raw_fd(),
         nix::sys::stat::Mode::from_bits_truncate(0o620),
     )
-    .map_err(|e| format!("cannot set terminal permissions: {e}"))?;
+    .map_err(NativeError::step("cannot set terminal permissions"))?;
     super::pty::set_size(master.as_raw_fd(), size.0, size.1, 0, 0)?;
     Ok((master, slave))
 }
@@ -254,7 +256,7 @@ fn become_login_and_exec(
     seccomp: &BpfProgram,
 ) -> String {
     if let Err(e) = super::confine::apply(seccomp) {
-        return e;
+        return e.to_string();
     }
     let gids: Vec<Gid> = passwd::groups(group_text, &req.login, entry.gid)
         .into_iter()

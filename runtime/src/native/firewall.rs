@@ -6,6 +6,7 @@
 //! bridge for the host (`inet gatehouse-<bridge>`), one per veth for its frames
 //! (`bridge gatehouse-<veth>`); both are made anew, so a restart finds them as they must be.
 
+use super::error::NativeError;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -57,7 +58,7 @@ pub fn veth_rules(veth: &str, address: Ipv4Addr) -> String {
 }
 
 /// Loads an nft script.
-pub fn apply(script: &str) -> Result<(), String> {
+pub fn apply(script: &str) -> Result<(), NativeError> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -68,16 +69,17 @@ pub fn apply(script: &str) -> Result<(), String> {
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(script.as_bytes())
-            .map_err(|e| format!("nft: {e}"))?;
+            .map_err(NativeError::step("nft"))?;
     }
-    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    let out = child.wait_with_output().map_err(NativeError::step("nft"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
             "container network filter: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        )
+        .into())
     }
 }
 

@@ -3,6 +3,7 @@
 //! the supervisor. It answers `Handshake::Done` with the descriptor (if the job makes
 //! one), or `Handshake::Failed`.
 
+use super::error::NativeError;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::exit;
 
@@ -18,28 +19,28 @@ const CHILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs `make` in a forked child; returns the descriptor and text it produced.
 pub fn in_child(
-    make: impl FnOnce() -> Result<(OwnedFd, String), String>,
-) -> Result<(OwnedFd, String), String> {
+    make: impl FnOnce() -> Result<(OwnedFd, String), NativeError>,
+) -> Result<(OwnedFd, String), NativeError> {
     let (fd, text) = run(|| make().map(|(fd, text)| (Some(fd), text)))?;
     let fd = fd.ok_or_else(|| "the child sent no descriptor".to_string())?;
     Ok((fd, text))
 }
 
 /// Runs `job` in a forked child and waits for it to say it is done.
-pub fn job_in_child(job: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+pub fn job_in_child(job: impl FnOnce() -> Result<(), NativeError>) -> Result<(), NativeError> {
     run(|| job().map(|()| (None, String::new()))).map(|_| ())
 }
 
 fn run(
-    make: impl FnOnce() -> Result<(Option<OwnedFd>, String), String>,
-) -> Result<(Option<OwnedFd>, String), String> {
+    make: impl FnOnce() -> Result<(Option<OwnedFd>, String), NativeError>,
+) -> Result<(Option<OwnedFd>, String), NativeError> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|e| format!("socketpair: {e}"))?;
+    .map_err(NativeError::step("socketpair"))?;
     // SAFETY: the supervisor is single-threaded; the child does one job and exits.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
@@ -50,7 +51,9 @@ fn run(
                     let fds: Vec<i32> = made.iter().map(AsRawFd::as_raw_fd).collect();
                     protocol::send_with_fds(fd, &Handshake::Done(text).encode(), &fds)
                 }
-                Err(e) => protocol::send_with_fds(fd, &Handshake::Failed(e).encode(), &[]),
+                Err(e) => {
+                    protocol::send_with_fds(fd, &Handshake::Failed(e.to_string()).encode(), &[])
+                }
             };
             exit(i32::from(sent.is_err()))
         }
@@ -71,10 +74,10 @@ fn run(
             let mut r = received?;
             match Handshake::decode(&r.line, "the forked child")? {
                 Handshake::Done(text) => Ok((r.fds.pop(), text)),
-                Handshake::Failed(why) => Err(why),
-                other => Err(format!("the forked child sent {other:?}")),
+                Handshake::Failed(why) => Err(NativeError::Failed(why)),
+                other => Err(format!("the forked child sent {other:?}").into()),
             }
         }
-        Err(e) => Err(format!("cannot fork: {e}")),
+        Err(e) => Err(format!("cannot fork: {e}").into()),
     }
 }

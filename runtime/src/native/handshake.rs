@@ -13,6 +13,8 @@
 //! A line that is none of these (or none at all: the writer died) decodes to an error
 //! that says so; a failure's text has its newlines flattened so it stays one line.
 
+use super::error::NativeError;
+
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handshake {
@@ -43,7 +45,7 @@ impl Handshake {
     }
 
     /// Reads a message; `what` names the writer in the error for a line that is none.
-    pub fn decode(line: &[u8], what: &str) -> Result<Handshake, String> {
+    pub fn decode(line: &[u8], what: &str) -> Result<Handshake, NativeError> {
         let text = String::from_utf8_lossy(line);
         let text = text.strip_suffix('\n').unwrap_or(&text);
         let (tag, rest) = text.split_at(text.chars().next().map_or(0, char::len_utf8));
@@ -53,21 +55,25 @@ impl Handshake {
             ("P", pid) => pid
                 .parse()
                 .map(Handshake::Started)
-                .map_err(|_| format!("{what} sent a bad pid")),
+                .map_err(|_| NativeError::Failed(format!("{what} sent a bad pid"))),
             ("S", text) => Ok(Handshake::Done(text.to_string())),
             ("E", why) => Ok(Handshake::Failed(why.to_string())),
-            ("", _) => Err(format!("{what} died")),
-            _ => Err(format!("{what} sent something unexpected")),
+            ("", _) => Err(NativeError::Failed(format!("{what} died"))),
+            _ => Err(NativeError::Failed(format!(
+                "{what} sent something unexpected"
+            ))),
         }
     }
 
     /// Reads a message that must be `Ready`; a failure's text, or what else came, as
     /// the error.
-    pub fn expect_ready(line: &[u8], what: &str) -> Result<(), String> {
+    pub fn expect_ready(line: &[u8], what: &str) -> Result<(), NativeError> {
         match Handshake::decode(line, what)? {
             Handshake::Ready => Ok(()),
-            Handshake::Failed(why) => Err(why),
-            other => Err(format!("{what} sent {other:?} instead of ready")),
+            Handshake::Failed(why) => Err(NativeError::Failed(why)),
+            other => Err(NativeError::Failed(format!(
+                "{what} sent {other:?} instead of ready"
+            ))),
         }
     }
 }
@@ -85,7 +91,7 @@ mod tests {
             Handshake::Done("text".into()),
             Handshake::Failed("cannot mount: busy".into()),
         ] {
-            assert_eq!(Handshake::decode(&m.encode(), "test"), Ok(m));
+            assert_eq!(Handshake::decode(&m.encode(), "test").unwrap(), m);
         }
     }
 
@@ -93,18 +99,17 @@ mod tests {
     fn a_failure_stays_one_line_and_nothing_else_passes() {
         let m = Handshake::Failed("two\nlines".into()).encode();
         assert_eq!(m, b"Etwo lines\n");
-        assert_eq!(Handshake::decode(b"", "init"), Err("init died".into()));
+        let text = |r: Result<Handshake, NativeError>| r.unwrap_err().to_string();
+        assert_eq!(text(Handshake::decode(b"", "init")), "init died");
         assert_eq!(
-            Handshake::decode(b"ok", "init"),
-            Err("init sent something unexpected".into())
+            text(Handshake::decode(b"ok", "init")),
+            "init sent something unexpected"
         );
         assert!(Handshake::decode(b"Pabc", "helper").is_err());
         assert!(Handshake::decode("é".as_bytes(), "x").is_err());
-        assert_eq!(
-            Handshake::expect_ready(b"Eno room\n", "init"),
-            Err("no room".into())
-        );
+        let e = Handshake::expect_ready(b"Eno room\n", "init").unwrap_err();
+        assert_eq!(e.to_string(), "no room");
         assert!(Handshake::expect_ready(b"G\n", "init").is_err());
-        assert_eq!(Handshake::expect_ready(b"R\n", "init"), Ok(()));
+        assert!(Handshake::expect_ready(b"R\n", "init").is_ok());
     }
 }

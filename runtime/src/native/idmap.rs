@@ -2,6 +2,7 @@
 //! each container with its own range (as LXD's `security.idmap.isolated`), so one
 //! container's root is nobody to another's files, and no container's ids own the image.
 
+use super::error::NativeError;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -14,11 +15,11 @@ use nix::unistd::ForkResult;
 /// descriptor: what an id-mapped mount is given to map its files' owners. Made by a
 /// short-lived child that enters a new user namespace, whose maps are then written, and
 /// which is killed once its namespace is held. Must be called single-threaded.
-pub fn userns(from: u32, to: u32, count: u32) -> Result<OwnedFd, String> {
-    let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (hold_r, hold_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+pub fn userns(from: u32, to: u32, count: u32) -> Result<OwnedFd, NativeError> {
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(NativeError::step("pipe"))?;
+    let (hold_r, hold_w) = nix::unistd::pipe().map_err(NativeError::step("pipe"))?;
     // SAFETY: the caller is single-threaded; the child makes raw calls and exits.
-    let child = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+    let child = match unsafe { nix::unistd::fork() }.map_err(NativeError::step("fork"))? {
         ForkResult::Child => {
             drop(ready_r);
             drop(hold_w);
@@ -33,23 +34,24 @@ pub fn userns(from: u32, to: u32, count: u32) -> Result<OwnedFd, String> {
     };
     drop(ready_w);
     drop(hold_r);
-    let result = (|| {
+    let result = (|| -> Result<OwnedFd, NativeError> {
         let mut byte = [0u8; 1];
         File::from(ready_r)
             .read_exact(&mut byte)
-            .map_err(|e| format!("id map helper: {e}"))?;
+            .map_err(NativeError::step("id map helper"))?;
         if byte[0] != b'u' {
-            return Err("id map helper: cannot make a user namespace".to_string());
+            return Err("id map helper: cannot make a user namespace".into());
         }
         let map = format!("{from} {to} {count}\n");
         for file in ["uid_map", "gid_map"] {
             let path = format!("/proc/{}/{file}", child.as_raw());
-            std::fs::write(&path, &map).map_err(|e| format!("cannot write {path}: {e}"))?;
+            std::fs::write(&path, &map)
+                .map_err(NativeError::step(format!("cannot write {path}")))?;
         }
         let path = format!("/proc/{}/ns/user", child.as_raw());
         File::open(&path)
             .map(OwnedFd::from)
-            .map_err(|e| format!("cannot open {path}: {e}"))
+            .map_err(NativeError::step(format!("cannot open {path}")))
     })();
     drop(hold_w);
     let _ = kill(child, Signal::SIGKILL);

@@ -13,6 +13,7 @@ mod backup;
 mod cgroups;
 mod client;
 mod confine;
+pub mod error;
 mod exec_child;
 mod firewall;
 mod forked;
@@ -31,6 +32,7 @@ mod supervisor;
 pub mod syscall;
 
 pub use args::SuperviseArgs;
+pub use error::NativeError;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! and util-linux's `nsenter` (joining only the container's network namespace). The
 //! pair disappears by itself when the container's network namespace does.
 
+use super::error::NativeError;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -11,7 +12,7 @@ use crate::network::NetworkConfig;
 
 /// Runs `ip -batch -` (optionally inside the network namespace of `pid`), tolerating
 /// "File exists" when `idempotent`.
-fn ip_batch(netns_of: Option<i32>, commands: &str, idempotent: bool) -> Result<(), String> {
+fn ip_batch(netns_of: Option<i32>, commands: &str, idempotent: bool) -> Result<(), NativeError> {
     let mut cmd = match netns_of {
         Some(pid) => {
             let mut c = Command::new("nsenter");
@@ -33,9 +34,9 @@ fn ip_batch(netns_of: Option<i32>, commands: &str, idempotent: bool) -> Result<(
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(commands.as_bytes())
-            .map_err(|e| format!("ip: {e}"))?;
+            .map_err(NativeError::step("ip"))?;
     }
-    let out = child.wait_with_output().map_err(|e| format!("ip: {e}"))?;
+    let out = child.wait_with_output().map_err(NativeError::step("ip"))?;
     let err = String::from_utf8_lossy(&out.stderr);
     let real_errors: Vec<&str> = err
         .lines()
@@ -50,7 +51,7 @@ fn ip_batch(netns_of: Option<i32>, commands: &str, idempotent: bool) -> Result<(
     if out.status.success() || (idempotent && real_errors.is_empty()) {
         Ok(())
     } else {
-        Err(format!("network set-up failed: {}", real_errors.join("; ")))
+        Err(format!("network set-up failed: {}", real_errors.join("; ")).into())
     }
 }
 
@@ -64,7 +65,12 @@ pub fn host_veth(cgroup_name: &str) -> String {
 
 /// Creates the bridge (if missing) and the container's veth pair; configures `eth0`
 /// inside the network namespace of `pid` with `address`.
-pub fn connect(net: &NetworkConfig, pid: i32, veth: &str, address: Ipv4Addr) -> Result<(), String> {
+pub fn connect(
+    net: &NetworkConfig,
+    pid: i32,
+    veth: &str,
+    address: Ipv4Addr,
+) -> Result<(), NativeError> {
     let prefix = net.subnet.prefix_len();
     let bridge = &net.bridge;
     ip_batch(

@@ -4,6 +4,7 @@
 //! made in, so whatever it reaches, it reaches from inside the container — never the
 //! host's own network.
 
+use super::error::NativeError;
 use std::fs::File;
 use std::os::fd::OwnedFd;
 
@@ -13,19 +14,19 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use super::forked::in_child;
 
 /// An unconnected IPv4 TCP socket in the network namespace of `init_pid`.
-pub fn socket_in(init_pid: i32) -> Result<OwnedFd, String> {
+pub fn socket_in(init_pid: i32) -> Result<OwnedFd, NativeError> {
     let path = format!("/proc/{init_pid}/ns/net");
-    let ns = File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
+    let ns = File::open(&path).map_err(NativeError::step(format!("cannot open {path}")))?;
     let (fd, _) = in_child(|| {
         nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("cannot join the network namespace: {e}"))?;
+            .map_err(NativeError::step("cannot join the network namespace"))?;
         let s = socket(
             AddressFamily::Inet,
             SockType::Stream,
             SockFlag::SOCK_CLOEXEC,
             None,
         )
-        .map_err(|e| format!("socket: {e}"))?;
+        .map_err(NativeError::step("socket"))?;
         Ok((s, String::new()))
     })?;
     Ok(fd)

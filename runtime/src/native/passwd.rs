@@ -1,33 +1,35 @@
 //! Reading a container's `/etc/passwd` and `/etc/group` without the host's NSS (which
 //! would load libraries from the container into a privileged process).
 
+use super::error::NativeError;
+
 /// The largest account file read.
 const MAX_ACCOUNT_FILE: u64 = 16 << 20;
 
 /// Reads an account file (`/etc/passwd`, `/etc/group`) of the container we are in. Its
 /// root controls the file: one that is not a regular file (a FIFO would block the reader
 /// for ever) or is larger than any real one is refused rather than read.
-pub fn read_account_file(path: &str) -> Result<String, String> {
+pub fn read_account_file(path: &str) -> Result<String, NativeError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
+        .map_err(NativeError::step(format!("cannot read {path}")))?;
     let meta = file
         .metadata()
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
+        .map_err(NativeError::step(format!("cannot read {path}")))?;
     if !meta.is_file() {
-        return Err(format!("{path} is not a regular file"));
+        return Err(format!("{path} is not a regular file").into());
     }
     if meta.len() > MAX_ACCOUNT_FILE {
-        return Err(format!("{path} is larger than {MAX_ACCOUNT_FILE} bytes"));
+        return Err(format!("{path} is larger than {MAX_ACCOUNT_FILE} bytes").into());
     }
     let mut text = String::new();
     file.take(MAX_ACCOUNT_FILE)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
+        .map_err(NativeError::step(format!("cannot read {path}")))?;
     Ok(text)
 }
 
@@ -102,7 +104,7 @@ mod tests {
         let fifo = tmp.path().join("passwd");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
         let e = read_account_file(fifo.to_str().unwrap()).unwrap_err();
-        assert!(e.contains("not a regular file"), "{e}");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
         let plain = tmp.path().join("group");
         std::fs::write(&plain, "root:x:0:\n").unwrap();
         assert_eq!(

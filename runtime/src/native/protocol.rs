@@ -2,6 +2,7 @@
 //! line over a unix stream socket; file descriptors (the PTY master, or the three pipe
 //! ends) travel with the `started` reply as SCM_RIGHTS.
 
+use super::error::NativeError;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -122,8 +123,8 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 /// Decodes one line.
-pub fn decode<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, String> {
-    serde_json::from_slice(line).map_err(|e| format!("malformed message: {e}"))
+pub fn decode<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, NativeError> {
+    serde_json::from_slice(line).map_err(NativeError::step("malformed message"))
 }
 
 /// Sends `data` with `fds` attached, on a blocking socket.
@@ -151,7 +152,7 @@ pub struct Received {
 }
 
 /// Reads one line from a blocking socket, collecting any fds that come with it.
-pub fn recv_line_with_fds(sock: &impl AsRawFd) -> Result<Received, String> {
+pub fn recv_line_with_fds(sock: &impl AsRawFd) -> Result<Received, NativeError> {
     let mut line = Vec::new();
     let mut fds = Vec::new();
     loop {
@@ -164,7 +165,7 @@ pub fn recv_line_with_fds(sock: &impl AsRawFd) -> Result<Received, String> {
             Some(&mut cmsg_space),
             MsgFlags::MSG_CMSG_CLOEXEC,
         )
-        .map_err(|e| format!("cannot read from supervisor: {e}"))?;
+        .map_err(NativeError::step("cannot read from supervisor"))?;
         for c in msg.cmsgs().map_err(|e| e.to_string())? {
             if let ControlMessageOwned::ScmRights(received) = c {
                 // SAFETY: the kernel just gave us these descriptors; we own them now.
@@ -177,7 +178,7 @@ pub fn recv_line_with_fds(sock: &impl AsRawFd) -> Result<Received, String> {
         }
         let n = msg.bytes;
         if n == 0 {
-            return Err("supervisor closed the connection".into());
+            return Err(NativeError::Closed);
         }
         line.extend_from_slice(&buf[..n]);
         if let Some(pos) = line.iter().position(|b| *b == b'\n') {

@@ -1,6 +1,7 @@
 //! Terminals: allocated from the container's own devpts instance (so `/dev/pts/N` exists
 //! inside), and the gateway-side asynchronous wrapper of the master.
 
+use super::error::NativeError;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
@@ -12,20 +13,20 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Opens a new PTY pair from the devpts instance at `/dev/pts` of the calling process's
 /// root (called inside the container, so `/dev/pts/N` exists there and belongs to it).
 /// Returns (master, slave).
-pub fn allocate() -> Result<(OwnedFd, OwnedFd), String> {
+pub fn allocate() -> Result<(OwnedFd, OwnedFd), NativeError> {
     let path = "/dev/pts/ptmx";
     let master = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| format!("cannot open the container's ptmx: {e}"))?;
+        .map_err(NativeError::step("cannot open the container's ptmx"))?;
     let master = OwnedFd::from(master);
     // SAFETY: ioctls on the master we just opened; TIOCGPTPEER returns a new descriptor.
     unsafe {
         let unlock: libc::c_int = 0;
         if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
-            return Err(format!("unlockpt: {}", io::Error::last_os_error()));
+            return Err(format!("unlockpt: {}", io::Error::last_os_error()).into());
         }
         let slave = libc::ioctl(
             master.as_raw_fd(),
@@ -33,7 +34,7 @@ pub fn allocate() -> Result<(OwnedFd, OwnedFd), String> {
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         );
         if slave < 0 {
-            return Err(format!("TIOCGPTPEER: {}", io::Error::last_os_error()));
+            return Err(format!("TIOCGPTPEER: {}", io::Error::last_os_error()).into());
         }
         Ok((master, OwnedFd::from_raw_fd(slave)))
     }
@@ -48,7 +49,7 @@ pub fn set_size(
     rows: u16,
     px_width: u16,
     px_height: u16,
-) -> Result<(), String> {
+) -> Result<(), NativeError> {
     let ws = libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -57,7 +58,7 @@ pub fn set_size(
     };
     // SAFETY: TIOCSWINSZ with a valid winsize.
     if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } < 0 {
-        return Err(format!("TIOCSWINSZ: {}", io::Error::last_os_error()));
+        return Err(format!("TIOCSWINSZ: {}", io::Error::last_os_error()).into());
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
+use super::error::{NativeError, Result};
 use super::syscall::Syscall;
 
 /// Where a container's layers live on the host.
@@ -48,10 +49,6 @@ const MASKED_DIRS: &[&str] = &[
 /// Directories under `/proc` made read-only.
 const READONLY_PROC_DIRS: &[&str] = &["sys", "bus", "irq", "fs"];
 
-fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
-    format!("{what} {}: {e}", path.display())
-}
-
 /// Mounts the container's overlay (its own layer over the image) in the supervisor's
 /// private mount namespace, as real root, before the container's user namespace exists;
 /// the container's mount namespace starts as a copy holding it.
@@ -63,19 +60,25 @@ pub fn mount_overlay(
     sys: &dyn Syscall,
     layers: &Layers,
     image: Option<(&Path, &std::os::fd::OwnedFd)>,
-) -> Result<(), String> {
+) -> Result<()> {
     make_rslave(sys)?;
     if let Some((tree, ids)) = image {
         sys.bind_idmapped(tree, &layers.lower, ids)
-            .map_err(|e| err("cannot map the image's ids onto", &layers.lower, e))?;
+            .map_err(NativeError::sys_at(
+                "map the image's ids onto",
+                &layers.lower,
+            ))?;
     }
-    let dir = layers
-        .merged
-        .parent()
-        .ok_or_else(|| err("no directory holds", &layers.merged, "the layers"))?;
+    let dir = layers.merged.parent().ok_or_else(|| {
+        NativeError::Failed(format!("no directory holds {}", layers.merged.display()))
+    })?;
     let name = |p: &Path| match (p.parent(), p.file_name()) {
         (Some(parent), Some(name)) if parent == dir => Ok(name.to_string_lossy().into_owned()),
-        _ => Err(err("the layer is not beside the others:", p, dir.display())),
+        _ => Err(NativeError::Failed(format!(
+            "the layer {} is not beside the others in {}",
+            p.display(),
+            dir.display()
+        ))),
     };
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -83,7 +86,7 @@ pub fn mount_overlay(
         name(&layers.upper)?,
         name(&layers.work)?
     );
-    sys.chdir(dir).map_err(|e| err("cannot enter", dir, e))?;
+    sys.chdir(dir).map_err(NativeError::sys_at("enter", dir))?;
     // nodev: no device node in the container's files opens a host device, whatever its
     // root unmounts inside (the flag is locked in the container's mount namespace).
     let mounted = sys
@@ -94,9 +97,9 @@ pub fn mount_overlay(
             MsFlags::MS_NODEV,
             Some(&data),
         )
-        .map_err(|e| err("cannot mount overlay on", &layers.merged, e));
+        .map_err(NativeError::sys_at("mount overlay on", &layers.merged));
     sys.chdir(Path::new("/"))
-        .map_err(|e| err("cannot enter", Path::new("/"), e))?;
+        .map_err(NativeError::sys_at("enter", "/"))?;
     mounted
 }
 
@@ -105,7 +108,7 @@ pub fn mount_overlay(
 /// propagation, binds the overlay at `root` onto itself (the overlay came from the
 /// supervisor's namespace and is locked here; the bind is our own mount, which pivot_root
 /// accepts), and moves into it. Everything after works relative to `.`.
-pub fn enter_root(sys: &dyn Syscall, root: &Path) -> Result<(), String> {
+pub fn enter_root(sys: &dyn Syscall, root: &Path) -> Result<()> {
     make_rslave(sys)?;
     sys.mount(
         Some(root),
@@ -114,8 +117,8 @@ pub fn enter_root(sys: &dyn Syscall, root: &Path) -> Result<(), String> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )
-    .map_err(|e| err("cannot bind", root, e))?;
-    sys.chdir(root).map_err(|e| err("cannot enter", root, e))
+    .map_err(NativeError::sys_at("bind", root))?;
+    sys.chdir(root).map_err(NativeError::sys_at("enter", root))
 }
 
 /// Mounts the container's `/proc` (dangerous parts masked or read-only), a read-only
@@ -130,20 +133,16 @@ pub fn enter_root(sys: &dyn Syscall, root: &Path) -> Result<(), String> {
 /// The mount points are the container's own directories: each is made a real directory
 /// (a symlink planted in the container's layer, by a restore say, is refused), and no
 /// process of the container runs yet that could change it.
-pub fn mount_system(sys: &dyn Syscall, root: &Path, id_base: u32) -> Result<(), String> {
+pub fn mount_system(sys: &dyn Syscall, root: &Path, id_base: u32) -> Result<()> {
     for (dir, mode) in [
         ("proc", 0o555),
         ("sys", 0o555),
         ("dev", 0o755),
         ("run", 0o755),
     ] {
-        sys.real_dir(root, dir, mode).map_err(|e| {
-            err(
-                "the container's mount point is not a directory:",
-                &root.join(dir),
-                e,
-            )
-        })?;
+        let what = "use the container's mount point (it must be a directory, not a link)";
+        sys.real_dir(root, dir, mode)
+            .map_err(NativeError::io(what, root.join(dir)))?;
     }
     mount_proc(sys, &root.join("proc"))?;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -174,7 +173,7 @@ pub fn mount_system(sys: &dyn Syscall, root: &Path, id_base: u32) -> Result<(), 
 }
 
 /// `/proc` with the dangerous parts masked or read-only.
-fn mount_proc(sys: &dyn Syscall, proc: &Path) -> Result<(), String> {
+fn mount_proc(sys: &dyn Syscall, proc: &Path) -> Result<()> {
     let none: Option<&Path> = None;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(sys, "proc", proc, "proc", nosuid_nodev_noexec, None)?;
@@ -197,7 +196,7 @@ fn mount_proc(sys: &dyn Syscall, proc: &Path) -> Result<(), String> {
         {
             let flags = rec_bind | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
             sys.mount(none, &target, None, flags, None)
-                .map_err(|e| err("cannot make read-only", &target, e))?;
+                .map_err(NativeError::sys_at("make read-only", &target))?;
         }
     }
     Ok(())
@@ -206,7 +205,7 @@ fn mount_proc(sys: &dyn Syscall, proc: &Path) -> Result<(), String> {
 /// A minimal `/dev` on tmpfs: the host's harmless device nodes bound in (mknod is not
 /// used), a private devpts whose terminals belong to the container's `tty` group (5), and
 /// `/dev/shm`.
-fn mount_dev(sys: &dyn Syscall, dev: &Path, id_base: u32) -> Result<(), String> {
+fn mount_dev(sys: &dyn Syscall, dev: &Path, id_base: u32) -> Result<()> {
     let owner = format!("uid={id_base},gid={id_base}");
     let dev_data = format!("mode=755,size=65536k,{owner}");
     let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
@@ -214,10 +213,10 @@ fn mount_dev(sys: &dyn Syscall, dev: &Path, id_base: u32) -> Result<(), String> 
     for name in DEVICES {
         let target = dev.join(name);
         sys.touch(&target)
-            .map_err(|e| err("cannot create", &target, e))?;
+            .map_err(NativeError::io("create", &target))?;
         let source = Path::new("/dev").join(name);
         sys.mount(Some(&source), &target, None, MsFlags::MS_BIND, None)
-            .map_err(|e| err("cannot bind", &target, e))?;
+            .map_err(NativeError::sys_at("bind", &target))?;
     }
     mkdir(sys, &dev.join("pts"), 0o755)?;
     let tty = id_base + 5;
@@ -247,7 +246,7 @@ fn mount_dev(sys: &dyn Syscall, dev: &Path, id_base: u32) -> Result<(), String> 
 /// `root`: the usual links in `/dev`, `/run/lock`, the hostname, then `pivot_root`. Files
 /// inside are written only after the pivot, so no symlink in the container can point
 /// them at the host.
-pub fn finish(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), String> {
+pub fn finish(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<()> {
     let dev = root.join("dev");
     for (target, link) in [
         ("pts/ptmx", "ptmx"),
@@ -258,17 +257,17 @@ pub fn finish(sys: &dyn Syscall, root: &Path, hostname: &str) -> Result<(), Stri
     ] {
         let link = dev.join(link);
         sys.symlink(Path::new(target), &link)
-            .map_err(|e| err("cannot create", &link, e))?;
+            .map_err(NativeError::io("create", &link))?;
     }
     mkdir(sys, &root.join("run/lock"), 0o1777)?;
     sys.sethostname(hostname)
-        .map_err(|e| format!("cannot set hostname: {e}"))?;
+        .map_err(NativeError::sys("cannot set the hostname"))?;
     sys.pivot_root(root)
-        .map_err(|e| err("cannot pivot_root into", root, e))
+        .map_err(NativeError::sys_at("pivot_root into", root))
 }
 
 /// Keeps host mount events from propagating into this mount namespace, and ours out.
-fn make_rslave(sys: &dyn Syscall) -> Result<(), String> {
+fn make_rslave(sys: &dyn Syscall) -> Result<()> {
     sys.mount(
         None,
         Path::new("/"),
@@ -276,12 +275,12 @@ fn make_rslave(sys: &dyn Syscall) -> Result<(), String> {
         MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None,
     )
-    .map_err(|e| err("cannot make private", Path::new("/"), e))
+    .map_err(NativeError::sys_at("make private", "/"))
 }
 
-fn mkdir(sys: &dyn Syscall, path: &Path, mode: u32) -> Result<(), String> {
+fn mkdir(sys: &dyn Syscall, path: &Path, mode: u32) -> Result<()> {
     sys.mkdir_all(path, mode)
-        .map_err(|e| err("cannot create", path, e))
+        .map_err(NativeError::io("create", path))
 }
 
 fn mount(
@@ -291,9 +290,9 @@ fn mount(
     fstype: &str,
     flags: MsFlags,
     data: Option<&str>,
-) -> Result<(), String> {
+) -> Result<()> {
     sys.mount(Some(Path::new(source)), target, Some(fstype), flags, data)
-        .map_err(|e| err(&format!("cannot mount {fstype} on"), target, e))
+        .map_err(NativeError::sys_at(format!("mount {fstype} on"), target))
 }
 
 #[cfg(test)]
@@ -403,6 +402,6 @@ mod tests {
         let mut l = layers();
         l.upper = "/elsewhere/upper".into();
         let e = mount_overlay(&sys, &l, None).unwrap_err();
-        assert!(e.contains("not beside"), "{e}");
+        assert!(e.to_string().contains("not beside"), "{e}");
     }
 }

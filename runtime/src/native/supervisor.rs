@@ -3,6 +3,7 @@
 //! new namespaces, owns it, serves the gateway on a unix socket (ping, exec, stop), reaps
 //! session processes and reports their exit status, and outlives gateway restarts.
 
+use super::error::NativeError;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -95,7 +96,8 @@ pub fn launch(cfg: SupervisorConfig) -> i32 {
             let code = match detach(&cfg.layout.log()) {
                 Ok(()) => Supervisor::run(cfg, lock, ready_w),
                 Err(e) => {
-                    let _ = File::from(ready_w).write_all(&Handshake::Failed(e).encode());
+                    let _ =
+                        File::from(ready_w).write_all(&Handshake::Failed(e.to_string()).encode());
                     1
                 }
             };
@@ -124,9 +126,9 @@ pub fn launch(cfg: SupervisorConfig) -> i32 {
 }
 
 /// New session, stdin from /dev/null, stdout and stderr to the log.
-fn detach(log: &Path) -> Result<(), String> {
-    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+fn detach(log: &Path) -> Result<(), NativeError> {
+    nix::unistd::setsid().map_err(NativeError::step("setsid"))?;
+    let null = File::open("/dev/null").map_err(NativeError::step("/dev/null"))?;
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -188,12 +190,12 @@ impl Supervisor {
         }
         // The seccomp filter, compiled once: the init and every session install it.
         type Ready = (SignalFd, Cgroup, i32, UnixListener, seccompiler::BpfProgram);
-        let setup = || -> Result<Ready, String> {
-            nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
+        let setup = || -> Result<Ready, NativeError> {
+            nix::sys::prctl::set_child_subreaper(true).map_err(NativeError::step("subreaper"))?;
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-                .map_err(|e| format!("sigprocmask: {e}"))?;
+                .map_err(NativeError::step("sigprocmask"))?;
             let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-                .map_err(|e| format!("signalfd: {e}"))?;
+                .map_err(NativeError::step("signalfd"))?;
             let cgroup = Cgroup::for_container(&cfg.cgroup_root, &cfg.cgroup_name);
             cgroup.create(&cfg.limits)?;
             let seccomp = super::confine::filter(cfg.confinement)?;
@@ -215,7 +217,7 @@ impl Supervisor {
             Ok(v) => v,
             Err(e) => {
                 log(&format!("start failed: {e}"));
-                let _ = ready.write_all(&Handshake::Failed(e).encode());
+                let _ = ready.write_all(&Handshake::Failed(e.to_string()).encode());
                 Cgroup::for_container(&cfg.cgroup_root, &cfg.cgroup_name).remove();
                 return 1;
             }
@@ -416,7 +418,9 @@ impl Supervisor {
         let request = match read_request(&mut stream) {
             Ok(r) => r,
             Err(e) => {
-                let _ = stream.write_all(&protocol::encode(&Reply::Error { message: e }));
+                let _ = stream.write_all(&protocol::encode(&Reply::Error {
+                    message: e.to_string(),
+                }));
                 return;
             }
         };
@@ -445,7 +449,9 @@ impl Supervisor {
                 }
                 Err(message) => {
                     log(&format!("socket failed: {message}"));
-                    let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
+                    let _ = stream.write_all(&protocol::encode(&Reply::Error {
+                        message: message.to_string(),
+                    }));
                 }
             },
             Request::AgentListener { login } if is_user_name(&login) => {
@@ -457,7 +463,9 @@ impl Supervisor {
                     }
                     Err(message) => {
                         log(&format!("agent socket failed: {message}"));
-                        let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
+                        let _ = stream.write_all(&protocol::encode(&Reply::Error {
+                            message: message.to_string(),
+                        }));
                     }
                 }
             }
@@ -486,22 +494,23 @@ impl Supervisor {
                 }
                 Err(message) => {
                     log(&format!("exec failed: {message}"));
-                    let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
+                    let _ = stream.write_all(&protocol::encode(&Reply::Error {
+                        message: message.to_string(),
+                    }));
                 }
             },
         }
     }
 
     /// Starts a session process; returns its pid and the gateway's ends of its stdio.
-    fn spawn(&mut self, req: &ExecRequest) -> Result<(i32, Vec<OwnedFd>), String> {
+    fn spawn(&mut self, req: &ExecRequest) -> Result<(i32, Vec<OwnedFd>), NativeError> {
         if self.stopping {
             return Err(protocol::STOPPING.into());
         }
         if !is_user_name(&req.login) {
-            return Err(format!(
-                "invalid login name '{}'",
-                crate::names::shorten(&req.login)
-            ));
+            return Err(
+                format!("invalid login name '{}'", crate::names::shorten(&req.login)).into(),
+            );
         }
         let mut pty_sock = None;
         let (child, ours) = match &req.pty {
@@ -512,7 +521,7 @@ impl Supervisor {
                     None,
                     socket::SockFlag::SOCK_CLOEXEC,
                 )
-                .map_err(|e| format!("socketpair: {e}"))?;
+                .map_err(NativeError::step("socketpair"))?;
                 pty_sock = Some(UnixStream::from(mine));
                 (
                     ChildStdio::Pty {
@@ -524,7 +533,7 @@ impl Supervisor {
             }
             None => {
                 let pipe =
-                    || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+                    || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"));
                 let (in_r, in_w) = pipe()?;
                 let (out_r, out_w) = pipe()?;
                 let (err_r, err_w) = pipe()?;
@@ -535,7 +544,7 @@ impl Supervisor {
             }
         };
         let (rep_r, rep_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
         // SAFETY: the supervisor is single-threaded.
         let intermediate = match unsafe { nix::unistd::fork() } {
             Ok(ForkResult::Child) => {
@@ -551,7 +560,7 @@ impl Supervisor {
                 )
             }
             Ok(ForkResult::Parent { child: pid }) => pid,
-            Err(e) => return Err(format!("fork: {e}")),
+            Err(e) => return Err(format!("fork: {e}").into()),
         };
         drop(child);
         drop(rep_w);
@@ -560,15 +569,15 @@ impl Supervisor {
         let _ = waitpid(intermediate, None);
         let pid = match Handshake::decode(&report, "the exec helper")? {
             Handshake::Started(pid) => pid,
-            Handshake::Failed(why) => return Err(why),
-            other => return Err(format!("the exec helper sent {other:?}")),
+            Handshake::Failed(why) => return Err(NativeError::Failed(why)),
+            other => return Err(format!("the exec helper sent {other:?}").into()),
         };
         let Some(sock) = pty_sock else {
             return Ok((pid, ours));
         };
         // The process allocates its terminal inside the container and sends the master.
         let _ = sock.set_read_timeout(Some(REQUEST_TIMEOUT));
-        let got = protocol::recv_line_with_fds(&sock).map_err(|e| format!("terminal: {e}"))?;
+        let got = protocol::recv_line_with_fds(&sock).map_err(NativeError::step("terminal"))?;
         match (
             Handshake::expect_ready(&got.line, "the session"),
             got.fds.into_iter().next(),
@@ -610,7 +619,7 @@ impl Supervisor {
     }
 }
 
-fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+fn read_request(stream: &mut UnixStream) -> Result<Request, NativeError> {
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(REQUEST_TIMEOUT))
@@ -622,7 +631,7 @@ fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
             Ok(0) => return Err("connection closed before a request".into()),
             Ok(_) if byte[0] == b'\n' => break,
             Ok(_) => line.push(byte[0]),
-            Err(e) => return Err(format!("cannot read request: {e}")),
+            Err(e) => return Err(format!("cannot read request: {e}").into()),
         }
         if line.len() > protocol::MAX_LINE {
             return Err("request too long".into());
@@ -639,7 +648,7 @@ fn start_container(
     cgroup: &Cgroup,
     seccomp: &seccompiler::BpfProgram,
     close: &[i32],
-) -> Result<i32, String> {
+) -> Result<i32, NativeError> {
     let layout = &cfg.layout;
     for dir in [
         layout.upper(),
@@ -660,13 +669,13 @@ fn start_container(
         merged: layout.rootfs(),
     };
     // Our own mount namespace holds the overlay; the container's starts as a copy.
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(NativeError::step("mount namespace"))?;
     // The image as this container's ids see it: its own range, not the image's.
     let ids = super::idmap::userns(crate::images::ID_BASE, cfg.id_base, crate::images::ID_RANGE)?;
     rootfs::mount_overlay(&LinuxSyscall, &layers, Some((&cfg.image_rootfs, &ids)))?;
-    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
     let (done_r, done_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
     let name = cfg.name.clone();
     let hosts = cfg.hosts.clone();
     let layers_root = layers.merged.clone();
@@ -696,7 +705,7 @@ fn start_container(
         | CloneFlags::CLONE_NEWNET;
     // SAFETY: single-threaded process; the child runs on its own copy of the stack.
     let pid = unsafe { nix::sched::clone(child_main, &mut stack, flags, Some(libc::SIGCHLD)) }
-        .map_err(|e| format!("cannot create namespaces: {e}"))?;
+        .map_err(NativeError::step("cannot create namespaces"))?;
     drop(go_r);
     drop(done_w);
     let placed = map_ids(pid.as_raw(), cfg.id_base)
@@ -735,17 +744,20 @@ fn start_container(
 /// [`rootfs::mount_system`]) from a child of the supervisor that joins the init's pid and
 /// network namespaces, keeping the host's user and mount namespaces: `/proc` is mounted
 /// from inside the pid namespace it shows, `/sys` from the network namespace it shows.
-fn mount_system(init: i32, root: &Path, id_base: u32) -> Result<(), String> {
+fn mount_system(init: i32, root: &Path, id_base: u32) -> Result<(), NativeError> {
     let open = |ns: &str| {
-        File::open(format!("/proc/{init}/ns/{ns}"))
-            .map_err(|e| format!("cannot open the container's {ns} namespace: {e}"))
+        File::open(format!("/proc/{init}/ns/{ns}")).map_err(NativeError::step(format!(
+            "cannot open the container's {ns} namespace"
+        )))
     };
     let (pid_ns, net_ns) = (open("pid")?, open("net")?);
     super::forked::job_in_child(|| {
-        nix::sched::setns(&pid_ns, CloneFlags::CLONE_NEWPID)
-            .map_err(|e| format!("cannot join the container's pid namespace: {e}"))?;
-        nix::sched::setns(&net_ns, CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("cannot join the container's network namespace: {e}"))?;
+        nix::sched::setns(&pid_ns, CloneFlags::CLONE_NEWPID).map_err(NativeError::step(
+            "cannot join the container's pid namespace",
+        ))?;
+        nix::sched::setns(&net_ns, CloneFlags::CLONE_NEWNET).map_err(NativeError::step(
+            "cannot join the container's network namespace",
+        ))?;
         // Joining a pid namespace places only the children made afterwards in it.
         super::forked::job_in_child(|| rootfs::mount_system(&LinuxSyscall, root, id_base))
     })
@@ -753,11 +765,11 @@ fn mount_system(init: i32, root: &Path, id_base: u32) -> Result<(), String> {
 
 /// Maps ids 0-65535 inside the new user namespace of `pid` to `base`… on the host.
 /// setgroups stays allowed: sudo and login inside need it.
-fn map_ids(pid: i32, base: u32) -> Result<(), String> {
+fn map_ids(pid: i32, base: u32) -> Result<(), NativeError> {
     let map = format!("0 {base} {}\n", crate::images::ID_RANGE);
     for file in ["uid_map", "gid_map"] {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, &map).map_err(|e| format!("cannot write {path}: {e}"))?;
+        std::fs::write(&path, &map).map_err(NativeError::step(format!("cannot write {path}")))?;
     }
     Ok(())
 }
@@ -780,15 +792,18 @@ fn container_init(
     // means there is nothing to set up.
     let mut line = [0u8; 2];
     if go.read_exact(&mut line).is_err()
-        || Handshake::decode(&line, "the supervisor") != Ok(Handshake::Go)
+        || !matches!(
+            Handshake::decode(&line, "the supervisor"),
+            Ok(Handshake::Go)
+        )
     {
         return 1;
     }
     drop(go);
-    let setup = || -> Result<(), String> {
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    let setup = || -> Result<(), NativeError> {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(NativeError::step("pdeathsig"))?;
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| format!("cgroup namespace: {e}"))?;
+            .map_err(NativeError::step("cgroup namespace"))?;
         // Unprivileged ICMP sockets, so ping works without file capabilities: written
         // through the host's /proc (ours is read-only), for our network namespace, in
         // our user namespace's group ids.
@@ -796,7 +811,7 @@ fn container_init(
         // Our own mount namespace, copied from the supervisor's and owned by our user
         // namespace: every mount in it, /proc's masks included, is locked.
         nix::sched::unshare(CloneFlags::CLONE_NEWNS)
-            .map_err(|e| format!("mount namespace: {e}"))?;
+            .map_err(NativeError::step("mount namespace"))?;
         // Reach the root with the credentials we were cloned with (host uid 0, full
         // capabilities in the new user namespace), so a state directory whose parents
         // only root may enter still works; then finish it as the container's root.
@@ -804,7 +819,7 @@ fn container_init(
         exec_child::become_container_root()?;
         rootfs::finish(&LinuxSyscall, Path::new("."), name)?;
         // Credential changes clear the parent-death signal: set it again.
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(NativeError::step("pdeathsig"))?;
         // Inside now: these paths resolve within the container.
         let _ = std::fs::write("/etc/hostname", format!("{name}\n"));
         let _ = std::fs::write("/etc/hosts", hosts);
@@ -813,7 +828,7 @@ fn container_init(
             .read(true)
             .write(true)
             .open("/dev/null")
-            .map_err(|e| format!("/dev/null: {e}"))?;
+            .map_err(NativeError::step("/dev/null"))?;
         // SAFETY: dup2 onto the standard descriptors; the host log is not kept.
         unsafe {
             for fd in 0..3 {
@@ -833,7 +848,7 @@ fn container_init(
             init::run()
         }
         Err(e) => {
-            let _ = done.write_all(&Handshake::Failed(e).encode());
+            let _ = done.write_all(&Handshake::Failed(e.to_string()).encode());
             1
         }
     }
