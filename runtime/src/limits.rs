@@ -70,32 +70,25 @@ pub fn parse_pids(text: &str) -> Result<u64> {
     }
 }
 
-/// Parses a duration such as `90s`, `30m`, `2h` or `1d`; `never` gives `None`.
+/// Parses a duration such as `90s`, `30m`, `1h30m` or `1d` (the grammar policy files use);
+/// `never` gives `None`.
 pub fn parse_duration(text: &str) -> Result<Option<std::time::Duration>> {
     let t = text.trim();
     if t == "never" {
         return Ok(None);
     }
-    let bad = || {
+    // The grammar policy files use too (humantime's: `30m`, `1h30m`, `2days`).
+    let d = humantime::parse_duration(t).map_err(|e| {
         RuntimeError::Invalid(format!(
-            "invalid duration '{text}': use a number with s, m, h or d (e.g. 30m), or never"
+            "invalid duration '{text}' ({e}): use a number with s, m, h or d (e.g. 30m, 1h30m), or never"
         ))
-    };
-    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60).ok_or_else(bad)?,
-        "h" => n.checked_mul(3600).ok_or_else(bad)?,
-        "d" => n.checked_mul(86400).ok_or_else(bad)?,
-        _ => return Err(bad()),
-    };
-    if secs == 0 || secs > 366 * 86400 {
+    })?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(366 * 86400) {
         return Err(RuntimeError::Invalid(format!(
             "duration '{text}' must be between 1s and 366d"
         )));
     }
-    Ok(Some(std::time::Duration::from_secs(secs)))
+    Ok(Some(d))
 }
 
 /// Formats a byte count the way [`parse_memory`] reads it.
@@ -140,12 +133,18 @@ mod tests {
             Some(std::time::Duration::from_secs(2))
         );
         assert_eq!(parse_duration("never").unwrap(), None);
+        // Policy files' grammar: combined units.
+        assert_eq!(
+            parse_duration("1h30m").unwrap(),
+            Some(std::time::Duration::from_secs(5400))
+        );
         for bad in [
             "",
             "30",
             "m",
             "0s",
-            "1y",
+            "500ms",
+            "2y",
             "-1m",
             "99999999999999999999d",
             "400d",
