@@ -70,7 +70,7 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DirectoryConfig {
     /// `file` or `ldap`.
-    pub kind: String,
+    pub kind: DirectoryKind,
     /// The users file for `kind = "file"`.
     pub file: PathBuf,
     /// `[directory.ldap]`, for `kind = "ldap"`.
@@ -144,11 +144,31 @@ fn default_cache_ttl() -> String {
 impl Default for DirectoryConfig {
     fn default() -> Self {
         DirectoryConfig {
-            kind: "file".into(),
+            kind: DirectoryKind::File,
             file: "/etc/gatehouse/users.toml".into(),
             ldap: None,
         }
     }
+}
+
+/// Where people and their keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryKind {
+    /// The users file.
+    File,
+    /// An LDAP directory (`[directory.ldap]`).
+    Ldap,
+}
+
+/// Which runtime containers live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// The gateway's own (namespaces, overlayfs, cgroups).
+    Native,
+    /// An LXD daemon (`[runtime.lxd]`).
+    Lxd,
 }
 
 /// `[runtime]`.
@@ -156,7 +176,7 @@ impl Default for DirectoryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// `native` or `lxd`.
-    pub kind: String,
+    pub kind: RuntimeKind,
     /// The image new containers use.
     pub default_image: String,
     /// Stop a container this long after its last session (`30m`, or `never`).
@@ -286,7 +306,7 @@ pub struct NetworkSection {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
-            kind: "native".into(),
+            kind: RuntimeKind::Native,
             default_image: "debian-12".into(),
             idle_stop: "30m".into(),
             network: None,
@@ -395,27 +415,16 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        match self.directory.kind.as_str() {
-            "file" => {}
-            "ldap" if self.directory.ldap.is_none() => {
-                anyhow::bail!("[directory] kind = \"ldap\" needs a [directory.ldap] section")
-            }
-            "ldap" => {}
-            other => {
-                anyhow::bail!("[directory] kind = \"{other}\" is unknown; use \"file\" or \"ldap\"")
-            }
+        if self.directory.kind == DirectoryKind::Ldap && self.directory.ldap.is_none() {
+            anyhow::bail!("[directory] kind = \"ldap\" needs a [directory.ldap] section")
         }
-        match self.runtime.kind.as_str() {
-            "lxd" if self.runtime.sftp_server == gatehouse_runtime::SftpServer::Builtin => {
-                anyhow::bail!(
-                    "[runtime] sftp_server = \"builtin\" runs inside native containers only; \
-                     on LXD the image's own sftp-server serves SFTP (use \"auto\")"
-                )
-            }
-            "native" | "lxd" => {}
-            other => {
-                anyhow::bail!("[runtime] kind = \"{other}\" is unknown; use \"native\" or \"lxd\"")
-            }
+        if self.runtime.kind == RuntimeKind::Lxd
+            && self.runtime.sftp_server == gatehouse_runtime::SftpServer::Builtin
+        {
+            anyhow::bail!(
+                "[runtime] sftp_server = \"builtin\" runs inside native containers only; \
+                 on LXD the image's own sftp-server serves SFTP (use \"auto\")"
+            )
         }
         self.server
             .listen
@@ -463,7 +472,7 @@ mod tests {
             let c = Config::parse(text).unwrap_or_else(|e| panic!("deploy/{name}: {e:#}"));
             if name == "lxd.toml" {
                 let lxd = c.runtime.lxd_settings().unwrap();
-                assert_eq!(c.runtime.kind, "lxd");
+                assert_eq!(c.runtime.kind, RuntimeKind::Lxd);
                 assert_eq!(lxd.project, "default");
                 assert_eq!(lxd.idle_stop, Some(std::time::Duration::from_secs(1800)));
             }

@@ -116,7 +116,7 @@ async fn run_lxd(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
 
 /// Runs an image command.
 pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
-    if config.runtime.kind == "lxd" {
+    if config.runtime.kind == crate::config::RuntimeKind::Lxd {
         return run_lxd(config, cmd).await;
     }
     let images = images(config)?;

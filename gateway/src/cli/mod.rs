@@ -84,7 +84,7 @@ fn private_state_dir(state: &std::path::Path) -> anyhow::Result<()> {
 
 /// Opens the configured runtime.
 pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<dyn gatehouse_runtime::Runtime>> {
-    if config.runtime.kind == "lxd" {
+    if config.runtime.kind == crate::config::RuntimeKind::Lxd {
         return Ok(gatehouse_runtime::lxd::LxdRuntime::new(
             config.runtime.lxd_settings()?,
         )?);
@@ -164,8 +164,9 @@ impl std::error::Error for Quiet {}
 
 /// Opens the configured directory (LDAP or the users file).
 pub fn open_directory(config: &Config) -> anyhow::Result<Arc<dyn crate::directory::Directory>> {
-    Ok(match (&config.directory.kind[..], &config.directory.ldap) {
-        ("ldap", Some(ldap)) => Arc::new(crate::directory::LdapDirectory::new(ldap)?),
+    use crate::config::DirectoryKind;
+    Ok(match (config.directory.kind, &config.directory.ldap) {
+        (DirectoryKind::Ldap, Some(ldap)) => Arc::new(crate::directory::LdapDirectory::new(ldap)?),
         _ => Arc::new(UsersFile::open(&config.directory.file)?),
     })
 }
