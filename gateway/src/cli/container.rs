@@ -7,6 +7,7 @@ use gatehouse_runtime::limits::{format_memory, parse_cpus, parse_memory, parse_p
 use gatehouse_runtime::names::{is_user_name, validate_container_name};
 use gatehouse_runtime::{ContainerRecord, ContainerState, Limits, Runtime};
 use serde::Serialize;
+use serde_json::json;
 
 use super::Console;
 use crate::config::Config;
@@ -243,245 +244,289 @@ pub async fn run(
     cmd: ContainerCommand,
     c: &mut Console,
 ) -> anyhow::Result<()> {
-    let state = config.server.state_dir.clone();
-    let by = c.by.clone();
-    let audit =
-        |kind: &str, data: serde_json::Value| super::sessions::admin_event(&state, kind, data, &by);
     match cmd {
         ContainerCommand::Create {
             name,
             owner,
             image,
             meta,
-        } => {
-            validate_container_name(&name)?;
-            let owner = owner
-                .or_else(|| c.user.clone())
-                .ok_or_else(|| anyhow::anyhow!("--owner is required"))?;
-            if !is_user_name(&owner) {
-                anyhow::bail!("invalid owner name '{owner}'");
-            }
-            let mut record = ContainerRecord {
-                name: name.clone(),
-                owner,
-                image: image.unwrap_or_else(|| config.runtime.default_image.clone()),
-                purpose: String::new(),
-                labels: BTreeMap::new(),
-                limits: Limits::default(),
-                created: chrono::Utc::now(),
-                last_login: None,
-                address: None,
-                host: None,
-                nesting: false,
-                id_base: None,
-                idle_stop: None,
-            };
-            meta.apply(&mut record)?;
-            let after = serde_json::to_value(&record)?;
-            rt.create(record).await?;
-            audit(
-                "container.created",
-                serde_json::json!({"container": name, "after": after}),
-            )?;
-            c.note(format!("container {name} created (it starts on first use)"));
-        }
+        } => create(config, rt, c, name, owner, image, meta).await,
         ContainerCommand::List {
             owner,
             labels,
             json,
-        } => {
-            let mut rows = Vec::new();
-            for record in rt.list().await? {
-                if owner.as_ref().is_some_and(|o| *o != record.owner) {
-                    continue;
-                }
-                if c.visible.as_ref().is_some_and(|v| !v(&record)) {
-                    continue;
-                }
-                if !labels.iter().all(|(k, v)| record.labels.get(k) == Some(v)) {
-                    continue;
-                }
-                let state = rt.state(&record.name).await?;
-                let started = match state {
-                    ContainerState::Running { since } => Some(since),
-                    ContainerState::Stopped => None,
-                };
-                rows.push(Listed {
-                    record,
-                    state: state.label(),
-                    started,
-                });
-            }
-            if json {
-                c.say(serde_json::to_string_pretty(&rows)?);
-            } else {
-                c.say(format!(
-                    "{:<20} {:<12} {:<8} {:<15} {:<12} {:<10} {:<14} {:<20} PURPOSE",
-                    "NAME", "OWNER", "STATE", "ADDRESS", "HOST", "IMAGE", "UPTIME", "LAST LOGIN"
-                ));
-                for r in rows {
-                    let uptime = r
-                        .started
-                        .map(|s| human_duration(chrono::Utc::now() - s))
-                        .unwrap_or_else(|| "-".into());
-                    let last = r
-                        .record
-                        .last_login
-                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                        .unwrap_or_else(|| "never".into());
-                    let address = r.record.address.map_or("-".to_string(), |a| a.to_string());
-                    c.say(format!(
-                        "{:<20} {:<12} {:<8} {:<15} {:<12} {:<10} {:<14} {:<20} {}",
-                        r.record.name,
-                        r.record.owner,
-                        r.state,
-                        address,
-                        r.record.host.as_deref().unwrap_or("-"),
-                        r.record.image,
-                        uptime,
-                        last,
-                        r.record.purpose
-                    ));
-                }
-            }
-        }
-        ContainerCommand::Show { name } => {
-            let r = rt.get(&name).await?;
-            let state = rt.state(&name).await?;
-            c.say(format!("name:       {}", r.name));
-            c.say(format!("owner:      {}", r.owner));
-            c.say(format!("state:      {}", state.label()));
-            if let ContainerState::Running { since } = state {
-                c.say(format!("started:    {}", since.to_rfc3339()));
-            }
-            c.say(format!("image:      {}", r.image));
-            c.say(format!("purpose:    {}", r.purpose));
-            c.say(format!("labels:     {}", labels_text(&r.labels)));
-            c.say(format!(
-                "address:    {}",
-                r.address.map_or("-".to_string(), |a| a.to_string())
-            ));
-            if let Some(h) = &r.host {
-                c.say(format!("host:       {h}"));
-            }
-            c.say(format!("limits:     {}", limits_text(&r.limits)));
-            c.say(format!(
-                "idle stop:  {}",
-                r.idle_stop.as_deref().unwrap_or(&config.runtime.idle_stop)
-            ));
-            if r.nesting {
-                c.say("nesting:    on (nested user namespaces allowed)".to_string());
-            }
-            if let Some(u) = rt.usage(&name).await? {
-                let mem = u
-                    .memory_bytes
-                    .map(|m| format!("{:.1} MiB", m as f64 / 1048576.0));
-                c.say(format!(
-                    "usage:      memory={} processes={} cpu={}",
-                    mem.unwrap_or_else(|| "?".into()),
-                    u.processes.map_or("?".into(), |p| p.to_string()),
-                    u.cpu_usec
-                        .map_or("?".into(), |c| format!("{:.2}s", c as f64 / 1e6)),
-                ));
-            }
-            c.say(format!("created:    {}", r.created.to_rfc3339()));
-            c.say(format!(
-                "last login: {}",
-                r.last_login
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_else(|| "never".into())
-            ));
-        }
+        } => list(rt, c, owner, &labels, json).await,
+        ContainerCommand::Show { name } => show(config, rt, c, &name).await,
         ContainerCommand::Start { name } => {
             let outcome = rt.start(&name).await?;
-            audit("container.started", serde_json::json!({"container": name}))?;
-            c.note(format!(
-                "container {name} {}",
-                if outcome == gatehouse_runtime::StartOutcome::Started {
-                    "started"
-                } else {
-                    "was already running"
-                }
-            ));
+            audit(config, c, "container.started", json!({"container": name}))?;
+            let done = if outcome == gatehouse_runtime::StartOutcome::Started {
+                "started"
+            } else {
+                "was already running"
+            };
+            c.note(format!("container {name} {done}"));
+            Ok(())
         }
         ContainerCommand::Stop { name } => {
             rt.stop(&name).await?;
-            audit("container.stopped", serde_json::json!({"container": name}))?;
+            audit(config, c, "container.stopped", json!({"container": name}))?;
             c.note(format!("container {name} stopped"));
+            Ok(())
         }
         ContainerCommand::Restart { name } => {
             rt.stop(&name).await?;
             rt.start(&name).await?;
-            audit(
-                "container.restarted",
-                serde_json::json!({"container": name}),
-            )?;
+            audit(config, c, "container.restarted", json!({"container": name}))?;
             c.note(format!("container {name} restarted"));
+            Ok(())
         }
         ContainerCommand::Delete { name } => {
             let before = serde_json::to_value(rt.get(&name).await?)?;
             rt.delete(&name).await?;
-            audit(
-                "container.deleted",
-                serde_json::json!({"container": name, "before": before}),
-            )?;
+            let data = json!({"container": name, "before": before});
+            audit(config, c, "container.deleted", data)?;
             c.note(format!("container {name} deleted"));
+            Ok(())
         }
-        ContainerCommand::Hostkeys { name } => {
-            let key = crate::ssh::hostkey::load_or_create(&config.server.state_dir)?;
-            let names = match name {
-                Some(n) => vec![rt.get(&n).await?.name],
-                None => rt.list().await?.into_iter().map(|r| r.name).collect(),
-            };
-            for n in names {
-                c.say(crate::ssh::hostkey::known_hosts_line(&key, &n)?);
-            }
-        }
-        ContainerCommand::Snapshot { name, snap } => {
-            let snap =
-                snap.unwrap_or_else(|| chrono::Utc::now().format("snap-%Y%m%d-%H%M%S").to_string());
-            rt.snapshot(&name, &snap).await?;
-            audit(
-                "container.snapshot",
-                serde_json::json!({"container": name, "snapshot": snap}),
-            )?;
-            c.note(format!("container {name}: snapshot {snap} taken"));
-        }
+        ContainerCommand::Hostkeys { name } => hostkeys(config, rt, c, name).await,
+        ContainerCommand::Snapshot { name, snap } => snapshot(config, rt, c, &name, snap).await,
         ContainerCommand::Backup { name, file } => {
             rt.backup(&name, &file).await?;
-            audit(
-                "container.backup",
-                serde_json::json!({"container": name, "file": file.display().to_string()}),
-            )?;
+            let data = json!({"container": name, "file": file.display().to_string()});
+            audit(config, c, "container.backup", data)?;
             c.note(format!("container {name} backed up to {}", file.display()));
+            Ok(())
         }
         ContainerCommand::Restore { file, as_name } => {
             let name = rt.restore(&file, as_name.as_deref()).await?;
-            audit(
-                "container.restored",
-                serde_json::json!({"container": name, "from": file.display().to_string()}),
-            )?;
+            let data = json!({"container": name, "from": file.display().to_string()});
+            audit(config, c, "container.restored", data)?;
             c.note(format!(
                 "container {name} restored from {} (stopped; it starts on first use)",
                 file.display()
             ));
+            Ok(())
         }
-        ContainerCommand::Set { name, meta } => {
-            let mut r = rt.get(&name).await?;
-            let before = r.limits;
-            let before_json = serde_json::to_value(&r)?;
-            meta.apply(&mut r)?;
-            rt.update(&r).await?;
-            audit(
-                "container.changed",
-                serde_json::json!({"container": name, "before": before_json, "after": serde_json::to_value(&r)?}),
-            )?;
-            if r.limits != before && rt.apply_limits(&name).await? {
-                c.note(format!("container {name} updated; new limits apply now"));
-            } else {
-                c.note(format!("container {name} updated"));
-            }
+        ContainerCommand::Set { name, meta } => set(config, rt, c, &name, meta).await,
+    }
+}
+
+/// Writes an admin event of the console's person to the audit log.
+fn audit(config: &Config, c: &Console, kind: &str, data: serde_json::Value) -> anyhow::Result<()> {
+    super::sessions::admin_event(&config.server.state_dir, kind, data, &c.by)
+}
+
+async fn create(
+    config: &Config,
+    rt: &dyn Runtime,
+    c: &mut Console,
+    name: String,
+    owner: Option<String>,
+    image: Option<String>,
+    meta: MetaArgs,
+) -> anyhow::Result<()> {
+    validate_container_name(&name)?;
+    let owner = owner
+        .or_else(|| c.user.clone())
+        .ok_or_else(|| anyhow::anyhow!("--owner is required"))?;
+    if !is_user_name(&owner) {
+        anyhow::bail!("invalid owner name '{owner}'");
+    }
+    let mut record = ContainerRecord {
+        name: name.clone(),
+        owner,
+        image: image.unwrap_or_else(|| config.runtime.default_image.clone()),
+        purpose: String::new(),
+        labels: BTreeMap::new(),
+        limits: Limits::default(),
+        created: chrono::Utc::now(),
+        last_login: None,
+        address: None,
+        host: None,
+        nesting: false,
+        id_base: None,
+        idle_stop: None,
+    };
+    meta.apply(&mut record)?;
+    let after = serde_json::to_value(&record)?;
+    rt.create(record).await?;
+    let data = json!({"container": name, "after": after});
+    audit(config, c, "container.created", data)?;
+    c.note(format!("container {name} created (it starts on first use)"));
+    Ok(())
+}
+
+async fn list(
+    rt: &dyn Runtime,
+    c: &mut Console,
+    owner: Option<String>,
+    labels: &[(String, String)],
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for record in rt.list().await? {
+        if owner.as_ref().is_some_and(|o| *o != record.owner)
+            || c.visible.as_ref().is_some_and(|v| !v(&record))
+            || !labels.iter().all(|(k, v)| record.labels.get(k) == Some(v))
+        {
+            continue;
         }
+        let state = rt.state(&record.name).await?;
+        let started = match state {
+            ContainerState::Running { since } => Some(since),
+            ContainerState::Stopped => None,
+        };
+        rows.push(Listed {
+            record,
+            state: state.label(),
+            started,
+        });
+    }
+    if json {
+        c.say(serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    c.say(format!(
+        "{:<20} {:<12} {:<8} {:<15} {:<12} {:<10} {:<14} {:<20} PURPOSE",
+        "NAME", "OWNER", "STATE", "ADDRESS", "HOST", "IMAGE", "UPTIME", "LAST LOGIN"
+    ));
+    for r in rows {
+        c.say(list_line(&r));
+    }
+    Ok(())
+}
+
+/// One container's line in `container list`.
+fn list_line(r: &Listed) -> String {
+    let uptime = r
+        .started
+        .map(|s| human_duration(chrono::Utc::now() - s))
+        .unwrap_or_else(|| "-".into());
+    let last = r
+        .record
+        .last_login
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "never".into());
+    let address = r.record.address.map_or("-".to_string(), |a| a.to_string());
+    format!(
+        "{:<20} {:<12} {:<8} {:<15} {:<12} {:<10} {:<14} {:<20} {}",
+        r.record.name,
+        r.record.owner,
+        r.state,
+        address,
+        r.record.host.as_deref().unwrap_or("-"),
+        r.record.image,
+        uptime,
+        last,
+        r.record.purpose
+    )
+}
+
+async fn show(
+    config: &Config,
+    rt: &dyn Runtime,
+    c: &mut Console,
+    name: &str,
+) -> anyhow::Result<()> {
+    let r = rt.get(name).await?;
+    let state = rt.state(name).await?;
+    c.say(format!("name:       {}", r.name));
+    c.say(format!("owner:      {}", r.owner));
+    c.say(format!("state:      {}", state.label()));
+    if let ContainerState::Running { since } = state {
+        c.say(format!("started:    {}", since.to_rfc3339()));
+    }
+    c.say(format!("image:      {}", r.image));
+    c.say(format!("purpose:    {}", r.purpose));
+    c.say(format!("labels:     {}", labels_text(&r.labels)));
+    c.say(format!(
+        "address:    {}",
+        r.address.map_or("-".to_string(), |a| a.to_string())
+    ));
+    if let Some(h) = &r.host {
+        c.say(format!("host:       {h}"));
+    }
+    c.say(format!("limits:     {}", limits_text(&r.limits)));
+    c.say(format!(
+        "idle stop:  {}",
+        r.idle_stop.as_deref().unwrap_or(&config.runtime.idle_stop)
+    ));
+    if r.nesting {
+        c.say("nesting:    on (nested user namespaces allowed)".to_string());
+    }
+    if let Some(u) = rt.usage(name).await? {
+        let mem = u
+            .memory_bytes
+            .map(|m| format!("{:.1} MiB", m as f64 / 1048576.0));
+        c.say(format!(
+            "usage:      memory={} processes={} cpu={}",
+            mem.unwrap_or_else(|| "?".into()),
+            u.processes.map_or("?".into(), |p| p.to_string()),
+            u.cpu_usec
+                .map_or("?".into(), |c| format!("{:.2}s", c as f64 / 1e6)),
+        ));
+    }
+    c.say(format!("created:    {}", r.created.to_rfc3339()));
+    let last = r.last_login.map(|t| t.to_rfc3339());
+    c.say(format!(
+        "last login: {}",
+        last.as_deref().unwrap_or("never")
+    ));
+    Ok(())
+}
+
+async fn hostkeys(
+    config: &Config,
+    rt: &dyn Runtime,
+    c: &mut Console,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let key = crate::ssh::hostkey::load_or_create(&config.server.state_dir)?;
+    let names = match name {
+        Some(n) => vec![rt.get(&n).await?.name],
+        None => rt.list().await?.into_iter().map(|r| r.name).collect(),
+    };
+    for n in names {
+        c.say(crate::ssh::hostkey::known_hosts_line(&key, &n)?);
+    }
+    Ok(())
+}
+
+async fn snapshot(
+    config: &Config,
+    rt: &dyn Runtime,
+    c: &mut Console,
+    name: &str,
+    snap: Option<String>,
+) -> anyhow::Result<()> {
+    let snap = snap.unwrap_or_else(|| chrono::Utc::now().format("snap-%Y%m%d-%H%M%S").to_string());
+    rt.snapshot(name, &snap).await?;
+    let data = json!({"container": name, "snapshot": snap});
+    audit(config, c, "container.snapshot", data)?;
+    c.note(format!("container {name}: snapshot {snap} taken"));
+    Ok(())
+}
+
+async fn set(
+    config: &Config,
+    rt: &dyn Runtime,
+    c: &mut Console,
+    name: &str,
+    meta: MetaArgs,
+) -> anyhow::Result<()> {
+    let mut r = rt.get(name).await?;
+    let before = r.limits;
+    let before_json = serde_json::to_value(&r)?;
+    meta.apply(&mut r)?;
+    rt.update(&r).await?;
+    let data =
+        json!({"container": name, "before": before_json, "after": serde_json::to_value(&r)?});
+    audit(config, c, "container.changed", data)?;
+    if r.limits != before && rt.apply_limits(name).await? {
+        c.note(format!("container {name} updated; new limits apply now"));
+    } else {
+        c.note(format!("container {name} updated"));
     }
     Ok(())
 }
