@@ -11,7 +11,7 @@ use gatehouse_runtime::{
     Account, ExecSpec, ExitStatus, Process, PtySpec, RuntimeError, StartOutcome, WindowSize,
 };
 use russh::server::Msg;
-use russh::{Channel, ChannelMsg, ChannelWriteHalf};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -60,135 +60,105 @@ fn env_allowed(name: &str) -> bool {
     matches!(name, "LANG" | "TZ" | "TERM") || name.starts_with("LC_")
 }
 
-/// Runs one session channel to its end.
-pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
-    let (mut rx, tx) = channel.split();
-    let mut pty: Option<PtySpec> = None;
-    let mut env = Vec::new();
-    let mut given_reason: Option<String> = None;
-    let mut agent_asked = false;
-    let wanted = loop {
-        match rx.wait().await {
-            Some(ChannelMsg::RequestPty {
+/// What the client asked for on the channel before its shell, command or subsystem.
+struct Requested {
+    wanted: Wanted,
+    pty: Option<PtySpec>,
+    env: Vec<(String, String)>,
+    reason: Option<String>,
+    agent: bool,
+}
+
+/// Reads the channel's requests up to the shell, command or subsystem; `None` when the
+/// client closes it first.
+async fn requests(rx: &mut ChannelReadHalf) -> Option<Requested> {
+    let mut r = Requested {
+        wanted: Wanted::Shell,
+        pty: None,
+        env: Vec::new(),
+        reason: None,
+        agent: false,
+    };
+    r.wanted = loop {
+        match rx.wait().await? {
+            ChannelMsg::RequestPty {
                 term,
                 col_width,
                 row_height,
                 pix_width,
                 pix_height,
                 ..
-            }) => {
-                pty = Some(PtySpec {
-                    term,
-                    size: WindowSize::from_ssh(col_width, row_height, pix_width, pix_height),
-                });
+            } => {
+                let size = WindowSize::from_ssh(col_width, row_height, pix_width, pix_height);
+                r.pty = Some(PtySpec { term, size });
             }
-            Some(ChannelMsg::WindowChange {
+            ChannelMsg::WindowChange {
                 col_width,
                 row_height,
                 pix_width,
                 pix_height,
-            }) => {
-                if let Some(p) = &mut pty {
+            } => {
+                if let Some(p) = &mut r.pty {
                     p.size = WindowSize::from_ssh(col_width, row_height, pix_width, pix_height);
                 }
             }
-            Some(ChannelMsg::SetEnv {
+            ChannelMsg::SetEnv {
                 variable_name,
                 variable_value,
                 ..
-            }) => {
+            } => {
                 if variable_name == reason::ENV {
-                    given_reason = Some(variable_value);
-                } else if env_allowed(&variable_name) && env.len() < 64 {
-                    env.push((variable_name, variable_value));
+                    r.reason = Some(variable_value);
+                } else if env_allowed(&variable_name) && r.env.len() < 64 {
+                    r.env.push((variable_name, variable_value));
                 }
             }
-            Some(ChannelMsg::AgentForward { .. }) => agent_asked = true,
-            Some(ChannelMsg::RequestShell { .. }) => break Wanted::Shell,
-            Some(ChannelMsg::Exec { command, .. }) => {
+            ChannelMsg::AgentForward { .. } => r.agent = true,
+            ChannelMsg::RequestShell { .. } => break Wanted::Shell,
+            ChannelMsg::Exec { command, .. } => {
                 break Wanted::Exec(String::from_utf8_lossy(&command).into_owned())
             }
             // The connection answers the request; only `sftp` is accepted.
-            Some(ChannelMsg::RequestSubsystem { name, .. }) if name == "sftp" => {
-                break Wanted::Sftp
-            }
-            Some(ChannelMsg::Close) | None => return,
-            Some(_) => {}
+            ChannelMsg::RequestSubsystem { name, .. } if name == "sftp" => break Wanted::Sftp,
+            ChannelMsg::Close => return None,
+            _ => {}
         }
     };
-    let action = wanted.action();
-    let command = wanted.command().map(str::to_string);
-    let mut target = ctx.target.clone();
-    let source = ctx
-        .peer
-        .parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|a| a.ip());
-    let resolved = loop {
-        match access::resolve(&ctx.app, &ctx.user, &target, action, source, None).await {
-            Ok(r) => break r,
-            Err(Refusal::Choose(list)) if pty.is_some() => {
-                match picker::choose(&mut rx, &tx, &mut pty, &ctx.user.name, &list).await {
-                    Some(name) => target.container = Some(name),
-                    None => return refuse(&tx, "no container chosen").await,
-                }
-            }
-            Err(r) => return refuse(&tx, &r.message(&ctx.user.name)).await,
-        }
+    Some(r)
+}
+
+/// Runs one session channel to its end.
+pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
+    let (mut rx, tx) = channel.split();
+    let Some(mut asked) = requests(&mut rx).await else {
+        return;
+    };
+    let Some(resolved) = resolve(&ctx, &mut rx, &tx, &mut asked).await else {
+        return;
     };
     let session_id = gatehouse_recordings::store::new_id();
-    let reason = if resolved.grants.require_reason {
-        match reason::obtain(given_reason.as_deref(), &mut rx, &tx, &mut pty).await {
-            Ok(r) => Some(r),
-            Err(message) => {
-                let detail = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
-                    "container": resolved.container.name, "login": resolved.login, "rule": resolved.rule,
-                    "reason": format!("no valid reason given: {message}")});
-                ctx.app.audit.note("session.refused", detail).await;
-                return refuse(&tx, &message).await;
-            }
-        }
-    } else {
-        given_reason.and_then(|r| reason::clean(&r).ok())
+    let Some(reason) = session_reason(&ctx, &resolved, &session_id, &mut rx, &tx, &mut asked).await
+    else {
+        return;
     };
-    let size = pty
-        .as_ref()
-        .map_or((80, 24), |p| (p.size.cols, p.size.rows));
     let (fail_tx, fail_rx) = mpsc::channel::<String>(1);
-    let mut recording = None;
-    let mut tap = None;
-    let opened = if ctx.app.config.recording.enabled {
-        Some(open_recording(
-            &ctx,
-            &resolved,
-            &session_id,
-            reason.clone(),
-            command.as_deref().or(wanted.subsystem()),
-            pty.is_some(),
-            size,
-        ))
-    } else {
-        None
+    let wanted = asked.wanted.clone();
+    let command = wanted.command().map(str::to_string);
+    let what = command.as_deref().or(wanted.subsystem());
+    let opened = Opening {
+        resolved: &resolved,
+        id: &session_id,
+        reason: reason.clone(),
+        what,
+        pty: asked.pty.as_ref(),
     };
-    match opened {
-        None => {}
-        Some(Ok((rec, channel))) => {
-            let input = ctx.app.config.recording.input;
-            tap = Some(ctx.app.recorders.tap(channel, input, fail_tx.clone()).await);
-            recording = Some(rec);
-        }
-        Some(Err(e)) if ctx.app.config.recording.fail_closed => {
-            tracing::error!(session = %session_id, "recording: {e:#}");
-            let detail = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
-                "container": resolved.container.name, "reason": format!("recording cannot be written: {e:#}")});
-            ctx.app.audit.note("session.refused", detail).await;
-            return refuse(&tx, "this session cannot be recorded, so it is refused (recording.fail_closed); the administrators have the details").await;
-        }
-        Some(Err(e)) => tracing::warn!(session = %session_id, "continuing unrecorded: {e:#}"),
-    }
+    let Some((recording, tap)) = begin_recording(&ctx, &tx, opened, &fail_tx).await else {
+        return;
+    };
     let start_event = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
         "container": resolved.container.name, "login": resolved.login, "command": command,
-        "subsystem": wanted.subsystem(), "pty": pty.is_some(), "rule": resolved.rule, "reason": reason});
+        "subsystem": wanted.subsystem(), "pty": asked.pty.is_some(), "rule": resolved.rule,
+        "reason": reason});
     if let Err(e) = ctx.app.audit.event("session.start", start_event).await {
         tracing::error!(session = %session_id, "audit: {e:#}");
         if ctx.app.config.recording.fail_closed {
@@ -202,13 +172,12 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         resolved.grants.max_session,
         resolved.grants.idle_timeout,
     );
-    let agent = agent_asked && agent_allowed(&ctx, &resolved).await;
+    let agent = asked.agent && agent_allowed(&ctx, &resolved).await;
     let files = wanted.watch().map(|w| {
         let who = json!({"session": session_id, "user": ctx.user.name,
             "container": resolved.container.name, "login": resolved.login});
         FileAudit::start(ctx.app.clone(), who, w, fail_tx.clone())
     });
-    let sftp = (wanted == Wanted::Sftp).then_some(ctx.app.config.runtime.sftp_server);
     let taps = Taps {
         recording: tap.clone(),
         files: files.clone(),
@@ -218,9 +187,9 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         command,
         argv: wanted.transfer().map(|t| t.argv),
         session: Some(session_id.clone()),
-        pty,
-        env,
-        sftp,
+        pty: asked.pty,
+        env: asked.env,
+        sftp: (wanted == Wanted::Sftp).then_some(ctx.app.config.runtime.sftp_server),
     };
     let container = resolved.container.name.clone();
     let relayed = match start(&ctx, resolved, spec, agent).await {
@@ -233,13 +202,139 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
             }
         }
     };
-    let exit = relayed.description;
     if let Some(f) = &files {
         f.finish().await;
     }
     if let Some(t) = &tap {
         t.finish().await;
     }
+    seal(&ctx, &session_id, recording, relayed.description).await;
+    // After the seal: what the session left running ends (or is tidied) last.
+    end_processes(&ctx, &container, &session_id, relayed.leftovers_too).await;
+}
+
+/// Decides the session on the policy, letting a person with a terminal choose among
+/// their containers when they named none; `None` once refused.
+async fn resolve(
+    ctx: &SessionContext,
+    rx: &mut ChannelReadHalf,
+    tx: &ChannelWriteHalf<Msg>,
+    asked: &mut Requested,
+) -> Option<access::Resolved> {
+    let action = asked.wanted.action();
+    let mut target = ctx.target.clone();
+    let source = ctx
+        .peer
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.ip());
+    loop {
+        match access::resolve(&ctx.app, &ctx.user, &target, action, source, None).await {
+            Ok(r) => return Some(r),
+            Err(Refusal::Choose(list)) if asked.pty.is_some() => {
+                match picker::choose(rx, tx, &mut asked.pty, &ctx.user.name, &list).await {
+                    Some(name) => target.container = Some(name),
+                    None => {
+                        refuse(tx, "no container chosen").await;
+                        return None;
+                    }
+                }
+            }
+            Err(r) => {
+                refuse(tx, &r.message(&ctx.user.name)).await;
+                return None;
+            }
+        }
+    }
+}
+
+/// The reason given for the session: asked for when the rule requires one (`None` when
+/// none valid came: the session is refused), else the one the client sent, if valid.
+async fn session_reason(
+    ctx: &SessionContext,
+    resolved: &access::Resolved,
+    session_id: &str,
+    rx: &mut ChannelReadHalf,
+    tx: &ChannelWriteHalf<Msg>,
+    asked: &mut Requested,
+) -> Option<Option<String>> {
+    let given = asked.reason.take();
+    if !resolved.grants.require_reason {
+        return Some(given.and_then(|r| reason::clean(&r).ok()));
+    }
+    match reason::obtain(given.as_deref(), rx, tx, &mut asked.pty).await {
+        Ok(r) => Some(Some(r)),
+        Err(message) => {
+            let detail = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
+                "container": resolved.container.name, "login": resolved.login, "rule": resolved.rule,
+                "reason": format!("no valid reason given: {message}")});
+            ctx.app.audit.note("session.refused", detail).await;
+            refuse(tx, &message).await;
+            None
+        }
+    }
+}
+
+/// What a session's recording is opened with.
+struct Opening<'a> {
+    resolved: &'a access::Resolved,
+    id: &'a str,
+    reason: Option<String>,
+    what: Option<&'a str>,
+    pty: Option<&'a PtySpec>,
+}
+
+/// Opens the session's recording and its tap, when recording is on; `None` when it
+/// cannot be written and the configuration fails closed (the session is refused).
+async fn begin_recording(
+    ctx: &SessionContext,
+    tx: &ChannelWriteHalf<Msg>,
+    o: Opening<'_>,
+    fail_tx: &mpsc::Sender<String>,
+) -> Option<(Option<SessionRecording>, Option<Tap>)> {
+    if !ctx.app.config.recording.enabled {
+        return Some((None, None));
+    }
+    let size = o.pty.map_or((80, 24), |p| (p.size.cols, p.size.rows));
+    let opened = open_recording(
+        ctx,
+        o.resolved,
+        o.id,
+        o.reason,
+        o.what,
+        o.pty.is_some(),
+        size,
+    );
+    match opened {
+        Ok((rec, channel)) => {
+            let input = ctx.app.config.recording.input;
+            let tap = ctx.app.recorders.tap(channel, input, fail_tx.clone()).await;
+            Some((Some(rec), Some(tap)))
+        }
+        Err(e) if ctx.app.config.recording.fail_closed => {
+            tracing::error!(session = %o.id, "recording: {e:#}");
+            let detail = json!({"session": o.id, "user": ctx.user.name, "peer": ctx.peer,
+                "container": o.resolved.container.name,
+                "reason": format!("recording cannot be written: {e:#}")});
+            ctx.app.audit.note("session.refused", detail).await;
+            refuse(tx, "this session cannot be recorded, so it is refused (recording.fail_closed); the administrators have the details").await;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(session = %o.id, "continuing unrecorded: {e:#}");
+            Some((None, None))
+        }
+    }
+}
+
+/// Seals the recording (its files' digests go into the end event) and writes
+/// `session.end`.
+async fn seal(
+    ctx: &SessionContext,
+    session_id: &str,
+    recording: Option<SessionRecording>,
+    exit: String,
+) {
     let mut end = json!({"session": session_id, "user": ctx.user.name, "exit": exit});
     if let Some(mut rec) = recording {
         match rec.finish(exit) {
@@ -254,8 +349,6 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         }
     }
     ctx.app.audit.note("session.end", end).await;
-    // After the seal: what the session left running ends (or is tidied) last.
-    end_processes(&ctx, &container, &session_id, relayed.leftovers_too).await;
 }
 
 /// Creates the session's recording directory and the channel's cast files.
