@@ -568,7 +568,6 @@ async fn relay(
     } = process;
     let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
     let stdin_task = tokio::spawn(pump_stdin(stdin, in_rx));
-    let tap = taps.recording.clone();
     let out_task = tokio::spawn(pump_out(
         stdout,
         tx.make_writer(),
@@ -608,36 +607,13 @@ async fn relay(
                 leftovers_too = ending.processes_too;
                 break Some(Outcome::Ended(why));
             }
-            msg = rx.wait() => match msg {
-                Some(ChannelMsg::Data { data }) => {
+            msg = rx.wait() => {
+                if matches!(msg, Some(ChannelMsg::Data { .. })) {
                     endings.touch();
-                    if let Some(t) = &tap {
-                        t.input(&data).await;
-                    }
-                    if let Some(f) = &taps.files {
-                        f.client(&data).await;
-                    }
-                    if let Some(q) = &in_tx {
-                        if q.send(data).await.is_err() {
-                            in_tx = None;
-                        }
-                    }
                 }
-                Some(ChannelMsg::Eof) => in_tx = None,
-                Some(ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height }) => {
-                    if let Some(t) = &tap {
-                        t.resize(col_width, row_height).await;
-                    }
-                    let _ = control.resize(WindowSize::from_ssh(col_width, row_height, pix_width, pix_height)).await;
-                }
-                Some(ChannelMsg::Signal { signal }) => {
-                    let _ = control.signal(&signals::name(&signal)).await;
-                }
-                Some(ChannelMsg::Close) | None => {
-                    let _ = control.signal("HUP").await;
+                if !from_client(msg, &taps, &mut in_tx, control.as_ref()).await {
                     break None;
                 }
-                Some(_) => {}
             }
         }
     };
@@ -669,6 +645,63 @@ async fn relay(
         Outcome::Lost(e) => format!("lost: {e}"),
         Outcome::Ended(why) => format!("ended: {why}"),
     };
+    report_exit(ctx, &tx, status).await;
+    Relayed {
+        description,
+        leftovers_too,
+    }
+}
+
+/// Passes one message of the client's on to the process (and the taps); false once the
+/// client closed the channel (the process is hung up on).
+async fn from_client(
+    msg: Option<ChannelMsg>,
+    taps: &Taps,
+    stdin: &mut Option<mpsc::Sender<Bytes>>,
+    control: &dyn gatehouse_runtime::ProcessControl,
+) -> bool {
+    match msg {
+        Some(ChannelMsg::Data { data }) => {
+            if let Some(t) = &taps.recording {
+                t.input(&data).await;
+            }
+            if let Some(f) = &taps.files {
+                f.client(&data).await;
+            }
+            if let Some(q) = stdin {
+                if q.send(data).await.is_err() {
+                    *stdin = None;
+                }
+            }
+        }
+        Some(ChannelMsg::Eof) => *stdin = None,
+        Some(ChannelMsg::WindowChange {
+            col_width,
+            row_height,
+            pix_width,
+            pix_height,
+        }) => {
+            if let Some(t) = &taps.recording {
+                t.resize(col_width, row_height).await;
+            }
+            let size = WindowSize::from_ssh(col_width, row_height, pix_width, pix_height);
+            let _ = control.resize(size).await;
+        }
+        Some(ChannelMsg::Signal { signal }) => {
+            let _ = control.signal(&signals::name(&signal)).await;
+        }
+        Some(ChannelMsg::Close) | None => {
+            let _ = control.signal("HUP").await;
+            return false;
+        }
+        Some(_) => {}
+    }
+    true
+}
+
+/// Tells the client how the process ended (exit status or signal, as sshd does), then
+/// closes the channel.
+async fn report_exit(ctx: &SessionContext, tx: &ChannelWriteHalf<Msg>, status: Outcome) {
     match status {
         Outcome::Exited(ExitStatus::Code(code)) => {
             tracing::info!(code, "session end");
@@ -701,10 +734,6 @@ async fn relay(
     }
     let _ = tx.eof().await;
     let _ = tx.close().await;
-    Relayed {
-        description,
-        leftovers_too,
-    }
 }
 
 async fn pump_stdin(
