@@ -339,6 +339,28 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, PolicyErrors> {
     }
 }
 
+/// Where a rule has the keys only allow rules (grants) or only deny rules (message) may.
+struct OnlyOneKind {
+    grants: [(&'static str, Option<Range<usize>>); 4],
+    message: Option<Range<usize>>,
+}
+
+impl OnlyOneKind {
+    fn of(raw: &RawRule) -> Self {
+        let span = |s: &Option<Spanned<bool>>| s.as_ref().map(Spanned::span);
+        let text = |s: &Option<Spanned<String>>| s.as_ref().map(Spanned::span);
+        OnlyOneKind {
+            grants: [
+                ("sudo", span(&raw.sudo)),
+                ("max_session", text(&raw.max_session)),
+                ("idle_timeout", text(&raw.idle_timeout)),
+                ("require_reason", span(&raw.require_reason)),
+            ],
+            message: text(&raw.message),
+        }
+    }
+}
+
 struct Compiler<'a, 'b> {
     pos: &'a Positions<'a>,
     errors: &'b mut Vec<PolicyError>,
@@ -358,6 +380,7 @@ impl Compiler<'_, '_> {
         n: usize,
     ) -> Option<Rule> {
         let before = self.errors.len();
+        let only = OnlyOneKind::of(&raw);
         let table = effect.to_string();
         let (origin, name) = self.head(
             &table,
@@ -370,112 +393,19 @@ impl Compiler<'_, '_> {
         );
         let containers = raw.containers.and_then(|list| self.names(list));
         let labels = Self::labels(raw.labels);
-        let logins = raw.logins.map(|l| {
-            if l.get_ref().is_empty() {
-                self.err(l.span(), "an empty list of logins can never match");
-            }
-            let mut out = Vec::new();
-            for login in l.into_inner() {
-                let s = login.get_ref();
-                if s != OWN_LOGIN && !valid_user(s) {
-                    self.err(
-                        login.span(),
-                        format!("'{s}' is not a login (use $user, root or an account name)"),
-                    );
-                }
-                out.push(login.into_inner());
-            }
-            out
-        });
-        let actions = raw.actions.map(|a| {
-            if a.get_ref().is_empty() {
-                self.err(a.span(), "an empty list of actions can never match");
-            }
-            let mut out = Vec::new();
-            for action in a.into_inner() {
-                match Action::parse(action.get_ref()) {
-                    Some(x) => out.push(x),
-                    None => self.err(
-                        action.span(),
-                        format!(
-                            "unknown action '{}' (known: shell, exec, sftp, scp, port-forward, remote-forward, agent-forward, x11)",
-                            action.get_ref()
-                        ),
-                    ),
-                }
-            }
-            out
-        });
+        let logins = raw.logins.map(|l| self.logins(l));
+        let actions = raw.actions.map(|a| self.actions(a));
         let ports = raw.ports.map_or_else(Vec::new, |p| self.ports(p, &actions));
-        let mut from = Vec::new();
-        for f in &raw.from {
-            let s = f.get_ref();
-            let parsed = s
-                .parse::<IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
-            match parsed {
-                Ok(net) => from.push(net.trunc()),
-                Err(_) => self.err(
-                    f.span(),
-                    format!("'{s}' is not an address range (like 10.0.0.0/8 or 2001:db8::/32)"),
-                ),
-            }
-        }
+        let from = self.sources(&raw.from);
         let window = self.window(raw.days, raw.hours, raw.timezone);
-        let duration = |c: &mut Self, d: Option<Spanned<String>>| {
-            d.and_then(|d| match humantime::parse_duration(d.get_ref()) {
-                Ok(v) if !v.is_zero() => Some(v),
-                Ok(_) => {
-                    c.err(
-                        d.span(),
-                        "a duration of zero would end every session at once",
-                    );
-                    None
-                }
-                Err(e) => {
-                    c.err(
-                        d.span(),
-                        format!("'{}' is not a duration like 8h or 30m: {e}", d.get_ref()),
-                    );
-                    None
-                }
-            })
-        };
         let grants = Grants {
             sudo: raw.sudo.as_ref().is_some_and(|s| *s.get_ref()),
-            max_session: duration(self, raw.max_session.clone()),
-            idle_timeout: duration(self, raw.idle_timeout.clone()),
+            max_session: self.duration(raw.max_session.clone()),
+            idle_timeout: self.duration(raw.idle_timeout.clone()),
             require_reason: raw.require_reason.as_ref().is_some_and(|s| *s.get_ref()),
         };
         let message = raw.message.as_ref().map(|m| m.get_ref().clone());
-        match effect {
-            Effect::Deny => {
-                let only_allow = [
-                    ("sudo", raw.sudo.as_ref().map(Spanned::span)),
-                    ("max_session", raw.max_session.as_ref().map(Spanned::span)),
-                    ("idle_timeout", raw.idle_timeout.as_ref().map(Spanned::span)),
-                    (
-                        "require_reason",
-                        raw.require_reason.as_ref().map(Spanned::span),
-                    ),
-                ];
-                for (key, at) in only_allow {
-                    if let Some(at) = at {
-                        self.err(
-                            at,
-                            format!(
-                                "'{key}' is granted by allow rules; a deny rule cannot have it"
-                            ),
-                        );
-                    }
-                }
-            }
-            Effect::Allow => {
-                if let Some(m) = &raw.message {
-                    self.err(m.span(), "'message' is what a deny rule tells the person; an allow rule cannot have it");
-                }
-            }
-        }
+        self.effect_keys(effect, only);
         if self.errors.len() > before {
             return None;
         }
@@ -499,6 +429,111 @@ impl Compiler<'_, '_> {
             grants,
             message,
         })
+    }
+
+    /// The logins a rule names: `$user`, root or account names.
+    fn logins(&mut self, l: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+        if l.get_ref().is_empty() {
+            self.err(l.span(), "an empty list of logins can never match");
+        }
+        let mut out = Vec::new();
+        for login in l.into_inner() {
+            let s = login.get_ref();
+            if s != OWN_LOGIN && !valid_user(s) {
+                self.err(
+                    login.span(),
+                    format!("'{s}' is not a login (use $user, root or an account name)"),
+                );
+            }
+            out.push(login.into_inner());
+        }
+        out
+    }
+
+    /// The actions a rule names.
+    fn actions(&mut self, a: Spanned<Vec<Spanned<String>>>) -> Vec<Action> {
+        if a.get_ref().is_empty() {
+            self.err(a.span(), "an empty list of actions can never match");
+        }
+        let mut out = Vec::new();
+        for action in a.into_inner() {
+            match Action::parse(action.get_ref()) {
+                Some(x) => out.push(x),
+                None => self.err(
+                    action.span(),
+                    format!(
+                        "unknown action '{}' (known: shell, exec, sftp, scp, port-forward, remote-forward, agent-forward, x11)",
+                        action.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    /// The address ranges a rule's `from` names (a plain address is its own range).
+    fn sources(&mut self, list: &[Spanned<String>]) -> Vec<IpNet> {
+        let mut from = Vec::new();
+        for f in list {
+            let s = f.get_ref();
+            let parsed = s
+                .parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => from.push(net.trunc()),
+                Err(_) => self.err(
+                    f.span(),
+                    format!("'{s}' is not an address range (like 10.0.0.0/8 or 2001:db8::/32)"),
+                ),
+            }
+        }
+        from
+    }
+
+    /// A session time limit: a duration other than zero.
+    fn duration(&mut self, d: Option<Spanned<String>>) -> Option<std::time::Duration> {
+        let d = d?;
+        match humantime::parse_duration(d.get_ref()) {
+            Ok(v) if !v.is_zero() => Some(v),
+            Ok(_) => {
+                self.err(
+                    d.span(),
+                    "a duration of zero would end every session at once",
+                );
+                None
+            }
+            Err(e) => {
+                self.err(
+                    d.span(),
+                    format!("'{}' is not a duration like 8h or 30m: {e}", d.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    /// The keys only one kind of rule may have: grants for allow rules, the message for
+    /// deny rules.
+    fn effect_keys(&mut self, effect: Effect, only: OnlyOneKind) {
+        match effect {
+            Effect::Deny => {
+                for (key, at) in only.grants {
+                    if let Some(at) = at {
+                        self.err(
+                            at,
+                            format!(
+                                "'{key}' is granted by allow rules; a deny rule cannot have it"
+                            ),
+                        );
+                    }
+                }
+            }
+            Effect::Allow => {
+                if let Some(at) = only.message {
+                    self.err(at, "'message' is what a deny rule tells the person; an allow rule cannot have it");
+                }
+            }
+        }
     }
 
     /// Checks who a rule names: valid user names, at least one user or group.
