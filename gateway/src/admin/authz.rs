@@ -130,52 +130,18 @@ pub async fn authorize(
     if user.groups.contains(&app.config.server.admin_group) {
         return Ok((Rights::Admin, None));
     }
-    let policy = app.policy.current();
-    let subject = Subject {
-        user: user.name.clone(),
-        groups: user.groups.clone(),
-    };
-    let key = command_key(cmd);
-    if let ContainerCommand::Hostkeys { .. } = cmd {
-        // Public keys, so that people can verify what they connect to.
-        return Ok((Rights::Anyone, None));
-    }
-    let delegated = |t: Option<&Target>| -> Option<String> {
-        policy
-            .admin_rules()
-            .iter()
-            .find(|r| r.allows(&subject, key, t))
-            .map(|r| r.name.clone())
-    };
-    let serves_self = policy
-        .self_service_rules()
-        .iter()
-        .any(|r| r.applies_to(&subject));
-    let inventory = |e: gatehouse_runtime::RuntimeError| {
-        tracing::error!("inventory: {e}");
-        "the container inventory is unavailable; try again later".to_string()
+    let asking = Asking {
+        policy: app.policy.current(),
+        subject: Subject {
+            user: user.name.clone(),
+            groups: user.groups.clone(),
+        },
+        key: command_key(cmd),
     };
     match cmd {
-        ContainerCommand::List { .. } => {
-            let rules: Vec<AdminRule> = policy
-                .admin_rules()
-                .iter()
-                .filter(|r| r.allows(&subject, key, None))
-                .cloned()
-                .collect();
-            if rules.is_empty() && !serves_self {
-                return Err(format!("{} may not list containers", user.name));
-            }
-            let who = user.name.clone();
-            let visible: Visible = Box::new(move |rec| {
-                rules
-                    .iter()
-                    .any(|r| r.allows(&subject, "container.list", Some(&target(rec))))
-                    || (serves_self && rec.owner == who)
-            });
-            let rights = Rights::Delegated("container.list".into());
-            Ok((rights, Some(visible)))
-        }
+        // Public keys, so that people can verify what they connect to.
+        ContainerCommand::Hostkeys { .. } => Ok((Rights::Anyone, None)),
+        ContainerCommand::List { .. } => asking.list().map(|(r, v)| (r, Some(v))),
         ContainerCommand::Create {
             name,
             owner,
@@ -187,85 +153,168 @@ pub async fn authorize(
                 owner: owner.clone().unwrap_or_else(|| user.name.clone()),
                 labels: meta.labels.iter().cloned().collect(),
             };
-            if let Some(rule) = delegated(Some(&wanted)) {
+            if let Some(rule) = asking.delegated(Some(&wanted)) {
                 return Ok((Rights::Delegated(rule), None));
             }
-            if owner.as_ref().is_some_and(|o| *o != user.name) {
-                return Err(format!(
-                    "{} may create containers only for themselves",
-                    user.name
-                ));
-            }
-            if meta.nesting == Some(true) {
-                return Err("nesting is for an administrator to allow, not self-service".into());
-            }
-            let parse_limit =
-                |v: &Option<String>, f: fn(&str) -> gatehouse_runtime::Result<u64>| {
-                    v.as_deref().map(f).transpose().map_err(|e| e.to_string())
-                };
-            let wish = Wish {
-                image: image
-                    .clone()
-                    .unwrap_or_else(|| app.config.runtime.default_image.clone()),
-                memory: parse_limit(&meta.memory, gatehouse_runtime::limits::parse_memory)?,
-                cpus: meta
-                    .cpus
-                    .as_deref()
-                    .map(gatehouse_runtime::limits::parse_cpus)
-                    .transpose()
-                    .map_err(|e| e.to_string())?,
-                pids: parse_limit(&meta.pids, gatehouse_runtime::limits::parse_pids)?,
-                labels: meta.labels.clone(),
-                idle_stop: match meta.idle_stop.as_deref() {
-                    None | Some("default") => None,
-                    Some(i) => Some(
-                        gatehouse_runtime::limits::parse_duration(i).map_err(|e| e.to_string())?,
-                    ),
-                },
-            };
-            let owned = app
-                .runtime
-                .list()
-                .await
-                .map_err(inventory)?
-                .iter()
-                .filter(|c| c.owner == user.name && c.labels.contains_key(SELF_SERVICE_LABEL))
-                .count();
-            let granted = self_service(policy.self_service_rules(), &subject, owned, &wish)?;
-            *owner = Some(user.name.clone());
-            *image = Some(wish.image);
-            meta.memory = granted.memory.map(|m| m.to_string());
-            meta.cpus = granted.cpus.map(|c| c.to_string());
-            meta.pids = granted.pids.map(|p| p.to_string());
-            // The rule's labels win over a person's own of the same key.
-            meta.labels.retain(|(k, _)| !granted.labels.contains_key(k));
-            meta.labels.extend(granted.labels.clone());
-            meta.labels
-                .push((SELF_SERVICE_LABEL.into(), granted.rule.clone()));
-            Ok((Rights::SelfService(granted.rule), None))
+            asking.self_create(app, owner, image, meta).await
         }
-        other => {
-            let Some(name) = named(other) else {
-                return Err(format!("{} may not run {key}", user.name));
-            };
-            let rec = app.runtime.get(name).await.map_err(|e| match e {
-                gatehouse_runtime::RuntimeError::NoSuchContainer(_) => {
-                    format!("no container named '{name}'")
-                }
-                e => inventory(e),
-            })?;
-            if let Some(rule) = delegated(Some(&target(&rec))) {
-                return Ok((Rights::Delegated(rule), None));
-            }
-            let own = serves_self
-                && rec.owner == user.name
-                && rec.labels.contains_key(SELF_SERVICE_LABEL)
-                && OWNER_COMMANDS.contains(&key);
-            if own {
-                let rule = rec.labels[SELF_SERVICE_LABEL].clone();
-                return Ok((Rights::SelfService(rule), None));
-            }
-            Err(format!("{} may not run {key} on '{name}'", user.name))
-        }
+        other => match named(other) {
+            Some(name) => asking.on_named(app, name).await,
+            None => Err(format!("{} may not run {}", user.name, asking.key)),
+        },
     }
+}
+
+/// One person asking to run one admin command, under the policy in force.
+struct Asking {
+    policy: Arc<dyn gatehouse_policies::Policy>,
+    subject: Subject,
+    key: &'static str,
+}
+
+impl Asking {
+    /// The admin rule that lets the person run the command on `t`, if one does.
+    fn delegated(&self, t: Option<&Target>) -> Option<String> {
+        self.policy
+            .admin_rules()
+            .iter()
+            .find(|r| r.allows(&self.subject, self.key, t))
+            .map(|r| r.name.clone())
+    }
+
+    /// Whether a self-service rule applies to the person.
+    fn serves_self(&self) -> bool {
+        self.policy
+            .self_service_rules()
+            .iter()
+            .any(|r| r.applies_to(&self.subject))
+    }
+
+    /// `container list`: the containers an admin rule shows them, and their own
+    /// self-service ones.
+    fn list(self) -> Result<(Rights, Visible), String> {
+        let rules: Vec<AdminRule> = self
+            .policy
+            .admin_rules()
+            .iter()
+            .filter(|r| r.allows(&self.subject, self.key, None))
+            .cloned()
+            .collect();
+        let serves_self = self.serves_self();
+        if rules.is_empty() && !serves_self {
+            return Err(format!("{} may not list containers", self.subject.user));
+        }
+        let subject = self.subject;
+        let visible: Visible = Box::new(move |rec| {
+            rules
+                .iter()
+                .any(|r| r.allows(&subject, "container.list", Some(&target(rec))))
+                || (serves_self && rec.owner == subject.user)
+        });
+        Ok((Rights::Delegated("container.list".into()), visible))
+    }
+
+    /// A self-service creation: within the rule's quota, rewritten to what it grants.
+    async fn self_create(
+        &self,
+        app: &Arc<App>,
+        owner: &mut Option<String>,
+        image: &mut Option<String>,
+        meta: &mut crate::cli::container::MetaArgs,
+    ) -> Result<(Rights, Option<Visible>), String> {
+        let me = &self.subject.user;
+        if owner.as_ref().is_some_and(|o| o != me) {
+            return Err(format!("{me} may create containers only for themselves"));
+        }
+        if meta.nesting == Some(true) {
+            return Err("nesting is for an administrator to allow, not self-service".into());
+        }
+        let wish = wish(app, image, meta)?;
+        let owned = app
+            .runtime
+            .list()
+            .await
+            .map_err(inventory)?
+            .iter()
+            .filter(|c| c.owner == *me && c.labels.contains_key(SELF_SERVICE_LABEL))
+            .count();
+        let rules = self.policy.self_service_rules();
+        let granted = self_service(rules, &self.subject, owned, &wish)?;
+        *owner = Some(me.clone());
+        *image = Some(wish.image);
+        meta.memory = granted.memory.map(|m| m.to_string());
+        meta.cpus = granted.cpus.map(|c| c.to_string());
+        meta.pids = granted.pids.map(|p| p.to_string());
+        // The rule's labels win over a person's own of the same key.
+        meta.labels.retain(|(k, _)| !granted.labels.contains_key(k));
+        meta.labels.extend(granted.labels.clone());
+        meta.labels
+            .push((SELF_SERVICE_LABEL.into(), granted.rule.clone()));
+        Ok((Rights::SelfService(granted.rule), None))
+    }
+
+    /// A command on one named container: by an admin rule, or on their own self-service
+    /// container for the commands an owner may run.
+    async fn on_named(
+        &self,
+        app: &Arc<App>,
+        name: &str,
+    ) -> Result<(Rights, Option<Visible>), String> {
+        let rec = app.runtime.get(name).await.map_err(|e| match e {
+            gatehouse_runtime::RuntimeError::NoSuchContainer(_) => {
+                format!("no container named '{name}'")
+            }
+            e => inventory(e),
+        })?;
+        if let Some(rule) = self.delegated(Some(&target(&rec))) {
+            return Ok((Rights::Delegated(rule), None));
+        }
+        let own = self.serves_self()
+            && rec.owner == self.subject.user
+            && rec.labels.contains_key(SELF_SERVICE_LABEL)
+            && OWNER_COMMANDS.contains(&self.key);
+        if own {
+            let rule = rec.labels[SELF_SERVICE_LABEL].clone();
+            return Ok((Rights::SelfService(rule), None));
+        }
+        Err(format!(
+            "{} may not run {} on '{name}'",
+            self.subject.user, self.key
+        ))
+    }
+}
+
+/// The inventory could not be read: logged, and a short message for the person.
+fn inventory(e: gatehouse_runtime::RuntimeError) -> String {
+    tracing::error!("inventory: {e}");
+    "the container inventory is unavailable; try again later".to_string()
+}
+
+/// What a self-service creation asks for, read from its arguments.
+fn wish(
+    app: &Arc<App>,
+    image: &Option<String>,
+    meta: &crate::cli::container::MetaArgs,
+) -> Result<Wish, String> {
+    let limit = |v: &Option<String>, f: fn(&str) -> gatehouse_runtime::Result<u64>| {
+        v.as_deref().map(f).transpose().map_err(|e| e.to_string())
+    };
+    let cpus = meta
+        .cpus
+        .as_deref()
+        .map(gatehouse_runtime::limits::parse_cpus);
+    let idle_stop = match meta.idle_stop.as_deref() {
+        None | Some("default") => None,
+        Some(i) => Some(gatehouse_runtime::limits::parse_duration(i).map_err(|e| e.to_string())?),
+    };
+    Ok(Wish {
+        image: image
+            .clone()
+            .unwrap_or_else(|| app.config.runtime.default_image.clone()),
+        memory: limit(&meta.memory, gatehouse_runtime::limits::parse_memory)?,
+        cpus: cpus.transpose().map_err(|e| e.to_string())?,
+        pids: limit(&meta.pids, gatehouse_runtime::limits::parse_pids)?,
+        labels: meta.labels.clone(),
+        idle_stop,
+    })
 }
