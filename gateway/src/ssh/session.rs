@@ -566,21 +566,7 @@ async fn relay(
         control,
         mut exit,
     } = process;
-    let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
-    let stdin_task = tokio::spawn(pump_stdin(stdin, in_rx));
-    let out_task = tokio::spawn(pump_out(
-        stdout,
-        tx.make_writer(),
-        taps.clone(),
-        Stream::Out,
-    ));
-    let err_task = stderr.map(|e| {
-        let taps = Taps {
-            recording: taps.recording.clone(),
-            files: None,
-        };
-        tokio::spawn(pump_out(e, tx.make_writer_ext(Some(1)), taps, Stream::Err))
-    });
+    let (in_tx, pumps) = Pumps::start(stdin, stdout, stderr, &tx, &taps);
     let mut in_tx = Some(in_tx);
     let mut leftovers_too = false;
     let status = loop {
@@ -620,25 +606,13 @@ async fn relay(
     drop(in_tx);
     let Some(status) = status else {
         tracing::info!("session closed by the client");
-        stdin_task.abort();
-        out_task.abort();
-        if let Some(t) = err_task {
-            t.abort();
-        }
+        pumps.abort();
         return Relayed {
             description: "closed".into(),
             leftovers_too: false,
         };
     };
-    // Let the output drain before reporting the exit status, as sshd does.
-    let drain = async {
-        let _ = out_task.await;
-        if let Some(t) = err_task {
-            let _ = t.await;
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await;
-    stdin_task.abort();
+    pumps.drain().await;
     let description = match &status {
         Outcome::Exited(ExitStatus::Code(code)) => format!("code {code}"),
         Outcome::Exited(ExitStatus::Signal { name, .. }) => format!("signal {name}"),
@@ -649,6 +623,66 @@ async fn relay(
     Relayed {
         description,
         leftovers_too,
+    }
+}
+
+/// The tasks that copy a process's standard streams to and from the channel.
+struct Pumps {
+    stdin: tokio::task::JoinHandle<()>,
+    stdout: tokio::task::JoinHandle<()>,
+    stderr: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Pumps {
+    /// Starts them; returns where the client's input goes, and the pumps.
+    fn start(
+        stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
+        stdout: std::pin::Pin<Box<dyn AsyncRead + Send>>,
+        stderr: Option<std::pin::Pin<Box<dyn AsyncRead + Send>>>,
+        tx: &ChannelWriteHalf<Msg>,
+        taps: &Taps,
+    ) -> (mpsc::Sender<Bytes>, Pumps) {
+        let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
+        let err_taps = Taps {
+            recording: taps.recording.clone(),
+            files: None,
+        };
+        let pumps = Pumps {
+            stdin: tokio::spawn(pump_stdin(stdin, in_rx)),
+            stdout: tokio::spawn(pump_out(
+                stdout,
+                tx.make_writer(),
+                taps.clone(),
+                Stream::Out,
+            )),
+            stderr: stderr.map(|e| {
+                let writer = tx.make_writer_ext(Some(1));
+                tokio::spawn(pump_out(e, writer, err_taps, Stream::Err))
+            }),
+        };
+        (in_tx, pumps)
+    }
+
+    /// The client left: nothing more is copied.
+    fn abort(self) {
+        self.stdin.abort();
+        self.stdout.abort();
+        if let Some(t) = self.stderr {
+            t.abort();
+        }
+    }
+
+    /// The process ended: its output drains (for a while) before the exit status is
+    /// reported, as sshd does.
+    async fn drain(self) {
+        let output = async {
+            let _ = self.stdout.await;
+            if let Some(t) = self.stderr {
+                let _ = t.await;
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, output).await;
+        self.stdin.abort();
     }
 }
 
