@@ -339,6 +339,15 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, PolicyErrors> {
     }
 }
 
+/// A self-service rule's quotas, as read.
+struct Quotas {
+    max_containers: u32,
+    max_memory: Option<u64>,
+    max_cpus: Option<f64>,
+    max_pids: Option<u64>,
+    max_idle_stop: Option<std::time::Duration>,
+}
+
 /// Where a rule has the keys only allow rules (grants) or only deny rules (message) may.
 struct OnlyOneKind {
     grants: [(&'static str, Option<Range<usize>>); 4],
@@ -652,7 +661,7 @@ impl Compiler<'_, '_> {
         let before = self.errors.len();
         let (origin, name) = self.head(
             "self_service",
-            raw.name,
+            raw.name.clone(),
             &raw.users,
             &raw.groups,
             span,
@@ -662,6 +671,33 @@ impl Compiler<'_, '_> {
         if raw.images.get_ref().is_empty() {
             self.err(raw.images.span(), "an empty list of images grants nothing");
         }
+        let q = self.quotas(&raw);
+        for key in &raw.label_keys {
+            if let Err(why) = crate::admin::check_label_key(key.get_ref()) {
+                self.err(key.span(), why);
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(SelfService {
+            name,
+            origin,
+            users: plain(raw.users),
+            groups: plain(raw.groups),
+            images: plain(raw.images.into_inner()),
+            max_containers: q.max_containers,
+            max_memory: q.max_memory,
+            max_cpus: q.max_cpus,
+            max_pids: q.max_pids,
+            max_idle_stop: q.max_idle_stop,
+            label_keys: plain(raw.label_keys),
+            labels: Self::labels(raw.labels),
+        })
+    }
+
+    /// A self-service rule's quotas, each checked.
+    fn quotas(&mut self, raw: &RawSelfService) -> Quotas {
         let max_containers = match u32::try_from(*raw.max_containers.get_ref()) {
             Ok(v) if v > 0 => v,
             _ => {
@@ -720,28 +756,13 @@ impl Compiler<'_, '_> {
                         None
                     }
                 });
-        for key in &raw.label_keys {
-            if let Err(why) = crate::admin::check_label_key(key.get_ref()) {
-                self.err(key.span(), why);
-            }
-        }
-        if self.errors.len() > before {
-            return None;
-        }
-        Some(SelfService {
-            name,
-            origin,
-            users: plain(raw.users),
-            groups: plain(raw.groups),
-            images: plain(raw.images.into_inner()),
+        Quotas {
             max_containers,
             max_memory,
             max_cpus,
             max_pids,
             max_idle_stop,
-            label_keys: plain(raw.label_keys),
-            labels: Self::labels(raw.labels),
-        })
+        }
     }
 
     /// The line of the `[[table]]` header before `offset`.
