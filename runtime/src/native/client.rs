@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 
@@ -126,7 +126,7 @@ pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> 
         stream,
         reply,
         rest,
-        mut fds,
+        fds,
     } = request(sock, Request::Exec(req))
         .await
         .map_err(|e| sup_err(name, e))?;
@@ -138,86 +138,80 @@ pub async fn exec(name: &str, sock: &Path, req: ExecRequest) -> Result<Process> 
         Reply::Error { message } => return Err(sup_err(name, message)),
         other => return Err(sup_err(name, format!("unexpected reply {other:?}"))),
     }
-    let bad = |what: &str| sup_err(name, format!("supervisor sent {what}"));
     stream
         .set_nonblocking(true)
         .map_err(|e| sup_err(name, e.to_string()))?;
     let stream = UnixStream::from_std(stream).map_err(|e| sup_err(name, e.to_string()))?;
     let (read, write) = stream.into_split();
-    let exit_name = name.to_string();
-    let exit = Box::pin(async move {
-        let mut lines = BufReader::new(read);
-        let mut line = String::from_utf8_lossy(&rest).into_owned();
-        loop {
-            if let Some(pos) = line.find('\n') {
-                let reply: Reply = protocol::decode(&line.as_bytes()[..pos])
-                    .map_err(|e| sup_err(&exit_name, e))?;
-                return match reply {
-                    Reply::Exited {
-                        code: Some(code), ..
-                    } => Ok(ExitStatus::Code(code)),
-                    Reply::Exited {
-                        signal: Some(sig),
-                        core_dumped,
-                        ..
-                    } => Ok(ExitStatus::Signal {
-                        name: signal_name(sig),
-                        core_dumped,
-                    }),
-                    other => Err(sup_err(&exit_name, format!("unexpected message {other:?}"))),
-                };
-            }
-            let n = lines
-                .read_line(&mut line)
-                .await
-                .map_err(|e| sup_err(&exit_name, e.to_string()))?;
-            if n == 0 {
-                return Err(sup_err(
-                    &exit_name,
-                    "the supervisor went away (container stopped?)",
-                ));
-            }
-        }
-    });
+    let exit = Box::pin(exit_status(name.to_string(), read, rest));
+    let control = |pty| {
+        Box::new(NativeControl {
+            write: Mutex::new(write),
+            pty,
+        })
+    };
+    let bad = |what: &str| sup_err(name, format!("supervisor sent {what}"));
+    let io = |e: std::io::Error| sup_err(name, e.to_string());
     if has_pty {
-        if fds.len() != 1 {
-            return Err(bad("the wrong number of descriptors"));
-        }
-        let master = fds.remove(0);
-        let resize_fd = master
-            .try_clone()
-            .map_err(|e| sup_err(name, e.to_string()))?;
-        let master = PtyMaster::new(master).map_err(|e| sup_err(name, e.to_string()))?;
-        let (r, w) = tokio::io::split(master);
+        let [master] =
+            <[OwnedFd; 1]>::try_from(fds).map_err(|_| bad("the wrong number of descriptors"))?;
+        let resize_fd = master.try_clone().map_err(io)?;
+        let (r, w) = tokio::io::split(PtyMaster::new(master).map_err(io)?);
         Ok(Process {
             stdin: Box::pin(w),
             stdout: Box::pin(r),
             stderr: None,
-            control: Box::new(NativeControl {
-                write: Mutex::new(write),
-                pty: Some(resize_fd),
-            }),
+            control: control(Some(resize_fd)),
             exit,
         })
     } else {
-        if fds.len() != 3 {
-            return Err(bad("the wrong number of descriptors"));
-        }
-        let err_fd = fds.pop().ok_or_else(|| bad("no stderr"))?;
-        let out_fd = fds.pop().ok_or_else(|| bad("no stdout"))?;
-        let in_fd = fds.pop().ok_or_else(|| bad("no stdin"))?;
         use tokio::net::unix::pipe;
-        let io = |e: std::io::Error| sup_err(name, e.to_string());
+        let [in_fd, out_fd, err_fd] =
+            <[OwnedFd; 3]>::try_from(fds).map_err(|_| bad("the wrong number of descriptors"))?;
         Ok(Process {
             stdin: Box::pin(pipe::Sender::from_owned_fd(in_fd).map_err(io)?),
             stdout: Box::pin(pipe::Receiver::from_owned_fd(out_fd).map_err(io)?),
             stderr: Some(Box::pin(pipe::Receiver::from_owned_fd(err_fd).map_err(io)?)),
-            control: Box::new(NativeControl {
-                write: Mutex::new(write),
-                pty: None,
-            }),
+            control: control(None),
             exit,
         })
+    }
+}
+
+/// The exit status the supervisor reports on the connection of a started process
+/// (`rest`: what arrived after the reply that started it).
+async fn exit_status(name: String, read: OwnedReadHalf, rest: Vec<u8>) -> Result<ExitStatus> {
+    let mut lines = BufReader::new(read);
+    let mut line = String::from_utf8_lossy(&rest).into_owned();
+    loop {
+        if let Some(pos) = line.find('\n') {
+            let reply: Reply =
+                protocol::decode(&line.as_bytes()[..pos]).map_err(|e| sup_err(&name, e))?;
+            return match reply {
+                Reply::Exited {
+                    code: Some(code), ..
+                } => Ok(ExitStatus::Code(code)),
+                Reply::Exited {
+                    signal: Some(sig),
+                    core_dumped,
+                    ..
+                } => Ok(ExitStatus::Signal {
+                    name: signal_name(sig),
+                    core_dumped,
+                }),
+                other => Err(sup_err(&name, format!("unexpected message {other:?}"))),
+            };
+        }
+        let n = lines
+            .read_line(&mut line)
+            .await
+            .map_err(|e| sup_err(&name, e.to_string()))?;
+        if n == 0 {
+            return Err(sup_err(
+                &name,
+                "the supervisor went away (container stopped?)",
+            ));
+        }
     }
 }
 
