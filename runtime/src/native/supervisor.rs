@@ -649,30 +649,7 @@ fn start_container(
     seccomp: &seccompiler::BpfProgram,
     close: &[i32],
 ) -> Result<i32, NativeError> {
-    let layout = &cfg.layout;
-    for dir in [
-        layout.upper(),
-        layout.work(),
-        layout.rootfs(),
-        layout.lower(),
-    ] {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    // The container's own layer is its root directory: owned by root inside.
-    std::os::unix::fs::lchown(layout.upper(), Some(cfg.id_base), Some(cfg.id_base))
-        .map_err(|e| format!("cannot chown {}: {e}", layout.upper().display()))?;
-    let layers = Layers {
-        lower: layout.lower(),
-        upper: layout.upper(),
-        work: layout.work(),
-        merged: layout.rootfs(),
-    };
-    // Our own mount namespace holds the overlay; the container's starts as a copy.
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(NativeError::step("mount namespace"))?;
-    // The image as this container's ids see it: its own range, not the image's.
-    let ids = super::idmap::userns(crate::images::ID_BASE, cfg.id_base, crate::images::ID_RANGE)?;
-    rootfs::mount_overlay(&LinuxSyscall, &layers, Some((&cfg.image_rootfs, &ids)))?;
+    let layers = mount_layers(cfg)?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
     let (done_r, done_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
@@ -708,18 +685,7 @@ fn start_container(
         .map_err(NativeError::step("cannot create namespaces"))?;
     drop(go_r);
     drop(done_w);
-    let placed = map_ids(pid.as_raw(), cfg.id_base)
-        .and_then(|()| cgroup.add(pid.as_raw()))
-        .and_then(|()| match &cfg.network {
-            Some((net, addr)) => netsetup::connect(
-                net,
-                pid.as_raw(),
-                &netsetup::host_veth(&cfg.cgroup_name),
-                *addr,
-            ),
-            None => Ok(()),
-        })
-        .and_then(|()| mount_system(pid.as_raw(), &layers_root, cfg.id_base));
+    let placed = place(cfg, cgroup, pid.as_raw(), &layers_root);
     let mut go = File::from(go_w);
     if let Err(e) = placed {
         let _ = kill(pid, Signal::SIGKILL);
@@ -738,6 +704,50 @@ fn start_container(
             Err(e)
         }
     }
+}
+
+/// The container's layers, its overlay mounted in a mount namespace of the supervisor's
+/// own (the container's starts as a copy of it), over the image id-mapped into the
+/// container's range.
+fn mount_layers(cfg: &SupervisorConfig) -> Result<Layers, NativeError> {
+    let layout = &cfg.layout;
+    for dir in [
+        layout.upper(),
+        layout.work(),
+        layout.rootfs(),
+        layout.lower(),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(NativeError::io("create", &dir))?;
+    }
+    // The container's own layer is its root directory: owned by root inside.
+    std::os::unix::fs::lchown(layout.upper(), Some(cfg.id_base), Some(cfg.id_base))
+        .map_err(NativeError::io("chown", layout.upper()))?;
+    let layers = Layers {
+        lower: layout.lower(),
+        upper: layout.upper(),
+        work: layout.work(),
+        merged: layout.rootfs(),
+    };
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(NativeError::step("mount namespace"))?;
+    let ids = super::idmap::userns(crate::images::ID_BASE, cfg.id_base, crate::images::ID_RANGE)?;
+    rootfs::mount_overlay(&LinuxSyscall, &layers, Some((&cfg.image_rootfs, &ids)))?;
+    Ok(layers)
+}
+
+/// Puts the new init `pid` in place before it goes on: its id maps, its cgroup, its
+/// network, and its system mounts under `root`.
+fn place(
+    cfg: &SupervisorConfig,
+    cgroup: &Cgroup,
+    pid: i32,
+    root: &Path,
+) -> Result<(), NativeError> {
+    map_ids(pid, cfg.id_base)?;
+    cgroup.add(pid)?;
+    if let Some((net, addr)) = &cfg.network {
+        netsetup::connect(net, pid, &netsetup::host_veth(&cfg.cgroup_name), *addr)?;
+    }
+    mount_system(pid, root, cfg.id_base)
 }
 
 /// Mounts the container's `/proc`, `/sys`, `/dev` and `/run` (see
