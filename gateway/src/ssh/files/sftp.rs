@@ -136,6 +136,52 @@ fn changes(attrs: &FileAttributes) -> Value {
     Value::Object(m)
 }
 
+/// A request that changes a path (not an open file): its id and what to report when
+/// the server answers.
+fn path_op(packet: Packet) -> Option<(u32, Pending)> {
+    Some(match packet {
+        Packet::OpenDir(d) => (
+            d.id,
+            Pending::Op("file.list", json!({"path": bounded(d.path)})),
+        ),
+        Packet::Remove(r) => (
+            r.id,
+            Pending::Op("file.remove", json!({"path": bounded(r.filename)})),
+        ),
+        Packet::MkDir(m) => (
+            m.id,
+            Pending::Op("file.mkdir", json!({"path": bounded(m.path)})),
+        ),
+        Packet::RmDir(r) => (
+            r.id,
+            Pending::Op("file.rmdir", json!({"path": bounded(r.path)})),
+        ),
+        Packet::Rename(r) => (
+            r.id,
+            Pending::Op(
+                "file.rename",
+                json!({"from": bounded(r.oldpath), "to": bounded(r.newpath)}),
+            ),
+        ),
+        Packet::SetStat(s) => (
+            s.id,
+            Pending::Op(
+                "file.setstat",
+                json!({"path": bounded(s.path), "set": changes(&s.attrs)}),
+            ),
+        ),
+        // OpenSSH (and every client after it) sends the target first, then the link.
+        Packet::Symlink(s) => (
+            s.id,
+            Pending::Op(
+                "file.symlink",
+                json!({"target": bounded(s.linkpath), "path": bounded(s.targetpath)}),
+            ),
+        ),
+        _ => return None,
+    })
+}
+
 /// Reads one SSH string from the front of an extended request's data.
 fn take_string(data: &mut &[u8]) -> Option<String> {
     let (len, rest) = data.split_first_chunk::<4>()?;
@@ -263,36 +309,6 @@ impl SftpWatch {
                 }
                 (w.id, Pending::Write { handle: w.handle })
             }
-            Packet::OpenDir(d) => (
-                d.id,
-                Pending::Op("file.list", json!({"path": bounded(d.path)})),
-            ),
-            Packet::Remove(r) => (
-                r.id,
-                Pending::Op("file.remove", json!({"path": bounded(r.filename)})),
-            ),
-            Packet::MkDir(m) => (
-                m.id,
-                Pending::Op("file.mkdir", json!({"path": bounded(m.path)})),
-            ),
-            Packet::RmDir(r) => (
-                r.id,
-                Pending::Op("file.rmdir", json!({"path": bounded(r.path)})),
-            ),
-            Packet::Rename(r) => (
-                r.id,
-                Pending::Op(
-                    "file.rename",
-                    json!({"from": bounded(r.oldpath), "to": bounded(r.newpath)}),
-                ),
-            ),
-            Packet::SetStat(s) => (
-                s.id,
-                Pending::Op(
-                    "file.setstat",
-                    json!({"path": bounded(s.path), "set": changes(&s.attrs)}),
-                ),
-            ),
             Packet::FSetStat(s) => {
                 let path = self.handles.get(&s.handle).map(|t| t.path.clone());
                 (
@@ -303,19 +319,14 @@ impl SftpWatch {
                     ),
                 )
             }
-            // OpenSSH (and every client after it) sends the target first, then the link.
-            Packet::Symlink(s) => (
-                s.id,
-                Pending::Op(
-                    "file.symlink",
-                    json!({"target": bounded(s.linkpath), "path": bounded(s.targetpath)}),
-                ),
-            ),
             Packet::Extended(e) => match self.extended(&e.request, &e.data) {
                 Some(op) => (e.id, op),
                 None => return,
             },
-            _ => return,
+            other => match path_op(other) {
+                Some(op) => op,
+                None => return,
+            },
         };
         // A handle no server gives names no open file: the server refuses it.
         if let Pending::Read { handle, .. }
