@@ -32,6 +32,75 @@ fn bind_address(address: &str) -> Result<Ipv4Addr, String> {
     }
 }
 
+/// One remote forward: whose, where it listens, and the client it carries connections to.
+#[derive(Clone)]
+struct Forward {
+    app: Arc<App>,
+    handle: Handle,
+    user: String,
+    peer: String,
+    address: String,
+    container: String,
+    port: u32,
+}
+
+/// Accepts connections until the listener fails or the forward is revoked (it is
+/// registered like a session), carrying each to the client.
+async fn serve(
+    forward: Forward,
+    listener: tokio::net::TcpListener,
+    request: gatehouse_policies::Request,
+) {
+    let id = format!("remote-{}", gatehouse_recordings::store::new_id());
+    let (_registration, mut revoked) = LiveSessions::register(&forward.app, &id, request);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, from) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => break,
+            },
+            Some(ending) = revoked.recv() => {
+                tracing::warn!("remote forward ended: {}", ending.message);
+                break;
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        connections.spawn(forward.clone().carry_one(stream, from));
+    }
+}
+
+impl Forward {
+    /// Opens a forwarded-tcpip channel to the client for one accepted connection and
+    /// carries it, then audits what passed.
+    async fn carry_one(self, stream: tokio::net::TcpStream, from: std::net::SocketAddr) {
+        let opened = self
+            .handle
+            .channel_open_forwarded_tcpip(
+                self.address.clone(),
+                self.port,
+                from.ip().to_string(),
+                u32::from(from.port()),
+            )
+            .await;
+        let channel = match opened {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("remote forward: the client refused the channel: {e}");
+                return;
+            }
+        };
+        let (down, up, error) = carry(channel, stream).await;
+        let detail = json!({"user": self.user, "peer": self.peer, "container": self.container,
+            "port": self.port, "from": from.to_string(), "bytes_to_client": up,
+            "bytes_to_container": down, "error": error});
+        self.app
+            .audit
+            .note("forward.remote.connection", detail)
+            .await;
+    }
+}
+
 /// Starts a remote forward; returns its accept task and the port it listens on.
 pub async fn start(
     app: &Arc<App>,
@@ -62,64 +131,15 @@ pub async fn start(
             json!({"user": user.name, "peer": peer, "container": name, "listen": format!("{ip}:{bound}")}),
         )
         .await;
-    let (app, user_name, peer, address) = (
-        app.clone(),
-        user.name.clone(),
-        peer.to_string(),
-        address.to_string(),
-    );
-    let task = tokio::spawn(async move {
-        // Registered like a session: a revocation closes the listener and its connections.
-        let id = format!("remote-{}", gatehouse_recordings::store::new_id());
-        let (_registration, mut revoked) = LiveSessions::register(&app, &id, request);
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            let (stream, from) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(_) => break,
-                },
-                Some(ending) = revoked.recv() => {
-                    tracing::warn!("remote forward ended: {}", ending.message);
-                    break;
-                }
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            };
-            let (app, handle, user_name, peer, address, name) = (
-                app.clone(),
-                handle.clone(),
-                user_name.clone(),
-                peer.clone(),
-                address.clone(),
-                name.clone(),
-            );
-            connections.spawn(async move {
-                let channel = match handle
-                    .channel_open_forwarded_tcpip(
-                        address,
-                        bound,
-                        from.ip().to_string(),
-                        u32::from(from.port()),
-                    )
-                    .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!("remote forward: the client refused the channel: {e}");
-                        return;
-                    }
-                };
-                let (down, up, error) = carry(channel, stream).await;
-                app.audit
-                    .note(
-                        "forward.remote.connection",
-                        json!({"user": user_name, "peer": peer, "container": name, "port": bound,
-                            "from": from.to_string(), "bytes_to_client": up, "bytes_to_container": down,
-                            "error": error}),
-                    )
-                    .await;
-            });
-        }
-    });
+    let forward = Forward {
+        app: app.clone(),
+        handle,
+        user: user.name.clone(),
+        peer: peer.to_string(),
+        address: address.to_string(),
+        container: name,
+        port: bound,
+    };
+    let task = tokio::spawn(serve(forward, listener, request));
     Ok((task, bound))
 }
