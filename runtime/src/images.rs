@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::error::{Result, RuntimeError};
-use crate::inventory::write_atomic;
 use crate::names::validate_image_name;
 
 /// Packages added to debootstrap's minimal base so the image is a usable machine.

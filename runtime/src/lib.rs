@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod affinity;
 pub mod api;
+pub mod atomic;
 pub mod devices;
 pub mod error;
 pub mod images;
