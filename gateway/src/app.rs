@@ -19,9 +19,9 @@ pub struct App {
     /// Where containers run.
     pub runtime: Arc<dyn Runtime>,
     /// Who may do what (reloadable).
-    pub policy: crate::policy::PolicyStore,
+    pub policy: Arc<crate::policy::PolicyStore>,
     /// The sessions running now.
-    pub live: crate::live::LiveSessions,
+    pub live: Arc<crate::live::LiveSessions>,
     /// Failed-login counters and connection limits.
     pub guard: Guard,
     /// The audit log.
@@ -29,5 +29,5 @@ pub struct App {
     /// Session recordings.
     pub recordings: Recordings,
     /// The threads that write recordings.
-    pub recorders: crate::ssh::record::Recorders,
+    pub recorders: crate::record::Recorders,
 }

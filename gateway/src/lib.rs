@@ -7,12 +7,15 @@ mod admin;
 mod app;
 mod audit;
 mod cli;
+mod commands;
 mod config;
 mod directory;
 mod grammar;
 mod guard;
+mod hostkey;
 mod live;
 mod policy;
+mod record;
 mod retention;
 mod ssh;
 
@@ -129,15 +132,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Container(cmd) => {
             let config = load()?;
             let runtime = cli::open_runtime(&config)?;
-            let mut console = cli::Console::local();
-            let result = cli::container::run(&config, runtime.as_ref(), cmd, &mut console).await;
+            let mut console = commands::Console::local();
+            let result =
+                commands::container::run(&config, runtime.as_ref(), cmd, &mut console).await;
             console.print();
             result
         }
         Command::Policy(cmd) => cli::policy::run(&load()?, cmd).await,
         Command::Sessions(cmd) => {
-            let mut console = cli::Console::local();
-            let result = cli::sessions::run(&load()?, cmd, &mut console);
+            let mut console = commands::Console::local();
+            let result = commands::sessions::run(&load()?, cmd, &mut console);
             console.print();
             result
         }
@@ -146,10 +150,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             speed,
             idle_limit,
             text,
-        } => cli::sessions::replay(&load()?, &session, speed, idle_limit, text).await,
+        } => commands::sessions::replay(&load()?, &session, speed, idle_limit, text).await,
         Command::Audit(cmd) => {
-            let mut console = cli::Console::local();
-            let result = cli::sessions::audit(&load()?, cmd, &mut console);
+            let mut console = commands::Console::local();
+            let result = commands::sessions::audit(&load()?, cmd, &mut console);
             console.print();
             result
         }

@@ -10,7 +10,9 @@ use gatehouse_policies::{Decision, Request};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::app::App;
+use crate::audit::Audit;
+use crate::directory::Directory;
+use crate::policy::PolicyStore;
 
 /// How often running sessions are checked against the policy (time windows close).
 const CHECK: Duration = Duration::from_secs(2);
@@ -53,13 +55,13 @@ pub struct LiveSessions {
 
 /// A registered connection; dropping it removes the connection from the registry.
 pub struct ConnectionRegistration {
-    app: Arc<App>,
+    live: Arc<LiveSessions>,
     id: u64,
 }
 
 impl Drop for ConnectionRegistration {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.app.live.conns.lock() {
+        if let Ok(mut m) = self.live.conns.lock() {
             m.remove(&self.id);
         }
     }
@@ -67,13 +69,13 @@ impl Drop for ConnectionRegistration {
 
 /// A registered session; dropping it removes the session from the registry.
 pub struct Registration {
-    app: Arc<App>,
+    live: Arc<LiveSessions>,
     id: String,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.app.live.map.lock() {
+        if let Ok(mut m) = self.live.map.lock() {
             m.remove(&self.id);
         }
     }
@@ -83,12 +85,12 @@ impl LiveSessions {
     /// Registers session `id`, allowed on `request`; a message on the returned receiver
     /// means the session must end, and says why.
     pub fn register(
-        app: &Arc<App>,
+        self: &Arc<Self>,
         id: &str,
         request: Request,
     ) -> (Registration, mpsc::Receiver<Ending>) {
         let (end, rx) = mpsc::channel(1);
-        if let Ok(mut m) = app.live.map.lock() {
+        if let Ok(mut m) = self.map.lock() {
             m.insert(
                 id.to_string(),
                 Entry {
@@ -101,7 +103,7 @@ impl LiveSessions {
         }
         (
             Registration {
-                app: app.clone(),
+                live: self.clone(),
                 id: id.to_string(),
             },
             rx,
@@ -111,15 +113,14 @@ impl LiveSessions {
     /// Registers an authenticated connection of `user`, closed as a whole once the
     /// directory no longer knows them.
     pub fn register_connection(
-        app: &Arc<App>,
+        self: &Arc<Self>,
         user: &str,
         handle: russh::server::Handle,
     ) -> ConnectionRegistration {
-        let id = app
-            .live
+        let id = self
             .next_conn
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut m) = app.live.conns.lock() {
+        if let Ok(mut m) = self.conns.lock() {
             m.insert(
                 id,
                 Conn {
@@ -129,7 +130,7 @@ impl LiveSessions {
             );
         }
         ConnectionRegistration {
-            app: app.clone(),
+            live: self.clone(),
             id,
         }
     }
@@ -158,11 +159,14 @@ impl LiveSessions {
 
 /// Checks every running session against the policy in force now; those it no longer
 /// allows are told to end, and that is audited.
-pub async fn revalidate(app: &Arc<App>) {
-    let policy = app.policy.current();
+pub async fn revalidate(
+    live: &LiveSessions,
+    policy: &dyn gatehouse_policies::Policy,
+    audit: &Audit,
+) {
     let now = chrono::Utc::now();
     let mut revoked = Vec::new();
-    if let Ok(mut m) = app.live.map.lock() {
+    if let Ok(mut m) = live.map.lock() {
         for (id, e) in m.iter_mut().filter(|(_, e)| !e.revoked) {
             let mut r = e.request.clone();
             r.time = now;
@@ -192,7 +196,7 @@ pub async fn revalidate(app: &Arc<App>) {
     for (id, r, rule, reason, traces, end) in revoked {
         tracing::warn!(session = %id, user = %r.subject.user, container = %r.target.container, "access revoked: {reason}");
         let explanation: Vec<String> = traces.iter().map(ToString::to_string).collect();
-        app.audit
+        audit
             .note(
                 "session.revoked",
                 json!({"session": id, "user": r.subject.user, "container": r.target.container,
@@ -210,23 +214,23 @@ pub async fn revalidate(app: &Arc<App>) {
 /// Looks the people of running sessions up again: their groups are updated, and the
 /// sessions of those the directory no longer returns are marked for ending. When the
 /// directory does not answer, sessions keep what they had (new logins fail closed).
-async fn refresh_directory(app: &Arc<App>) {
-    let mut users: BTreeSet<String> = match app.live.map.lock() {
+async fn refresh_directory(live: &LiveSessions, directory: &dyn Directory, audit: &Audit) {
+    let mut users: BTreeSet<String> = match live.map.lock() {
         Ok(m) => m.values().map(|e| e.request.subject.user.clone()).collect(),
         Err(_) => return,
     };
-    if let Ok(c) = app.live.conns.lock() {
+    if let Ok(c) = live.conns.lock() {
         users.extend(c.values().map(|c| c.user.clone()));
     }
     for name in users {
-        let found = match app.directory.lookup(&name).await {
+        let found = match directory.lookup(&name).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(user = %name, "directory unavailable; running sessions keep their groups: {e}");
                 continue;
             }
         };
-        if let Ok(mut m) = app.live.map.lock() {
+        if let Ok(mut m) = live.map.lock() {
             for e in m.values_mut().filter(|e| e.request.subject.user == name) {
                 match &found {
                     Some(u) => e.request.subject.groups = u.groups.clone(),
@@ -235,14 +239,14 @@ async fn refresh_directory(app: &Arc<App>) {
             }
         }
         if found.is_none() {
-            close_connections(app, &name).await;
+            close_connections(live, audit, &name).await;
         }
     }
 }
 
 /// Closes every connection of `user`, whom the directory no longer knows.
-pub async fn close_connections(app: &Arc<App>, user: &str) {
-    let handles: Vec<russh::server::Handle> = match app.live.conns.lock() {
+pub async fn close_connections(live: &LiveSessions, audit: &Audit, user: &str) {
+    let handles: Vec<russh::server::Handle> = match live.conns.lock() {
         Ok(mut c) => {
             let ids: Vec<u64> = c
                 .iter()
@@ -261,7 +265,7 @@ pub async fn close_connections(app: &Arc<App>, user: &str) {
             user,
             "no longer in the directory (or locked); connection closed"
         );
-        app.audit
+        audit
             .note(
                 "connection.closed",
                 json!({"user": user, "reason": "no longer in the directory (or locked)"}),
@@ -277,17 +281,41 @@ pub async fn close_connections(app: &Arc<App>, user: &str) {
     }
 }
 
-/// Checks running sessions for as long as the gateway runs.
-pub async fn watch(app: Arc<App>) {
+/// What the running sessions are checked against.
+pub struct Checks {
+    /// The sessions.
+    pub live: Arc<LiveSessions>,
+    /// The policy in force.
+    pub policy: Arc<PolicyStore>,
+    /// Who people are.
+    pub directory: Arc<dyn Directory>,
+    /// Where revocations are written.
+    pub audit: Audit,
+}
+
+/// Checks running sessions for as long as the gateway runs: every few seconds (time
+/// windows close), at once when the policy is reloaded (`reloaded` changes), and the
+/// directory now and then.
+pub async fn watch(c: Checks, mut reloaded: tokio::sync::watch::Receiver<u64>) {
     let mut tick = tokio::time::interval(CHECK);
     let every = (DIRECTORY_REFRESH.as_secs() / CHECK.as_secs()).max(1);
     let mut n: u64 = 0;
     loop {
-        tick.tick().await;
-        n += 1;
-        if n.is_multiple_of(every) {
-            refresh_directory(&app).await;
+        tokio::select! {
+            _ = tick.tick() => {
+                n += 1;
+                if n.is_multiple_of(every) {
+                    refresh_directory(&c.live, c.directory.as_ref(), &c.audit).await;
+                }
+            }
+            changed = reloaded.changed() => {
+                if changed.is_err() {
+                    // No policy watcher (a fixed policy): the tick alone.
+                    reloaded = tokio::sync::watch::channel(0).1;
+                    continue;
+                }
+            }
         }
-        revalidate(&app).await;
+        revalidate(&c.live, c.policy.current().as_ref(), &c.audit).await;
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use gatehouse_policies::{OwnerPolicy, Policy, PolicyErrors, PolicySet};
 use serde_json::json;
 
-use crate::app::App;
+use crate::audit::Audit;
 
 /// How often policy files are checked for changes.
 const POLL: Duration = Duration::from_secs(2);
@@ -88,8 +88,13 @@ impl PolicyStore {
     }
 }
 
-/// Reloads on file changes and SIGHUP for as long as the gateway runs.
-pub async fn watch(app: Arc<App>) {
+/// Reloads on file changes and SIGHUP for as long as the gateway runs; each reload in
+/// force is published on `reloaded` (its count), for the running sessions to be checked.
+pub async fn watch(
+    store: Arc<PolicyStore>,
+    audit: Audit,
+    reloaded: tokio::sync::watch::Sender<u64>,
+) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -97,12 +102,12 @@ pub async fn watch(app: Arc<App>) {
             None
         }
     };
-    let mut seen = app.policy.fingerprint();
+    let mut seen = store.fingerprint();
     let mut tick = tokio::time::interval(POLL);
     loop {
         let why = tokio::select! {
             _ = tick.tick() => {
-                let now = app.policy.fingerprint();
+                let now = store.fingerprint();
                 if now == seen {
                     continue;
                 }
@@ -110,32 +115,33 @@ pub async fn watch(app: Arc<App>) {
                 "files changed"
             }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                seen = app.policy.fingerprint();
+                seen = store.fingerprint();
                 "SIGHUP"
             }
         };
-        apply_reload(&app, why).await;
+        if apply_reload(&store, &audit, why).await {
+            reloaded.send_modify(|n| *n += 1);
+        }
     }
 }
 
-async fn apply_reload(app: &Arc<App>, why: &str) {
-    let paths: Vec<String> = app
-        .config
-        .policy
+/// Reloads the policy files and audits the outcome; whether a new set is in force.
+async fn apply_reload(store: &PolicyStore, audit: &Audit, why: &str) -> bool {
+    let paths: Vec<String> = store
         .paths
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    match app.policy.reload() {
+    match store.reload() {
         Ok(n) => {
             tracing::info!(rules = n, why, "policy reloaded");
-            app.audit
+            audit
                 .note(
                     "policy.reloaded",
                     json!({"why": why, "paths": paths, "rules": n}),
                 )
                 .await;
-            crate::live::revalidate(app).await;
+            true
         }
         Err(e) => {
             let errors: Vec<String> = e.0.iter().map(ToString::to_string).collect();
@@ -143,12 +149,13 @@ async fn apply_reload(app: &Arc<App>, why: &str) {
                 why,
                 "policy NOT reloaded, the previous set stays in force:\n{e}"
             );
-            app.audit
+            audit
                 .note(
                     "policy.reload_failed",
                     json!({"why": why, "paths": paths, "errors": errors, "kept": "previous set"}),
                 )
                 .await;
+            false
         }
     }
 }

@@ -9,8 +9,10 @@ use gatehouse_policies::{Subject, Target};
 use gatehouse_runtime::ContainerRecord;
 
 use crate::app::App;
-use crate::cli::container::ContainerCommand;
+use crate::commands::container::ContainerCommand;
 use crate::directory::User;
+
+pub use crate::commands::Visible;
 
 /// The label put on containers created by self-service; its value names the rule.
 pub const SELF_SERVICE_LABEL: &str = "gatehouse.self-service";
@@ -52,9 +54,6 @@ impl Rights {
         }
     }
 }
-
-/// Which containers a `container list` shows.
-pub type Visible = Box<dyn Fn(&ContainerRecord) -> bool + Send + Sync>;
 
 /// The policy name of a container command.
 pub fn command_key(cmd: &ContainerCommand) -> &'static str {
@@ -220,7 +219,7 @@ impl Asking {
         app: &Arc<App>,
         owner: &mut Option<String>,
         image: &mut Option<String>,
-        meta: &mut crate::cli::container::MetaArgs,
+        meta: &mut crate::commands::container::MetaArgs,
     ) -> Result<(Rights, Option<Visible>), String> {
         let me = &self.subject.user;
         if owner.as_ref().is_some_and(|o| o != me) {
@@ -294,7 +293,7 @@ fn inventory(e: gatehouse_runtime::RuntimeError) -> String {
 fn wish(
     app: &Arc<App>,
     image: &Option<String>,
-    meta: &crate::cli::container::MetaArgs,
+    meta: &crate::commands::container::MetaArgs,
 ) -> Result<Wish, String> {
     let limit = |v: &Option<String>, f: fn(&str) -> gatehouse_runtime::Result<u64>| {
         v.as_deref().map(f).transpose().map_err(|e| e.to_string())

@@ -18,9 +18,9 @@ use russh::{Channel, ChannelMsg};
 use serde_json::json;
 
 use crate::app::App;
-use crate::cli::container::ContainerCommand;
-use crate::cli::sessions::{AuditCommand, SessionsCommand};
-use crate::cli::Console;
+use crate::commands::container::ContainerCommand;
+use crate::commands::sessions::{AuditCommand, SessionsCommand};
+use crate::commands::Console;
 use crate::directory::User;
 
 /// The commands offered over SSH (none of them takes a host path).
@@ -218,13 +218,13 @@ pub async fn execute_words(app: &Arc<App>, caller: &Caller, words: &[String]) ->
     let config = &app.config;
     let result = match command {
         AdminCommand::Container(cmd) => {
-            crate::cli::container::run(config, app.runtime.as_ref(), cmd, &mut console).await
+            crate::commands::container::run(config, app.runtime.as_ref(), cmd, &mut console).await
         }
-        AdminCommand::Sessions(cmd) => crate::cli::sessions::run(config, cmd, &mut console),
+        AdminCommand::Sessions(cmd) => crate::commands::sessions::run(config, cmd, &mut console),
         AdminCommand::Replay { session, .. } => {
-            crate::cli::sessions::replay_text(config, &session, &mut console)
+            crate::commands::sessions::replay_text(config, &session, &mut console)
         }
-        AdminCommand::Audit(cmd) => crate::cli::sessions::audit(config, cmd, &mut console),
+        AdminCommand::Audit(cmd) => crate::commands::sessions::audit(config, cmd, &mut console),
     };
     match result {
         Ok(()) => Done {

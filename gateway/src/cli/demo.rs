@@ -49,7 +49,7 @@ fn client_key(state: &Path) -> anyhow::Result<(String, Option<PathBuf>)> {
         }
     }
     let key_path = state.join("demo_key");
-    let key = crate::ssh::hostkey::load_or_create_at(&key_path)?;
+    let key = crate::hostkey::load_or_create_at(&key_path)?;
     let public = key
         .public_key()
         .to_openssh()

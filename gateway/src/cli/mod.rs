@@ -1,16 +1,15 @@
 //! The command line: `serve`, `demo`, `image …`, `container …`.
 
-pub mod container;
 pub mod demo;
 pub mod image;
-pub mod player;
 pub mod policy;
-pub mod sessions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+use crate::commands::{container, sessions};
 
 use crate::app::App;
 use crate::config::Config;
@@ -102,54 +101,6 @@ pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<dyn gatehouse_runtime
     )?))
 }
 
-/// Where an admin command's output goes, and who runs it (named in audit events). The
-/// local CLI prints it; the admin control plane over SSH sends it down the channel.
-#[derive(Default)]
-pub struct Console {
-    /// What goes to stdout.
-    pub out: String,
-    /// What goes to stderr.
-    pub err: String,
-    /// Who runs the command.
-    pub by: String,
-    /// The person running it over SSH (the default owner of what they create).
-    pub user: Option<String>,
-    /// Which containers `container list` may show (`None`: all).
-    pub visible: Option<crate::admin::Visible>,
-}
-
-impl Console {
-    /// The console of a command run on the gateway host.
-    pub fn local() -> Self {
-        let user = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "root".into());
-        Console {
-            by: format!("{user} (local admin)"),
-            ..Default::default()
-        }
-    }
-
-    /// A line of output.
-    pub fn say(&mut self, line: String) {
-        self.out.push_str(&line);
-        self.out.push('\n');
-    }
-
-    /// A line of information (stderr).
-    pub fn note(&mut self, line: String) {
-        self.err.push_str(&line);
-        self.err.push('\n');
-    }
-
-    /// Prints what was said to this process's stdout and stderr.
-    pub fn print(self) {
-        use std::io::Write;
-        let _ = std::io::stdout().write_all(self.out.as_bytes());
-        let _ = std::io::stderr().write_all(self.err.as_bytes());
-    }
-}
-
 /// An error that only sets the exit code: the command has said everything already.
 #[derive(Debug)]
 pub struct Quiet(pub u8);
@@ -197,7 +148,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let state = config.server.state_dir.clone();
     private_state_dir(&state)?;
-    let policy = crate::policy::PolicyStore::open(&config.policy.paths)?;
+    let policy = Arc::new(crate::policy::PolicyStore::open(&config.policy.paths)?);
     let app = Arc::new(App {
         config,
         directory,
@@ -207,12 +158,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         guard: crate::guard::Guard::new(limits),
         audit: crate::audit::Audit::open(&state)?,
         recordings: gatehouse_recordings::store::Recordings::open(state.join("recordings"))?,
-        recorders: crate::ssh::record::Recorders::start(RECORDER_THREADS)?,
+        recorders: crate::record::Recorders::start(RECORDER_THREADS)?,
     });
+    // A reload in force is published to the session checks, which revalidate at once.
+    let (reloaded, reloads) = tokio::sync::watch::channel(0u64);
     if !app.config.policy.paths.is_empty() {
-        tokio::spawn(crate::policy::watch(app.clone()));
+        let (store, audit) = (app.policy.clone(), app.audit.clone());
+        tokio::spawn(crate::policy::watch(store, audit, reloaded));
     }
-    tokio::spawn(crate::live::watch(app.clone()));
+    let checks = crate::live::Checks {
+        live: app.live.clone(),
+        policy: app.policy.clone(),
+        directory: app.directory.clone(),
+        audit: app.audit.clone(),
+    };
+    tokio::spawn(crate::live::watch(checks, reloads));
     if let Some(keep) = app.config.recording.keep.as_deref() {
         if let Some(keep) = gatehouse_runtime::limits::parse_duration(keep)? {
             tokio::spawn(crate::retention::run(app.clone(), keep));

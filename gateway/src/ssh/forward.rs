@@ -18,7 +18,6 @@ use crate::access;
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
-use crate::live::LiveSessions;
 
 /// Where a forward goes, resolved inside the container's view.
 async fn destination(app: &App, host: &str, port: u32) -> Result<SocketAddrV4, String> {
@@ -149,7 +148,7 @@ pub async fn relay(app: Arc<App>, user: String, peer: String, c: Connected, chan
         .await;
     // Registered like a session: a revocation ends the forward.
     let id = format!("forward-{}", gatehouse_recordings::store::new_id());
-    let (_registration, mut revoked) = LiveSessions::register(&app, &id, c.request.clone());
+    let (_registration, mut revoked) = app.live.register(&id, c.request.clone());
     let (sent, received, error) = tokio::select! {
         moved = carry(channel, c.stream) => moved,
         Some(ending) = revoked.recv() => (0, 0, Some(ending.message)),

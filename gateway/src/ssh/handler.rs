@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::directory::User;
 use crate::grammar::{self, Target};
 use crate::guard::Verdict;
-use crate::live::{ConnectionRegistration, LiveSessions};
+use crate::live::ConnectionRegistration;
 
 /// Counts a connection as unauthenticated for as long as it lives (MaxStartups), and
 /// against its source (see [`crate::guard::Guard::connection`]) until it logs in.
@@ -225,11 +225,11 @@ impl Connection {
     async fn current(&mut self, session: &mut Session) -> Option<(User, Target)> {
         let (user, target) = self.authed.clone()?;
         if self.registration.is_none() {
-            self.registration = Some(LiveSessions::register_connection(
-                &self.app,
-                &user.name,
-                session.handle(),
-            ));
+            self.registration = Some(
+                self.app
+                    .live
+                    .register_connection(&user.name, session.handle()),
+            );
         }
         if self.checked.is_some_and(|t| t.elapsed() < RECHECK_AFTER) {
             return Some((user, target));
@@ -242,7 +242,7 @@ impl Connection {
             }
             Ok(None) => {
                 self.authed = None;
-                crate::live::close_connections(&self.app, &user.name).await;
+                crate::live::close_connections(&self.app.live, &self.app.audit, &user.name).await;
                 None
             }
             Err(e) => {

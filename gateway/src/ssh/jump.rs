@@ -13,9 +13,9 @@ use russh::{Channel, MethodKind};
 use tracing::Instrument;
 
 use super::handler::Connection;
-use super::hostkey;
 use crate::app::App;
 use crate::grammar::Target;
+use crate::hostkey;
 
 /// Whether a `direct-tcpip` request is a ProxyJump hop to an existing container.
 pub async fn is_jump(app: &App, target: &Target, host: &str, port: u32) -> bool {

@@ -6,12 +6,10 @@ mod endings;
 pub(crate) mod files;
 mod forward;
 mod handler;
-pub mod hostkey;
 mod jump;
 mod picker;
 mod prompt;
 mod reason;
-pub mod record;
 mod remote;
 mod session;
 mod signals;
@@ -48,7 +46,7 @@ const COMPRESSION: &[russh::compression::Name] = &[russh::compression::NONE];
 
 /// Builds the russh server configuration.
 fn russh_config(app: &App) -> anyhow::Result<russh::server::Config> {
-    let key = hostkey::load_or_create(&app.config.server.state_dir)?;
+    let key = crate::hostkey::load_or_create(&app.config.server.state_dir)?;
     Ok(server_config(
         key,
         &[MethodKind::PublicKey, MethodKind::Password],

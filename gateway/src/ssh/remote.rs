@@ -16,7 +16,6 @@ use super::forward::{allowed_container, carry};
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
-use crate::live::LiveSessions;
 
 /// The address to listen on inside the container for what the client asked.
 fn bind_address(address: &str) -> Result<Ipv4Addr, String> {
@@ -52,7 +51,7 @@ async fn serve(
     request: gatehouse_policies::Request,
 ) {
     let id = format!("remote-{}", gatehouse_recordings::store::new_id());
-    let (_registration, mut revoked) = LiveSessions::register(&forward.app, &id, request);
+    let (_registration, mut revoked) = forward.app.live.register(&id, request);
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, from) = tokio::select! {

@@ -17,14 +17,13 @@ use tokio::sync::mpsc;
 
 use super::endings::Endings;
 use super::files::FileAudit;
-use super::record::{Stream, Tap};
 use super::wanted::Wanted;
 use super::{agent, picker, reason, signals};
 use crate::access::{self, Refusal};
 use crate::app::App;
 use crate::directory::User;
 use crate::grammar::Target;
-use crate::live::LiveSessions;
+use crate::record::{Stream, Tap};
 use gatehouse_recordings::channel::ChannelRecorder;
 use gatehouse_recordings::store::{SessionMeta, SessionRecording};
 use serde_json::json;
@@ -165,8 +164,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
             return refuse(&tx, "the audit log cannot be written, so the session is refused; the administrators have the details").await;
         }
     }
-    let (_registration, revoked) =
-        LiveSessions::register(&ctx.app, &session_id, resolved.request.clone());
+    let (_registration, revoked) = ctx.app.live.register(&session_id, resolved.request.clone());
     let endings = Endings::new(
         revoked,
         resolved.grants.max_session,

@@ -482,13 +482,13 @@ async fn hostkeys(
     c: &mut Console,
     name: Option<String>,
 ) -> anyhow::Result<()> {
-    let key = crate::ssh::hostkey::load_or_create(&config.server.state_dir)?;
+    let key = crate::hostkey::load_or_create(&config.server.state_dir)?;
     let names = match name {
         Some(n) => vec![rt.get(&n).await?.name],
         None => rt.list().await?.into_iter().map(|r| r.name).collect(),
     };
     for n in names {
-        c.say(crate::ssh::hostkey::known_hosts_line(&key, &n)?);
+        c.say(crate::hostkey::known_hosts_line(&key, &n)?);
     }
     Ok(())
 }
