@@ -417,12 +417,7 @@ impl Supervisor {
     fn handle_new(&mut self, mut stream: UnixStream) {
         let request = match read_request(&mut stream) {
             Ok(r) => r,
-            Err(e) => {
-                let _ = stream.write_all(&protocol::encode(&Reply::Error {
-                    message: e.to_string(),
-                }));
-                return;
-            }
+            Err(e) => return refuse(&mut stream, "request", &e),
         };
         match request {
             Request::Ping => {
@@ -443,63 +438,46 @@ impl Supervisor {
                 });
             }
             Request::Socket => match super::netsock::socket_in(self.init_pid) {
-                Ok(fd) => {
-                    let line = protocol::encode(&Reply::Socket);
-                    let _ = protocol::send_with_fds(stream.as_raw_fd(), &line, &[fd.as_raw_fd()]);
-                }
-                Err(message) => {
-                    log(&format!("socket failed: {message}"));
-                    let _ = stream.write_all(&protocol::encode(&Reply::Error {
-                        message: message.to_string(),
-                    }));
-                }
+                Ok(fd) => send_fd(&stream, &Reply::Socket, &fd),
+                Err(e) => refuse(&mut stream, "socket", &e),
             },
             Request::AgentListener { login } if is_user_name(&login) => {
                 match super::agent::listener_in(self.init_pid, &self.cgroup, &login) {
-                    Ok((fd, path)) => {
-                        let line = protocol::encode(&Reply::AgentListener { path });
-                        let _ =
-                            protocol::send_with_fds(stream.as_raw_fd(), &line, &[fd.as_raw_fd()]);
-                    }
-                    Err(message) => {
-                        log(&format!("agent socket failed: {message}"));
-                        let _ = stream.write_all(&protocol::encode(&Reply::Error {
-                            message: message.to_string(),
-                        }));
-                    }
+                    Ok((fd, path)) => send_fd(&stream, &Reply::AgentListener { path }, &fd),
+                    Err(e) => refuse(&mut stream, "agent socket", &e),
                 }
             }
-            Request::AgentListener { .. } => {
-                let message = "invalid login name".to_string();
-                let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
-            }
+            Request::AgentListener { .. } => refuse(
+                &mut stream,
+                "agent socket",
+                &NativeError::from("invalid login name"),
+            ),
             Request::Exec(req) => match self.spawn(&req) {
-                Ok((pid, fds)) => {
-                    let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-                    let line = protocol::encode(&Reply::Started { pid });
-                    if protocol::send_with_fds(stream.as_raw_fd(), &line, &raw).is_err() {
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
-                        return;
-                    }
-                    drop(fds);
-                    let _ = stream.set_nonblocking(true);
-                    self.sessions.insert(pid);
-                    self.idle_since = None;
-                    self.conns.push(Conn {
-                        stream,
-                        pid: Some(pid),
-                        stop_waiter: false,
-                        buf: Vec::new(),
-                    });
-                }
-                Err(message) => {
-                    log(&format!("exec failed: {message}"));
-                    let _ = stream.write_all(&protocol::encode(&Reply::Error {
-                        message: message.to_string(),
-                    }));
-                }
+                Ok((pid, fds)) => self.started(stream, pid, fds),
+                Err(e) => refuse(&mut stream, "exec", &e),
             },
         }
+    }
+
+    /// Tells the gateway a session's process started (with its descriptors) and follows
+    /// it on this connection.
+    fn started(&mut self, stream: UnixStream, pid: i32, fds: Vec<OwnedFd>) {
+        let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let line = protocol::encode(&Reply::Started { pid });
+        if protocol::send_with_fds(stream.as_raw_fd(), &line, &raw).is_err() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+            return;
+        }
+        drop(fds);
+        let _ = stream.set_nonblocking(true);
+        self.sessions.insert(pid);
+        self.idle_since = None;
+        self.conns.push(Conn {
+            stream,
+            pid: Some(pid),
+            stop_waiter: false,
+            buf: Vec::new(),
+        });
     }
 
     /// Starts a session process; returns its pid and the gateway's ends of its stdio.
@@ -617,6 +595,19 @@ impl Supervisor {
         }
         log(&format!("container {} stopped", self.cfg.name));
     }
+}
+
+/// Answers a request with an error, and logs it.
+fn refuse(stream: &mut UnixStream, what: &str, e: &NativeError) {
+    log(&format!("{what} failed: {e}"));
+    let message = e.to_string();
+    let _ = stream.write_all(&protocol::encode(&Reply::Error { message }));
+}
+
+/// Answers a request with `reply` and the descriptor it made.
+fn send_fd(stream: &UnixStream, reply: &Reply, fd: &OwnedFd) {
+    let line = protocol::encode(reply);
+    let _ = protocol::send_with_fds(stream.as_raw_fd(), &line, &[fd.as_raw_fd()]);
 }
 
 fn read_request(stream: &mut UnixStream) -> Result<Request, NativeError> {
