@@ -43,32 +43,7 @@ pub struct ExecRequest {
 
 /// Starts `req` in instance `name`.
 pub async fn exec(client: &LxdClient, name: &str, req: ExecRequest) -> Result<Process> {
-    let environment: serde_json::Map<String, Value> = req
-        .env
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    let (width, height) = req.pty.unwrap_or((80, 24));
-    let body = json!({
-        "command": req.command, "environment": environment, "interactive": req.pty.is_some(),
-        "wait-for-websocket": true, "record-output": false, "width": width, "height": height,
-        "user": req.user.0, "group": req.user.1, "cwd": req.cwd,
-    });
-    let (id, metadata) = match client
-        .request(
-            Method::POST,
-            &format!("/1.0/instances/{name}/exec"),
-            Some(&body),
-        )
-        .await?
-    {
-        Answer::Async { id, metadata } => (id, metadata),
-        Answer::Sync(_) => {
-            return Err(RuntimeError::Engine(
-                "exec did not start an operation".into(),
-            ))
-        }
-    };
+    let (id, metadata) = start_operation(client, name, &req).await?;
     let fds = &metadata["metadata"]["fds"];
     let secret = |fd: &str| -> Result<String> {
         fds[fd]
@@ -109,17 +84,7 @@ pub async fn exec(client: &LxdClient, name: &str, req: ExecRequest) -> Result<Pr
         tokio::spawn(read_out(w2.split().1, stderr_far, None));
         (stdin, stdout, Some(stderr))
     };
-    let waiter = client.clone();
-    let exit = Box::pin(async move {
-        let op = waiter.outcome(&id).await?;
-        let code = op["metadata"]["return"]
-            .as_i64()
-            .unwrap_or(match op["err"].as_str() {
-                Some(e) if e.contains("not found") => 127,
-                _ => 255,
-            });
-        Ok(status_from_code(code as i32))
-    });
+    let exit = Box::pin(exit_status(client.clone(), id));
     Ok(Process {
         stdin: Box::pin(stdin),
         stdout: Box::pin(stdout),
@@ -127,6 +92,46 @@ pub async fn exec(client: &LxdClient, name: &str, req: ExecRequest) -> Result<Pr
         control: Box::new(control),
         exit,
     })
+}
+
+/// Asks LXD to run `req` in instance `name`: the operation's id and its first metadata
+/// (the websockets' secrets).
+async fn start_operation(
+    client: &LxdClient,
+    name: &str,
+    req: &ExecRequest,
+) -> Result<(String, Value)> {
+    let environment: serde_json::Map<String, Value> = req
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let (width, height) = req.pty.unwrap_or((80, 24));
+    let body = json!({
+        "command": req.command, "environment": environment, "interactive": req.pty.is_some(),
+        "wait-for-websocket": true, "record-output": false, "width": width, "height": height,
+        "user": req.user.0, "group": req.user.1, "cwd": req.cwd,
+    });
+    let path = format!("/1.0/instances/{name}/exec");
+    match client.request(Method::POST, &path, Some(&body)).await? {
+        Answer::Async { id, metadata } => Ok((id, metadata)),
+        Answer::Sync(_) => Err(RuntimeError::Engine(
+            "exec did not start an operation".into(),
+        )),
+    }
+}
+
+/// The exit status of exec operation `id`, once it ends (127 when LXD did not find the
+/// command, as a shell says).
+async fn exit_status(client: LxdClient, id: String) -> Result<crate::api::ExitStatus> {
+    let op = client.outcome(&id).await?;
+    let code = op["metadata"]["return"]
+        .as_i64()
+        .unwrap_or(match op["err"].as_str() {
+            Some(e) if e.contains("not found") => 127,
+            _ => 255,
+        });
+    Ok(status_from_code(code as i32))
 }
 
 /// Reads (and so answers the keepalive pings of) a websocket whose messages we ignore.
