@@ -98,20 +98,41 @@ fn validate(config: &Config, paths: Vec<PathBuf>) -> anyhow::Result<()> {
     }
 }
 
+/// The groups the directory gives `user`.
+async fn groups_of(config: &Config, user: &str) -> anyhow::Result<Vec<String>> {
+    let directory = super::open_directory(config)?;
+    Ok(directory
+        .lookup(user)
+        .await
+        .map_err(|e| anyhow::anyhow!("directory: {e}"))?
+        .ok_or_else(|| anyhow::anyhow!("no user '{user}' in the directory"))?
+        .groups)
+}
+
+/// What an allow rule grants beyond access, in words.
+fn granted(grants: &gatehouse_policies::Grants) -> Vec<String> {
+    let mut extra = Vec::new();
+    if grants.sudo {
+        extra.push("sudo".to_string());
+    }
+    if grants.require_reason {
+        extra.push("a reason is required".to_string());
+    }
+    if let Some(d) = grants.max_session {
+        extra.push(format!("max_session {}", humantime::format_duration(d)));
+    }
+    if let Some(d) = grants.idle_timeout {
+        extra.push(format!("idle_timeout {}", humantime::format_duration(d)));
+    }
+    extra
+}
+
 async fn check(config: &Config, q: Question) -> anyhow::Result<()> {
     let (policy, _) = crate::policy::read(&config.policy.paths)
         .map_err(|e| anyhow::anyhow!("the policy files are invalid:\n{e}"))?;
-    let groups = match q.groups {
+    let groups = match q.groups.clone() {
         Some(g) => g,
-        None => {
-            let directory = super::open_directory(config)?;
-            directory
-                .lookup(&q.user)
-                .await
-                .map_err(|e| anyhow::anyhow!("directory: {e}"))?
-                .ok_or_else(|| anyhow::anyhow!("no user '{}' in the directory", q.user))?
-                .groups
-        }
+        None => groups_of(config, &q.user).await?,
     };
     let runtime = super::open_runtime(config)?;
     let record = gatehouse_runtime::Runtime::get(runtime.as_ref(), &q.container).await?;
@@ -148,19 +169,7 @@ async fn check(config: &Config, q: Question) -> anyhow::Result<()> {
         Decision::Allow { rule, grants } => {
             println!("ALLOW {what}");
             println!("decided by: {}", rule_of(rule));
-            let mut extra = Vec::new();
-            if grants.sudo {
-                extra.push("sudo".to_string());
-            }
-            if grants.require_reason {
-                extra.push("a reason is required".to_string());
-            }
-            if let Some(d) = grants.max_session {
-                extra.push(format!("max_session {}", humantime::format_duration(d)));
-            }
-            if let Some(d) = grants.idle_timeout {
-                extra.push(format!("idle_timeout {}", humantime::format_duration(d)));
-            }
+            let extra = granted(grants);
             if !extra.is_empty() {
                 println!("with: {}", extra.join(", "));
             }
