@@ -18,6 +18,8 @@ mod policy;
 mod record;
 mod retention;
 mod ssh;
+#[cfg(test)]
+mod testing;
 
 #[doc(hidden)]
 pub mod fuzzing;

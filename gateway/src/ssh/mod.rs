@@ -16,6 +16,9 @@ mod signals;
 pub(crate) mod transfer;
 mod wanted;
 
+#[cfg(test)]
+mod flow_tests;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +89,6 @@ pub(super) fn server_config(
 /// the cap on unauthenticated ones are closed at once (MaxStartups); a connection that
 /// has not authenticated within the grace time is disconnected (LoginGraceTime).
 pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
-    let config = Arc::new(russh_config(&app)?);
     let listen = app.config.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -98,6 +100,12 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
             .map(|a| a.to_string())
             .unwrap_or(listen)
     );
+    serve_on(app, listener).await
+}
+
+/// Serves SSH on `listener` (see [`serve`]).
+pub async fn serve_on(app: Arc<App>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let config = Arc::new(russh_config(&app)?);
     let unauthenticated = Arc::new(AtomicUsize::new(0));
     loop {
         let (socket, peer) = match listener.accept().await {
