@@ -20,6 +20,7 @@ mod retention;
 mod ssh;
 #[cfg(test)]
 mod testing;
+mod wiring;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -129,11 +130,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Demo(args) => cli::demo::run(args).await,
-        Command::Serve => cli::serve(load()?).await,
+        Command::Serve => wiring::serve(load()?).await,
         Command::Image(cmd) => cli::image::run(&load()?, cmd).await,
         Command::Container(cmd) => {
             let config = load()?;
-            let runtime = cli::open_runtime(&config)?;
+            let runtime = wiring::open_runtime(&config)?;
             let mut console = commands::Console::local();
             let result =
                 commands::container::run(&config, runtime.as_ref(), cmd, &mut console).await;

@@ -83,7 +83,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
         .await??;
     }
-    let rt = super::open_runtime(&config)?;
+    let rt = crate::wiring::open_runtime(&config)?;
     if rt.get(CONTAINER).await.is_err() {
         rt.create(ContainerRecord {
             name: CONTAINER.into(),
@@ -118,7 +118,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     println!("gatehouse demo is ready. Log into your container with:\n\n    ssh -p {}{identity} -o StrictHostKeyChecking=accept-new {user}@{CONTAINER}@{host}\n\n(state in {}; Ctrl-C stops the gateway, the container keeps running)", addr.port(), state.display());
     tokio::select! {
-        r = super::serve(config) => r,
+        r = crate::wiring::serve(config) => r,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\nstopping the demo gateway");
             Ok(())

@@ -100,7 +100,7 @@ fn validate(config: &Config, paths: Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// The groups the directory gives `user`.
 async fn groups_of(config: &Config, user: &str) -> anyhow::Result<Vec<String>> {
-    let directory = super::open_directory(config)?;
+    let directory = crate::wiring::open_directory(config)?;
     Ok(directory
         .lookup(user)
         .await
@@ -134,7 +134,7 @@ async fn check(config: &Config, q: Question) -> anyhow::Result<()> {
         Some(g) => g,
         None => groups_of(config, &q.user).await?,
     };
-    let runtime = super::open_runtime(config)?;
+    let runtime = crate::wiring::open_runtime(config)?;
     let record = gatehouse_runtime::Runtime::get(runtime.as_ref(), &q.container).await?;
     let request = gatehouse_policies::Request {
         subject: gatehouse_policies::Subject {
