@@ -8,9 +8,10 @@ use crate::cast::{Event, EventKind, Header};
 const ROWS: u16 = 5000;
 
 /// The widest virtual terminal: a recording's width comes from the client's terminal
-/// request, and a screen of 5000 rows of 65,535 columns would take gigabytes; wider
-/// lines wrap.
-const MAX_COLUMNS: u16 = 400;
+/// request, and a screen of 5000 rows of 65,535 columns would take gigabytes (each cell
+/// is some 40 bytes, twice: the main and the alternate screen). Wider lines wrap, and
+/// the text joins them again.
+const MAX_COLUMNS: u16 = 200;
 
 /// The text a recording showed, trailing blank lines removed.
 pub fn render(header: &Header, events: &[Event]) -> String {
@@ -103,7 +104,7 @@ mod tests {
             title: None,
         };
         let text = render(&header, &[ev(EventKind::Output, &"x".repeat(500))]);
-        // Soft-wrapped at 400 columns, and joined again: nothing is lost.
+        // Soft-wrapped at 200 columns, and joined again: nothing is lost.
         assert_eq!(text, format!("{}\n", "x".repeat(500)));
     }
 }
