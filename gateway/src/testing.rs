@@ -35,21 +35,7 @@ impl FakeRuntime {
     /// A runtime holding one container `name` of `owner`.
     pub fn with(name: &str, owner: &str) -> Self {
         let rt = FakeRuntime::default();
-        let record = ContainerRecord {
-            name: name.into(),
-            owner: owner.into(),
-            image: "fake".into(),
-            purpose: String::new(),
-            labels: BTreeMap::new(),
-            limits: Default::default(),
-            created: chrono::Utc::now(),
-            last_login: None,
-            address: None,
-            host: None,
-            nesting: false,
-            id_base: None,
-            idle_stop: None,
-        };
+        let record = ContainerRecord::new(name, owner, "fake");
         if let Ok(mut r) = rt.records.lock() {
             r.insert(name.into(), record);
         }
@@ -356,8 +342,14 @@ pub struct Outcome {
     pub signal: Option<String>,
 }
 
-/// Reads a session channel to its end.
+/// Reads a session channel to its end (a test that would hang fails after 10 s instead).
 pub async fn outcome(channel: &mut russh::Channel<russh::client::Msg>) -> Outcome {
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_to_end(channel))
+        .await
+        .expect("the session did not end within 10 s")
+}
+
+async fn read_to_end(channel: &mut russh::Channel<russh::client::Msg>) -> Outcome {
     let mut o = Outcome::default();
     while let Some(msg) = channel.wait().await {
         match msg {

@@ -54,6 +54,27 @@ pub struct ContainerRecord {
     pub id_base: Option<u32>,
 }
 
+impl ContainerRecord {
+    /// A new container of `owner` on `image`, created now, with nothing else set.
+    pub fn new(name: &str, owner: &str, image: &str) -> Self {
+        ContainerRecord {
+            name: name.into(),
+            owner: owner.into(),
+            image: image.into(),
+            purpose: String::new(),
+            labels: BTreeMap::new(),
+            limits: Limits::default(),
+            created: Utc::now(),
+            last_login: None,
+            address: None,
+            host: None,
+            nesting: false,
+            id_base: None,
+            idle_stop: None,
+        }
+    }
+}
+
 /// The inventory directory (`state_dir/containers`).
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -214,19 +235,9 @@ mod tests {
 
     fn record(name: &str) -> ContainerRecord {
         ContainerRecord {
-            name: name.into(),
-            owner: "alice".into(),
-            image: "debian-12".into(),
             purpose: "test".into(),
             labels: BTreeMap::from([("env".into(), "dev".into())]),
-            limits: Limits::default(),
-            created: Utc::now(),
-            last_login: None,
-            address: None,
-            host: None,
-            nesting: false,
-            id_base: None,
-            idle_stop: None,
+            ..ContainerRecord::new(name, "alice", "debian-12")
         }
     }
 

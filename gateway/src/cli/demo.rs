@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use gatehouse_runtime::images::{Images, DEFAULT_MIRROR};
 use gatehouse_runtime::names::is_user_name;
-use gatehouse_runtime::{ContainerRecord, Limits};
+use gatehouse_runtime::ContainerRecord;
 
 use crate::config::Config;
 
@@ -86,19 +86,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let rt = crate::wiring::open_runtime(&config)?;
     if rt.get(CONTAINER).await.is_err() {
         rt.create(ContainerRecord {
-            name: CONTAINER.into(),
-            owner: user.clone(),
-            image,
             purpose: "gatehouse demo".into(),
-            labels: Default::default(),
-            limits: Limits::default(),
-            created: chrono::Utc::now(),
-            last_login: None,
-            address: None,
-            host: None,
-            nesting: false,
-            id_base: None,
-            idle_stop: None,
+            ..ContainerRecord::new(CONTAINER, &user, &image)
         })
         .await?;
     }

@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{container, sessions};
 
-
 /// gatehouse: an SSH gateway for OS containers.
 #[derive(Debug, Parser)]
 #[command(name = "gatehouse", version, about)]

@@ -333,21 +333,8 @@ async fn create(
     if !is_user_name(&owner) {
         anyhow::bail!("invalid owner name '{owner}'");
     }
-    let mut record = ContainerRecord {
-        name: name.clone(),
-        owner,
-        image: image.unwrap_or_else(|| config.runtime.default_image.clone()),
-        purpose: String::new(),
-        labels: BTreeMap::new(),
-        limits: Limits::default(),
-        created: chrono::Utc::now(),
-        last_login: None,
-        address: None,
-        host: None,
-        nesting: false,
-        id_base: None,
-        idle_stop: None,
-    };
+    let image = image.unwrap_or_else(|| config.runtime.default_image.clone());
+    let mut record = ContainerRecord::new(&name, &owner, &image);
     meta.apply(&mut record)?;
     let after = serde_json::to_value(&record)?;
     rt.create(record).await?;

@@ -61,21 +61,7 @@ mod tests {
     use super::*;
 
     fn rec(name: &str) -> ContainerRecord {
-        ContainerRecord {
-            name: name.into(),
-            owner: "alice".into(),
-            image: "debian-12".into(),
-            purpose: String::new(),
-            labels: Default::default(),
-            limits: Default::default(),
-            created: chrono::Utc::now(),
-            last_login: None,
-            address: None,
-            host: None,
-            nesting: false,
-            id_base: None,
-            idle_stop: None,
-        }
+        ContainerRecord::new(name, "alice", "debian-12")
     }
 
     #[test]
