@@ -121,30 +121,8 @@ fn port_range(&(a, b): &(u16, u16)) -> String {
 impl Rule {
     /// `Ok` if the rule applies to the request, or why it does not.
     pub fn check(&self, r: &Request) -> Result<(), String> {
+        self.check_subject(&r.subject)?;
         let s = &r.subject;
-        let named = self.users.contains(&s.user);
-        let in_group = self.groups.iter().any(|g| s.groups.contains(g));
-        if !named && !in_group {
-            let theirs = if s.groups.is_empty() {
-                "no groups".to_string()
-            } else {
-                format!("groups {}", list(&s.groups))
-            };
-            return Err(match (self.users.is_empty(), self.groups.is_empty()) {
-                (false, true) => format!("{} is not among users {}", s.user, list(&self.users)),
-                (true, false) => format!(
-                    "{} ({theirs}) is not in groups {}",
-                    s.user,
-                    list(&self.groups)
-                ),
-                _ => format!(
-                    "{} ({theirs}) is not among users {} nor in groups {}",
-                    s.user,
-                    list(&self.users),
-                    list(&self.groups)
-                ),
-            });
-        }
         let t = &r.target;
         if let Some(names) = &self.containers {
             if !names.set.is_match(&t.container) {
@@ -202,6 +180,34 @@ impl Rule {
             if !w.contains(r.time) {
                 return Err(format!("{} is outside {}", w.local(r.time), w.text));
             }
+        }
+        Ok(())
+    }
+
+    /// Whether the rule names the person, by name or group; why not, otherwise.
+    fn check_subject(&self, s: &crate::Subject) -> Result<(), String> {
+        let named = self.users.contains(&s.user);
+        let in_group = self.groups.iter().any(|g| s.groups.contains(g));
+        if !named && !in_group {
+            let theirs = if s.groups.is_empty() {
+                "no groups".to_string()
+            } else {
+                format!("groups {}", list(&s.groups))
+            };
+            return Err(match (self.users.is_empty(), self.groups.is_empty()) {
+                (false, true) => format!("{} is not among users {}", s.user, list(&self.users)),
+                (true, false) => format!(
+                    "{} ({theirs}) is not in groups {}",
+                    s.user,
+                    list(&self.groups)
+                ),
+                _ => format!(
+                    "{} ({theirs}) is not among users {} nor in groups {}",
+                    s.user,
+                    list(&self.users),
+                    list(&self.groups)
+                ),
+            });
         }
         Ok(())
     }
