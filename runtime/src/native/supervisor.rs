@@ -490,37 +490,7 @@ impl Supervisor {
                 format!("invalid login name '{}'", crate::names::shorten(&req.login)).into(),
             );
         }
-        let mut pty_sock = None;
-        let (child, ours) = match &req.pty {
-            Some((_, cols, rows)) => {
-                let (mine, theirs) = socket::socketpair(
-                    socket::AddressFamily::Unix,
-                    socket::SockType::Stream,
-                    None,
-                    socket::SockFlag::SOCK_CLOEXEC,
-                )
-                .map_err(NativeError::step("socketpair"))?;
-                pty_sock = Some(UnixStream::from(mine));
-                (
-                    ChildStdio::Pty {
-                        sock: theirs,
-                        size: (*cols, *rows),
-                    },
-                    vec![],
-                )
-            }
-            None => {
-                let pipe =
-                    || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"));
-                let (in_r, in_w) = pipe()?;
-                let (out_r, out_w) = pipe()?;
-                let (err_r, err_w) = pipe()?;
-                (
-                    ChildStdio::Pipes(in_r, out_w, err_w),
-                    vec![in_w, out_r, err_r],
-                )
-            }
-        };
+        let (child, ours, pty_sock) = session_stdio(req)?;
         let (rep_r, rep_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
         // SAFETY: the supervisor is single-threaded.
@@ -594,6 +564,37 @@ impl Supervisor {
             super::firewall::forget_veth(&netsetup::host_veth(&self.cfg.cgroup_name));
         }
         log(&format!("container {} stopped", self.cfg.name));
+    }
+}
+
+/// The standard streams of a session's process: a socket pair its terminal's master comes
+/// back on, or three pipes. Returns the child's side, the gateway's ends, and the socket.
+fn session_stdio(
+    req: &ExecRequest,
+) -> Result<(ChildStdio, Vec<OwnedFd>, Option<UnixStream>), NativeError> {
+    match &req.pty {
+        Some((_, cols, rows)) => {
+            let (mine, theirs) = socket::socketpair(
+                socket::AddressFamily::Unix,
+                socket::SockType::Stream,
+                None,
+                socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(NativeError::step("socketpair"))?;
+            let child = ChildStdio::Pty {
+                sock: theirs,
+                size: (*cols, *rows),
+            };
+            Ok((child, vec![], Some(UnixStream::from(mine))))
+        }
+        None => {
+            let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"));
+            let (in_r, in_w) = pipe()?;
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let child = ChildStdio::Pipes(in_r, out_w, err_w);
+            Ok((child, vec![in_w, out_r, err_r], None))
+        }
     }
 }
 
