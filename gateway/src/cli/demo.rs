@@ -77,11 +77,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let image = config.runtime.default_image.clone();
     if !images.exists(&image) {
         eprintln!("building the {image} image (first run only; about a minute)…");
-        let img = image.clone();
-        tokio::task::spawn_blocking(move || {
-            super::image::build(&images, &img, None, DEFAULT_MIRROR)
-        })
-        .await??;
+        let store = gatehouse_runtime::image_store::NativeImages::open(&state)?;
+        let suite = gatehouse_runtime::images::suite_for(&image).unwrap_or("bookworm");
+        super::image::build(&store, &image, suite, DEFAULT_MIRROR).await?;
     }
     let rt = crate::wiring::open_runtime(&config)?;
     if rt.get(CONTAINER).await.is_err() {

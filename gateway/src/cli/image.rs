@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use gatehouse_runtime::images::{suite_for, Images, DEFAULT_MIRROR};
+use gatehouse_runtime::image_store::{ImageStore, NativeImages};
+use gatehouse_runtime::images::{suite_for, DEFAULT_MIRROR};
 
 use crate::config::Config;
 
@@ -37,25 +38,45 @@ pub enum ImageCommand {
     },
 }
 
-fn images(config: &Config) -> anyhow::Result<Images> {
-    Ok(Images::open(config.server.state_dir.join("images"))?)
+/// The image store of the configured runtime.
+fn store(config: &Config) -> anyhow::Result<Box<dyn ImageStore>> {
+    Ok(match config.runtime.kind {
+        crate::config::RuntimeKind::Lxd => Box::new(gatehouse_runtime::lxd::LxdRuntime::new(
+            config.runtime.lxd_settings()?,
+        )?),
+        crate::config::RuntimeKind::Native => {
+            Box::new(NativeImages::open(&config.server.state_dir)?)
+        }
+    })
 }
 
-/// Builds `name` with a progress display on stderr.
-pub fn build(images: &Images, name: &str, suite: Option<&str>, mirror: &str) -> anyhow::Result<()> {
-    let suite = match suite.or_else(|| suite_for(name)) {
-        Some(s) => s.to_string(),
+/// The Debian suite to build: the one given, or the one the name says.
+fn suite(name: &str, given: Option<String>) -> anyhow::Result<String> {
+    match given.or_else(|| suite_for(name).map(str::to_string)) {
+        Some(s) => Ok(s),
         None => anyhow::bail!(
             "cannot tell the Debian suite from image name '{name}'; pass --suite (e.g. bookworm)"
         ),
-    };
+    }
+}
+
+/// Builds `name` into `store` with a progress display on stderr.
+pub async fn build(
+    store: &dyn ImageStore,
+    name: &str,
+    suite: &str,
+    mirror: &str,
+) -> anyhow::Result<()> {
     let bar = spinner(format!("building image {name} (debootstrap {suite})"));
-    let result = images.build(name, &suite, mirror, &mut |line| {
-        bar.set_message(format!("{name}: {}", line.trim_start_matches("I: ")));
+    let b = bar.clone();
+    let n = name.to_string();
+    let progress = Box::new(move |line: &str| {
+        b.set_message(format!("{n}: {}", line.trim_start_matches("I: ")));
     });
+    let result = store.build(name, suite, mirror, progress).await;
     bar.finish_and_clear();
     result?;
-    eprintln!("image {name} built");
+    eprintln!("image {name} built in {}", store.place());
     Ok(())
 }
 
@@ -71,100 +92,34 @@ fn spinner(message: String) -> indicatif::ProgressBar {
     bar
 }
 
-/// Image commands against LXD's image store (`[runtime] kind = "lxd"`).
-async fn run_lxd(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
-    let rt = gatehouse_runtime::lxd::LxdRuntime::new(config.runtime.lxd_settings()?)?;
-    match cmd {
-        ImageCommand::Build {
-            name,
-            suite,
-            mirror,
-        } => {
-            let Some(suite) = suite.or_else(|| suite_for(&name).map(str::to_string)) else {
-                anyhow::bail!(
-                    "cannot tell the Debian suite from image name '{name}'; pass --suite (e.g. bookworm)"
-                );
-            };
-            let bar = spinner(format!("building LXD image {name} (debootstrap {suite})"));
-            let b = bar.clone();
-            let n = name.clone();
-            let progress = Box::new(move |line: &str| {
-                b.set_message(format!("{n}: {}", line.trim_start_matches("I: ")));
-            });
-            let result = rt.build_image(&name, &suite, &mirror, progress).await;
-            bar.finish_and_clear();
-            result?;
-            eprintln!("image {name} built and published to LXD");
-        }
-        ImageCommand::Import { name, file } => {
-            rt.publish(&name, &file).await?;
-            eprintln!("image {name} imported into LXD");
-        }
-        ImageCommand::List => {
-            println!("{:<20} {:<25} FINGERPRINT", "NAME", "CREATED");
-            for i in rt.images().await? {
-                println!("{:<20} {:<25} {}", i.name, i.created, i.fingerprint);
-            }
-        }
-        ImageCommand::Delete { name } => {
-            rt.delete_image(&name).await?;
-            eprintln!("image {name} deleted from LXD");
-        }
-    }
-    Ok(())
-}
-
-/// Runs an image command.
+/// Runs an image command on the configured runtime's image store.
 pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
-    if config.runtime.kind == crate::config::RuntimeKind::Lxd {
-        return run_lxd(config, cmd).await;
-    }
-    let images = images(config)?;
+    let store = store(config)?;
     match cmd {
         ImageCommand::Build {
             name,
-            suite,
+            suite: given,
             mirror,
         } => {
-            tokio::task::spawn_blocking(move || build(&images, &name, suite.as_deref(), &mirror))
-                .await??
+            let suite = suite(&name, given)?;
+            build(store.as_ref(), &name, &suite, &mirror).await?;
         }
         ImageCommand::Import { name, file } => {
-            let n = name.clone();
-            let dropped = tokio::task::spawn_blocking(move || images.import(&n, &file)).await??;
+            let dropped = store.import(&name, &file).await?;
             if let Some(note) = gatehouse_runtime::devices::dropped_note(dropped) {
                 eprintln!("note: {note}");
             }
-            eprintln!("image {name} imported");
+            eprintln!("image {name} imported into {}", store.place());
         }
         ImageCommand::List => {
-            println!("{:<20} {:<25} SOURCE", "NAME", "CREATED");
-            for i in images.list()? {
-                println!(
-                    "{:<20} {:<25} {}",
-                    i.name,
-                    i.created.format("%Y-%m-%d %H:%M:%S UTC"),
-                    i.source
-                );
+            println!("{:<20} {:<25} {}", "NAME", "CREATED", store.origin_title());
+            for i in store.list().await? {
+                println!("{:<20} {:<25} {}", i.name, i.created, i.origin);
             }
         }
         ImageCommand::Delete { name } => {
-            let inventory =
-                gatehouse_runtime::Inventory::open(config.server.state_dir.join("containers"))?;
-            let users: Vec<String> = inventory
-                .list()?
-                .into_iter()
-                .filter(|c| c.image == name)
-                .map(|c| c.name)
-                .collect();
-            if !users.is_empty() {
-                anyhow::bail!(
-                    "image {name} is used by containers {}; delete them first",
-                    users.join(", ")
-                );
-            }
-            images.delete(&name)?;
-            eprintln!("image {name} deleted");
+            store.delete(&name).await?;
+            eprintln!("image {name} deleted from {}", store.place());
         }
     }
     Ok(())

@@ -282,6 +282,49 @@ impl LxdRuntime {
     }
 }
 
+/// LXD's image store, as `gatehouse image` sees it.
+#[async_trait::async_trait]
+impl crate::image_store::ImageStore for LxdRuntime {
+    fn place(&self) -> &'static str {
+        "LXD"
+    }
+
+    fn origin_title(&self) -> &'static str {
+        "FINGERPRINT"
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        suite: &str,
+        mirror: &str,
+        progress: crate::image_store::Progress,
+    ) -> Result<()> {
+        self.build_image(name, suite, mirror, progress).await
+    }
+
+    async fn import(&self, name: &str, file: &Path) -> Result<usize> {
+        self.publish(name, file).await.map(|()| 0)
+    }
+
+    async fn list(&self) -> Result<Vec<crate::image_store::ImageRow>> {
+        let rows = self
+            .images()
+            .await?
+            .into_iter()
+            .map(|i| crate::image_store::ImageRow {
+                name: i.name,
+                created: i.created,
+                origin: i.fingerprint,
+            });
+        Ok(rows.collect())
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.delete_image(name).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

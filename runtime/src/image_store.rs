@@ -1,0 +1,153 @@
+//! Where images live, behind one trait both runtimes implement: the native runtime's
+//! store in the state directory ([`NativeImages`]), or LXD's image store (on
+//! [`crate::lxd::LxdRuntime`]). `gatehouse image build|import|list|delete` uses only this.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::error::{Result, RuntimeError};
+use crate::images::Images;
+use crate::inventory::Inventory;
+
+/// One image, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRow {
+    /// Its name (what containers use).
+    pub name: String,
+    /// When it was made, in UTC.
+    pub created: String,
+    /// Where it came from (native) or its fingerprint (LXD).
+    pub origin: String,
+}
+
+/// A line of a long image job's progress.
+pub type Progress = Box<dyn FnMut(&str) + Send>;
+
+/// An image store.
+#[async_trait]
+pub trait ImageStore: Send + Sync {
+    /// Where the store is, for messages (`the image store`, `LXD`).
+    fn place(&self) -> &'static str;
+    /// What [`ImageRow::origin`] holds, as a column title.
+    fn origin_title(&self) -> &'static str;
+    /// Builds Debian `suite` from `mirror` with debootstrap as image `name`.
+    async fn build(&self, name: &str, suite: &str, mirror: &str, progress: Progress) -> Result<()>;
+    /// Imports a rootfs archive as image `name`; how many device nodes were left out.
+    async fn import(&self, name: &str, file: &Path) -> Result<usize>;
+    /// Every image, by name.
+    async fn list(&self) -> Result<Vec<ImageRow>>;
+    /// Deletes an image no container uses.
+    async fn delete(&self, name: &str) -> Result<()>;
+}
+
+/// The native runtime's images (`state_dir/images`), and the inventory that says which
+/// containers use one.
+pub struct NativeImages {
+    images: PathBuf,
+    containers: PathBuf,
+}
+
+impl NativeImages {
+    /// The stores under `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self> {
+        Images::open(state_dir.join("images"))?;
+        Ok(NativeImages {
+            images: state_dir.join("images"),
+            containers: state_dir.join("containers"),
+        })
+    }
+
+    fn images(&self) -> Result<Images> {
+        Images::open(self.images.clone())
+    }
+}
+
+/// Runs blocking image work off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RuntimeError::Tool(format!("image job: {e}")))?
+}
+
+#[async_trait]
+impl ImageStore for NativeImages {
+    fn place(&self) -> &'static str {
+        "the image store"
+    }
+
+    fn origin_title(&self) -> &'static str {
+        "SOURCE"
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        suite: &str,
+        mirror: &str,
+        mut progress: Progress,
+    ) -> Result<()> {
+        let images = self.images()?;
+        let (name, suite, mirror) = (name.to_string(), suite.to_string(), mirror.to_string());
+        blocking(move || images.build(&name, &suite, &mirror, &mut *progress)).await
+    }
+
+    async fn import(&self, name: &str, file: &Path) -> Result<usize> {
+        let images = self.images()?;
+        let (name, file) = (name.to_string(), file.to_path_buf());
+        blocking(move || images.import(&name, &file)).await
+    }
+
+    async fn list(&self) -> Result<Vec<ImageRow>> {
+        let rows = self.images()?.list()?.into_iter().map(|i| ImageRow {
+            name: i.name,
+            created: i.created.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            origin: i.source,
+        });
+        Ok(rows.collect())
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        let users: Vec<String> = Inventory::open(self.containers.clone())?
+            .list()?
+            .into_iter()
+            .filter(|c| c.image == name)
+            .map(|c| c.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(RuntimeError::Invalid(format!(
+                "image {name} is used by containers {}; delete them first",
+                users.join(", ")
+            )));
+        }
+        self.images()?.delete(name)
+    }
+}
+
+/// A shared store is a store (`LxdRuntime::new` gives an `Arc`).
+#[async_trait]
+impl<T: ImageStore + ?Sized> ImageStore for std::sync::Arc<T> {
+    fn place(&self) -> &'static str {
+        (**self).place()
+    }
+
+    fn origin_title(&self) -> &'static str {
+        (**self).origin_title()
+    }
+
+    async fn build(&self, name: &str, suite: &str, mirror: &str, progress: Progress) -> Result<()> {
+        (**self).build(name, suite, mirror, progress).await
+    }
+
+    async fn import(&self, name: &str, file: &Path) -> Result<usize> {
+        (**self).import(name, file).await
+    }
+
+    async fn list(&self) -> Result<Vec<ImageRow>> {
+        (**self).list().await
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        (**self).delete(name).await
+    }
+}
