@@ -63,6 +63,22 @@ impl NativeImages {
     }
 }
 
+/// Refuses to delete image `name` while any of `containers` uses it.
+pub fn unused(name: &str, containers: &[crate::inventory::ContainerRecord]) -> Result<()> {
+    let users: Vec<&str> = containers
+        .iter()
+        .filter(|c| c.image == name)
+        .map(|c| c.name.as_str())
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(RuntimeError::Invalid(format!(
+        "image {name} is used by containers {}; delete them first",
+        users.join(", ")
+    )))
+}
+
 /// Runs blocking image work off the async runtime.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
@@ -108,18 +124,7 @@ impl ImageStore for NativeImages {
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
-        let users: Vec<String> = Inventory::open(self.containers.clone())?
-            .list()?
-            .into_iter()
-            .filter(|c| c.image == name)
-            .map(|c| c.name)
-            .collect();
-        if !users.is_empty() {
-            return Err(RuntimeError::Invalid(format!(
-                "image {name} is used by containers {}; delete them first",
-                users.join(", ")
-            )));
-        }
+        unused(name, &Inventory::open(self.containers.clone())?.list()?)?;
         self.images()?.delete(name)
     }
 }

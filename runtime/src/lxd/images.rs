@@ -256,19 +256,7 @@ impl LxdRuntime {
 
     /// Deletes image `name` unless a container uses it.
     pub async fn delete_image(&self, name: &str) -> Result<()> {
-        let users: Vec<String> = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|c| c.image == name)
-            .map(|c| c.name)
-            .collect();
-        if !users.is_empty() {
-            return Err(RuntimeError::Invalid(format!(
-                "image {name} is used by containers {}; delete them first",
-                users.join(", ")
-            )));
-        }
+        crate::image_store::unused(name, &self.list().await?)?;
         let alias = self
             .client()
             .get(&format!("/1.0/images/aliases/{name}"))
