@@ -7,6 +7,7 @@ use gatehouse_policies::{Action, Decision, Grants, Request, Subject, Target as P
 use gatehouse_runtime::{ContainerRecord, RuntimeError};
 
 use crate::app::App;
+use crate::audit::{AuditEvent, SessionRefused};
 use crate::directory::User;
 use crate::grammar::Target;
 
@@ -146,13 +147,18 @@ pub async fn resolve(
         Decision::Deny { rule, .. } => rule.clone(),
     };
     app.audit
-        .note(
-            "policy.decision",
-            serde_json::json!({"user": req.subject.user, "groups": req.subject.groups,
-                "container": req.target.container, "login": req.login, "action": req.action.to_string(),
-                "allowed": decision.is_allowed(), "rule": rule, "source": source.map(|s| s.to_string()), "port": port,
-                "explanation": explained.lines()}),
-        )
+        .note(AuditEvent::PolicyDecision {
+            user: &req.subject.user,
+            groups: &req.subject.groups,
+            container: &req.target.container,
+            login: &req.login,
+            action: req.action.to_string(),
+            allowed: decision.is_allowed(),
+            rule: rule.as_deref(),
+            source: source.map(|s| s.to_string()),
+            port,
+            explanation: explained.lines(),
+        })
         .await;
     match decision {
         Decision::Allow { rule, grants } => Ok(Resolved {
@@ -170,13 +176,17 @@ pub async fn resolve(
 /// audited with the details, and refused with a message that names the runtime.
 async fn unavailable(app: &App, user: &User, e: RuntimeError) -> Refusal {
     tracing::error!("inventory: {e}");
-    app.audit
-        .note(
-            "session.refused",
-            serde_json::json!({"user": user.name, "runtime": app.runtime.kind(),
-                "reason": format!("the container runtime is unavailable: {e}")}),
-        )
-        .await;
+    let refused = SessionRefused {
+        session: None,
+        user: &user.name,
+        peer: None,
+        container: None,
+        login: None,
+        rule: None,
+        runtime: Some(app.runtime.kind()),
+        reason: format!("the container runtime is unavailable: {e}"),
+    };
+    app.audit.note(AuditEvent::SessionRefused(refused)).await;
     format!(
         "the container runtime ({}) is unavailable; try again later (the administrators have the details)",
         app.runtime.kind()

@@ -5,7 +5,7 @@
 mod access;
 mod admin;
 mod app;
-mod audit;
+pub mod audit;
 mod cli;
 mod commands;
 mod config;

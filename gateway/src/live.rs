@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gatehouse_policies::{Decision, Request};
-use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::audit::Audit;
+use crate::audit::{Audit, AuditEvent};
 use crate::directory::Directory;
 use crate::policy::PolicyStore;
 
@@ -197,12 +196,16 @@ pub async fn revalidate(
         tracing::warn!(session = %id, user = %r.subject.user, container = %r.target.container, "access revoked: {reason}");
         let explanation: Vec<String> = traces.iter().map(ToString::to_string).collect();
         audit
-            .note(
-                "session.revoked",
-                json!({"session": id, "user": r.subject.user, "container": r.target.container,
-                    "login": r.login, "action": r.action.to_string(), "rule": rule, "reason": reason,
-                    "explanation": explanation}),
-            )
+            .note(AuditEvent::SessionRevoked {
+                session: &id,
+                user: &r.subject.user,
+                container: &r.target.container,
+                login: &r.login,
+                action: r.action.to_string(),
+                rule,
+                reason: &reason,
+                explanation,
+            })
             .await;
         let _ = end.try_send(Ending {
             message: format!("access revoked: {reason}"),
@@ -266,10 +269,10 @@ pub async fn close_connections(live: &LiveSessions, audit: &Audit, user: &str) {
             "no longer in the directory (or locked); connection closed"
         );
         audit
-            .note(
-                "connection.closed",
-                json!({"user": user, "reason": "no longer in the directory (or locked)"}),
-            )
+            .note(AuditEvent::ConnectionClosed {
+                user,
+                reason: "no longer in the directory (or locked)",
+            })
             .await;
         let _ = handle
             .disconnect(

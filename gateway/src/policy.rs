@@ -9,9 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use gatehouse_policies::{OwnerPolicy, Policy, PolicyErrors, PolicySet};
-use serde_json::json;
 
-use crate::audit::Audit;
+use crate::audit::{Audit, AuditEvent};
 
 /// How often policy files are checked for changes.
 const POLL: Duration = Duration::from_secs(2);
@@ -136,10 +135,11 @@ async fn apply_reload(store: &PolicyStore, audit: &Audit, why: &str) -> bool {
         Ok(n) => {
             tracing::info!(rules = n, why, "policy reloaded");
             audit
-                .note(
-                    "policy.reloaded",
-                    json!({"why": why, "paths": paths, "rules": n}),
-                )
+                .note(AuditEvent::PolicyReloaded {
+                    why,
+                    paths: &paths,
+                    rules: n,
+                })
                 .await;
             true
         }
@@ -150,10 +150,12 @@ async fn apply_reload(store: &PolicyStore, audit: &Audit, why: &str) -> bool {
                 "policy NOT reloaded, the previous set stays in force:\n{e}"
             );
             audit
-                .note(
-                    "policy.reload_failed",
-                    json!({"why": why, "paths": paths, "errors": errors, "kept": "previous set"}),
-                )
+                .note(AuditEvent::PolicyReloadFailed {
+                    why,
+                    paths: &paths,
+                    errors,
+                    kept: "previous set",
+                })
                 .await;
             false
         }

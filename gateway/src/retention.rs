@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
+use crate::audit::AuditEvent;
 
 /// Prunes now and then every hour, for as long as the gateway runs.
 pub async fn run(app: Arc<App>, keep: Duration) {
@@ -34,9 +35,14 @@ pub async fn prune(app: &App, keep: Duration) {
             continue;
         }
         // Record first: a deletion the log does not know of would look like tampering.
-        let event = serde_json::json!({"session": s.id, "user": s.user, "container": s.container,
-            "start": s.start, "reason": "retention"});
-        if let Err(e) = app.audit.event("recording.deleted", event).await {
+        let event = AuditEvent::RecordingDeleted {
+            session: &s.id,
+            user: &s.user,
+            container: &s.container,
+            start: s.start,
+            reason: "retention",
+        };
+        if let Err(e) = app.audit.event(event).await {
             tracing::error!(
                 "retention: cannot audit the deletion of {}: {e:#}; keeping it",
                 s.id

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::app::App;
+use crate::audit::AuditEvent;
 use crate::config::Config;
 use crate::directory::UsersFile;
 
@@ -133,10 +134,10 @@ async fn shut_down(app: &Arc<App>, signal: &str) {
         .end_all("the gateway is shutting down; session ended");
     tracing::info!(signal, sessions = told, "shutting down");
     app.audit
-        .note(
-            "gateway.stop",
-            serde_json::json!({"signal": signal, "sessions": told}),
-        )
+        .note(AuditEvent::GatewayStop {
+            signal,
+            sessions: told,
+        })
         .await;
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while app.live.count() > 0 && tokio::time::Instant::now() < deadline {

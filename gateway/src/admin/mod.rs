@@ -15,9 +15,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg};
-use serde_json::json;
 
 use crate::app::App;
+use crate::audit::AuditEvent;
 use crate::commands::container::ContainerCommand;
 use crate::commands::sessions::{AuditCommand, SessionsCommand};
 use crate::commands::Console;
@@ -199,10 +199,11 @@ pub async fn execute_words(app: &Arc<App>, caller: &Caller, words: &[String]) ->
         Err(why) => {
             tracing::warn!(by = %by, command = %line, "admin command refused: {why}");
             app.audit
-                .note(
-                    "admin.refused",
-                    json!({"by": by, "command": line, "reason": why}),
-                )
+                .note(AuditEvent::AdminRefused {
+                    by: &by,
+                    command: &line,
+                    reason: &why.to_string(),
+                })
                 .await;
             return Done::failed(format!("gatehouse: {why}\n"), 1);
         }
@@ -210,10 +211,11 @@ pub async fn execute_words(app: &Arc<App>, caller: &Caller, words: &[String]) ->
     tracing::info!(by = %by, command = %line, rights = %rights.describe(), "admin command");
     // Every command is audited, reading ones too: who looked at which recordings.
     app.audit
-        .note(
-            "admin.command",
-            json!({"by": by, "command": line, "rights": rights.describe()}),
-        )
+        .note(AuditEvent::AdminCommand {
+            by: &by,
+            command: &line,
+            rights: rights.describe(),
+        })
         .await;
     let config = &app.config;
     let result = match command {

@@ -7,10 +7,11 @@ use gatehouse_runtime::limits::{format_memory, parse_cpus, parse_memory, parse_p
 use gatehouse_runtime::names::{is_user_name, validate_container_name};
 use gatehouse_runtime::{ContainerRecord, ContainerState, Limits, Runtime};
 use serde::Serialize;
-use serde_json::json;
 
 use super::Console;
+use crate::audit::{AuditEvent, ContainerChange, ContainerDetail, ContainerEvent};
 use crate::config::Config;
+use ContainerChange::*;
 
 /// Container commands.
 #[derive(Debug, Subcommand)]
@@ -259,7 +260,7 @@ pub async fn run(
         ContainerCommand::Show { name } => show(config, rt, c, &name).await,
         ContainerCommand::Start { name } => {
             let outcome = rt.start(&name).await?;
-            audit(config, c, "container.started", json!({"container": name}))?;
+            audit(config, c, Started, &name, ContainerDetail::None {})?;
             let done = if outcome == gatehouse_runtime::StartOutcome::Started {
                 "started"
             } else {
@@ -270,22 +271,25 @@ pub async fn run(
         }
         ContainerCommand::Stop { name } => {
             rt.stop(&name).await?;
-            audit(config, c, "container.stopped", json!({"container": name}))?;
+            audit(config, c, Stopped, &name, ContainerDetail::None {})?;
             c.note(format!("container {name} stopped"));
             Ok(())
         }
         ContainerCommand::Restart { name } => {
             rt.stop(&name).await?;
             rt.start(&name).await?;
-            audit(config, c, "container.restarted", json!({"container": name}))?;
+            audit(config, c, Restarted, &name, ContainerDetail::None {})?;
             c.note(format!("container {name} restarted"));
             Ok(())
         }
         ContainerCommand::Delete { name } => {
             let before = serde_json::to_value(rt.get(&name).await?)?;
             rt.delete(&name).await?;
-            let data = json!({"container": name, "before": before});
-            audit(config, c, "container.deleted", data)?;
+            let data = ContainerDetail::Record {
+                before: Some(before),
+                after: None,
+            };
+            audit(config, c, Deleted, &name, data)?;
             c.note(format!("container {name} deleted"));
             Ok(())
         }
@@ -293,15 +297,19 @@ pub async fn run(
         ContainerCommand::Snapshot { name, snap } => snapshot(config, rt, c, &name, snap).await,
         ContainerCommand::Backup { name, file } => {
             rt.backup(&name, &file).await?;
-            let data = json!({"container": name, "file": file.display().to_string()});
-            audit(config, c, "container.backup", data)?;
+            let data = ContainerDetail::Backup {
+                file: file.display().to_string(),
+            };
+            audit(config, c, Backup, &name, data)?;
             c.note(format!("container {name} backed up to {}", file.display()));
             Ok(())
         }
         ContainerCommand::Restore { file, as_name } => {
             let name = rt.restore(&file, as_name.as_deref()).await?;
-            let data = json!({"container": name, "from": file.display().to_string()});
-            audit(config, c, "container.restored", data)?;
+            let data = ContainerDetail::Restored {
+                from: file.display().to_string(),
+            };
+            audit(config, c, Restored, &name, data)?;
             c.note(format!(
                 "container {name} restored from {} (stopped; it starts on first use)",
                 file.display()
@@ -312,9 +320,21 @@ pub async fn run(
     }
 }
 
-/// Writes an admin event of the console's person to the audit log.
-fn audit(config: &Config, c: &Console, kind: &str, data: serde_json::Value) -> anyhow::Result<()> {
-    super::sessions::admin_event(&config.server.state_dir, kind, data, &c.by)
+/// Writes an admin change by the console's person to the audit log.
+fn audit(
+    config: &Config,
+    c: &Console,
+    change: ContainerChange,
+    container: &str,
+    detail: ContainerDetail,
+) -> anyhow::Result<()> {
+    let event = AuditEvent::Container(ContainerEvent {
+        change,
+        container,
+        by: &c.by,
+        detail,
+    });
+    crate::audit::append_local(&config.server.state_dir, event)
 }
 
 async fn create(
@@ -338,8 +358,11 @@ async fn create(
     meta.apply(&mut record)?;
     let after = serde_json::to_value(&record)?;
     rt.create(record).await?;
-    let data = json!({"container": name, "after": after});
-    audit(config, c, "container.created", data)?;
+    let data = ContainerDetail::Record {
+        before: None,
+        after: Some(after),
+    };
+    audit(config, c, Created, &name, data)?;
     c.note(format!("container {name} created (it starts on first use)"));
     Ok(())
 }
@@ -489,8 +512,10 @@ async fn snapshot(
 ) -> anyhow::Result<()> {
     let snap = snap.unwrap_or_else(|| chrono::Utc::now().format("snap-%Y%m%d-%H%M%S").to_string());
     rt.snapshot(name, &snap).await?;
-    let data = json!({"container": name, "snapshot": snap});
-    audit(config, c, "container.snapshot", data)?;
+    let data = ContainerDetail::Snapshot {
+        snapshot: snap.clone(),
+    };
+    audit(config, c, Snapshot, name, data)?;
     c.note(format!("container {name}: snapshot {snap} taken"));
     Ok(())
 }
@@ -507,9 +532,11 @@ async fn set(
     let before_json = serde_json::to_value(&r)?;
     meta.apply(&mut r)?;
     rt.update(&r).await?;
-    let data =
-        json!({"container": name, "before": before_json, "after": serde_json::to_value(&r)?});
-    audit(config, c, "container.changed", data)?;
+    let data = ContainerDetail::Record {
+        before: Some(before_json),
+        after: Some(serde_json::to_value(&r)?),
+    };
+    audit(config, c, Changed, name, data)?;
     if r.limits != before && rt.apply_limits(name).await? {
         c.note(format!("container {name} updated; new limits apply now"));
     } else {

@@ -268,21 +268,6 @@ fn audit_key(state: &Path, c: &mut Console) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records an admin change made from this host in the audit log (fails the command if
-/// the log cannot be written).
-pub fn admin_event(
-    state_dir: &Path,
-    kind: &str,
-    data: serde_json::Value,
-    by: &str,
-) -> anyhow::Result<()> {
-    let log = gatehouse_recordings::audit::AuditLog::open(state_dir.join("audit"))?.signing()?;
-    let mut data = data;
-    data["by"] = serde_json::Value::String(by.to_string());
-    log.append(kind, data)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

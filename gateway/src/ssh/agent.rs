@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use russh::server::Handle;
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
+use crate::audit::AuditEvent;
 
 /// A forwarded agent, for as long as the session lives.
 pub struct Forwarded {
@@ -58,10 +58,12 @@ pub async fn forward(
         }
     };
     app.audit
-        .note(
-            "agent.forwarded",
-            json!({"user": user, "container": container, "login": login, "socket": path}),
-        )
+        .note(AuditEvent::AgentForwarded {
+            user,
+            container,
+            login,
+            socket: &path,
+        })
         .await;
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {

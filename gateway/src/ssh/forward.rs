@@ -11,11 +11,11 @@ use std::sync::Arc;
 use gatehouse_policies::{Action, Request};
 use russh::server::Msg;
 use russh::Channel;
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::access;
 use crate::app::App;
+use crate::audit::AuditEvent;
 use crate::directory::User;
 use crate::grammar::Target;
 
@@ -141,10 +141,12 @@ pub struct Connected {
 /// Relays the channel and the connection until both sides are done; audits the totals.
 pub async fn relay(app: Arc<App>, user: String, peer: String, c: Connected, channel: Channel<Msg>) {
     app.audit
-        .note(
-            "forward.open",
-            json!({"user": user, "peer": peer, "container": c.container, "to": c.addr.to_string()}),
-        )
+        .note(AuditEvent::ForwardOpen {
+            user: &user,
+            peer: &peer,
+            container: &c.container,
+            to: c.addr.to_string(),
+        })
         .await;
     // Registered like a session: a revocation ends the forward.
     let id = format!("forward-{}", gatehouse_recordings::store::new_id());
@@ -155,10 +157,14 @@ pub async fn relay(app: Arc<App>, user: String, peer: String, c: Connected, chan
     };
     tracing::info!(container = %c.container, to = %c.addr, sent, received, "forward closed");
     app.audit
-        .note(
-            "forward.close",
-            json!({"user": user, "peer": peer, "container": c.container, "to": c.addr.to_string(),
-                "bytes_to_container": sent, "bytes_to_client": received, "error": error}),
-        )
+        .note(AuditEvent::ForwardClose {
+            user: &user,
+            peer: &peer,
+            container: &c.container,
+            to: c.addr.to_string(),
+            bytes_to_container: sent,
+            bytes_to_client: received,
+            error,
+        })
         .await;
 }

@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use super::session::{self, SessionContext};
 use crate::app::App;
+use crate::audit::AuditEvent;
 use crate::directory::User;
 use crate::grammar::{self, Target};
 use crate::guard::Verdict;
@@ -197,17 +198,26 @@ impl Connection {
         } else {
             reason
         };
-        let event =
-            serde_json::json!({"user": user, "method": method, "peer": self.peer, "reason": why});
-        self.app.audit.note("auth.failure", event).await;
+        let event = AuditEvent::AuthFailure {
+            user: &user,
+            method,
+            peer: &self.peer,
+            reason: why,
+        };
+        self.app.audit.note(event).await;
         tokio::time::sleep(delay).await;
         Auth::reject()
     }
 
     async fn accept(&mut self, user: User, target: Target, method: &str) -> Auth {
         tracing::info!(parent: &self.span, user = %user.name, method, groups = ?user.groups, target = ?target.container, "authenticated");
-        let event = serde_json::json!({"user": user.name, "method": method, "peer": self.peer, "groups": user.groups});
-        self.app.audit.note("auth.success", event).await;
+        let event = AuditEvent::AuthSuccess {
+            user: &user.name,
+            method,
+            peer: &self.peer,
+            groups: &user.groups,
+        };
+        self.app.audit.note(event).await;
         self.app.guard.succeeded(self.peer_ip, &user.name);
         self.authenticated.store(true, Ordering::SeqCst);
         if let Some(p) = self.pending.take() {
@@ -260,7 +270,7 @@ impl russh::server::Handler for Connection {
         // Called once, when authentication starts: the first moment to audit the connection.
         self.app
             .audit
-            .note("connection", serde_json::json!({"peer": self.peer}))
+            .note(AuditEvent::Connection { peer: &self.peer })
             .await;
         // Fail closed, but say why: the person sees this before being refused.
         Ok(match self.app.directory.health().await {
@@ -397,11 +407,14 @@ impl russh::server::Handler for Connection {
                 tracing::warn!(parent: &span, "port forward refused: {why}");
                 self.app
                     .audit
-                    .note(
-                        "forward.refused",
-                        serde_json::json!({"user": user.name, "peer": self.peer,
-                            "to": format!("{host_to_connect}:{port_to_connect}"), "reason": why}),
-                    )
+                    .note(AuditEvent::ForwardRefused {
+                        user: &user.name,
+                        peer: &self.peer,
+                        to: Some(format!("{host_to_connect}:{port_to_connect}")),
+                        listen: None,
+                        remote: false,
+                        reason: &why.to_string(),
+                    })
                     .await;
                 reply
                     .reject(ChannelOpenFailure::AdministrativelyProhibited)
@@ -471,11 +484,14 @@ impl russh::server::Handler for Connection {
                 tracing::warn!(parent: &self.span, "remote forward refused: {why}");
                 self.app
                     .audit
-                    .note(
-                        "forward.refused",
-                        serde_json::json!({"user": user.name, "peer": self.peer,
-                            "listen": format!("{address}:{port}"), "remote": true, "reason": why}),
-                    )
+                    .note(AuditEvent::ForwardRefused {
+                        user: &user.name,
+                        peer: &self.peer,
+                        to: None,
+                        listen: Some(format!("{address}:{port}")),
+                        remote: true,
+                        reason: &why.to_string(),
+                    })
                     .await;
                 Ok(false)
             }

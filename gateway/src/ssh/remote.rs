@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use gatehouse_policies::Action;
 use russh::server::Handle;
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 use super::forward::{allowed_container, carry};
 use crate::app::App;
+use crate::audit::AuditEvent;
 use crate::directory::User;
 use crate::grammar::Target;
 
@@ -90,13 +90,17 @@ impl Forward {
             }
         };
         let (down, up, error) = carry(channel, stream).await;
-        let detail = json!({"user": self.user, "peer": self.peer, "container": self.container,
-            "port": self.port, "from": from.to_string(), "bytes_to_client": up,
-            "bytes_to_container": down, "error": error});
-        self.app
-            .audit
-            .note("forward.remote.connection", detail)
-            .await;
+        let event = AuditEvent::ForwardRemoteConnection {
+            user: &self.user,
+            peer: &self.peer,
+            container: &self.container,
+            port: self.port,
+            from: from.to_string(),
+            bytes_to_client: up,
+            bytes_to_container: down,
+            error,
+        };
+        self.app.audit.note(event).await;
     }
 }
 
@@ -125,10 +129,12 @@ pub async fn start(
         .map(|a| u32::from(a.port()))
         .unwrap_or(u32::from(port));
     app.audit
-        .note(
-            "forward.remote",
-            json!({"user": user.name, "peer": peer, "container": name, "listen": format!("{ip}:{bound}")}),
-        )
+        .note(AuditEvent::ForwardRemote {
+            user: &user.name,
+            peer,
+            container: &name,
+            listen: format!("{ip}:{bound}"),
+        })
         .await;
     let forward = Forward {
         app: app.clone(),

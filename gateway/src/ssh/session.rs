@@ -21,6 +21,7 @@ use super::wanted::Wanted;
 use super::{agent, picker, reason, signals};
 use crate::access::{self, Refusal};
 use crate::app::App;
+use crate::audit::{AuditEvent, ContainerChange, ContainerDetail, ContainerEvent, SessionRefused};
 use crate::directory::User;
 use crate::grammar::Target;
 use crate::record::{Stream, Tap};
@@ -154,11 +155,19 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     let Some((recording, tap)) = begin_recording(&ctx, &tx, opened, &fail_tx).await else {
         return;
     };
-    let start_event = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
-        "container": resolved.container.name, "login": resolved.login, "command": command,
-        "subsystem": wanted.subsystem(), "pty": asked.pty.is_some(), "rule": resolved.rule,
-        "reason": reason});
-    if let Err(e) = ctx.app.audit.event("session.start", start_event).await {
+    let start_event = AuditEvent::SessionStart {
+        session: &session_id,
+        user: &ctx.user.name,
+        peer: &ctx.peer,
+        container: &resolved.container.name,
+        login: &resolved.login,
+        command: command.as_deref(),
+        subsystem: wanted.subsystem(),
+        pty: asked.pty.is_some(),
+        rule: &resolved.rule,
+        reason: reason.as_deref(),
+    };
+    if let Err(e) = ctx.app.audit.event(start_event).await {
         tracing::error!(session = %session_id, "audit: {e:#}");
         if ctx.app.config.recording.fail_closed {
             return refuse(&tx, "the audit log cannot be written, so the session is refused; the administrators have the details").await;
@@ -263,10 +272,17 @@ async fn session_reason(
     match reason::obtain(given.as_deref(), rx, tx, &mut asked.pty).await {
         Ok(r) => Some(Some(r)),
         Err(message) => {
-            let detail = json!({"session": session_id, "user": ctx.user.name, "peer": ctx.peer,
-                "container": resolved.container.name, "login": resolved.login, "rule": resolved.rule,
-                "reason": format!("no valid reason given: {message}")});
-            ctx.app.audit.note("session.refused", detail).await;
+            let detail = SessionRefused {
+                session: Some(session_id),
+                user: &ctx.user.name,
+                peer: Some(&ctx.peer),
+                container: Some(&resolved.container.name),
+                login: Some(&resolved.login),
+                rule: Some(&resolved.rule),
+                runtime: None,
+                reason: format!("no valid reason given: {message}"),
+            };
+            ctx.app.audit.note(AuditEvent::SessionRefused(detail)).await;
             refuse(tx, &message).await;
             None
         }
@@ -311,10 +327,17 @@ async fn begin_recording(
         }
         Err(e) if ctx.app.config.recording.fail_closed => {
             tracing::error!(session = %o.id, "recording: {e:#}");
-            let detail = json!({"session": o.id, "user": ctx.user.name, "peer": ctx.peer,
-                "container": o.resolved.container.name,
-                "reason": format!("recording cannot be written: {e:#}")});
-            ctx.app.audit.note("session.refused", detail).await;
+            let detail = SessionRefused {
+                session: Some(o.id),
+                user: &ctx.user.name,
+                peer: Some(&ctx.peer),
+                container: Some(&o.resolved.container.name),
+                login: None,
+                rule: None,
+                runtime: None,
+                reason: format!("recording cannot be written: {e:#}"),
+            };
+            ctx.app.audit.note(AuditEvent::SessionRefused(detail)).await;
             refuse(tx, "this session cannot be recorded, so it is refused (recording.fail_closed); the administrators have the details").await;
             None
         }
@@ -333,20 +356,26 @@ async fn seal(
     recording: Option<SessionRecording>,
     exit: String,
 ) {
-    let mut end = json!({"session": session_id, "user": ctx.user.name, "exit": exit});
+    let mut sealed = None;
     if let Some(mut rec) = recording {
-        match rec.finish(exit) {
+        match rec.finish(exit.clone()) {
             Ok(digests) => {
                 let files: serde_json::Map<String, serde_json::Value> = digests
                     .into_iter()
                     .map(|(name, d)| (name, serde_json::Value::String(d)))
                     .collect();
-                end["recording"] = serde_json::Value::Object(files);
+                sealed = Some(files);
             }
             Err(e) => tracing::error!(session = %session_id, "cannot seal the recording: {e}"),
         }
     }
-    ctx.app.audit.note("session.end", end).await;
+    let end = AuditEvent::SessionEnd {
+        session: session_id,
+        user: &ctx.user.name,
+        exit: &exit,
+        recording: sealed,
+    };
+    ctx.app.audit.note(end).await;
 }
 
 /// Creates the session's recording directory and the channel's cast files.
@@ -379,30 +408,27 @@ fn open_recording(
 /// After a session: with `kill`, the processes it left running in the container end too
 /// (audited with their number); in any case what kept them together is tidied.
 async fn end_processes(ctx: &SessionContext, container: &str, session: &str, kill: bool) {
-    match ctx.app.runtime.end_session(container, session, kill).await {
-        Ok(n) if kill => {
-            tracing::info!(killed = n, "the session's remaining processes ended");
-            ctx.app
-                .audit
-                .note(
-                    "session.processes_ended",
-                    json!({"session": session, "user": ctx.user.name, "container": container, "killed": n}),
-                )
-                .await;
+    let (killed, error) = match ctx.app.runtime.end_session(container, session, kill).await {
+        Ok(n) => {
+            if kill {
+                tracing::info!(killed = n, "the session's remaining processes ended");
+            }
+            (Some(n), None)
         }
-        Ok(_) => {}
         Err(e) => {
             tracing::warn!("session processes: {e}");
-            if kill {
-                ctx.app
-                    .audit
-                    .note(
-                        "session.processes_ended",
-                        json!({"session": session, "user": ctx.user.name, "container": container, "error": e.to_string()}),
-                    )
-                    .await;
-            }
+            (None, Some(e.to_string()))
         }
+    };
+    if kill {
+        let event = AuditEvent::SessionProcessesEnded {
+            session,
+            user: &ctx.user.name,
+            container,
+            killed,
+            error,
+        };
+        ctx.app.audit.note(event).await;
     }
 }
 
@@ -473,10 +499,11 @@ async fn agent_allowed(ctx: &SessionContext, resolved: &access::Resolved) -> boo
         tracing::warn!("agent forwarding refused by policy");
         ctx.app
             .audit
-            .note(
-                "agent.refused",
-                json!({"user": ctx.user.name, "container": resolved.container.name, "login": resolved.login}),
-            )
+            .note(AuditEvent::AgentRefused {
+                user: &ctx.user.name,
+                container: &resolved.container.name,
+                login: &resolved.login,
+            })
             .await;
     }
     decision.is_allowed()
@@ -497,10 +524,12 @@ async fn launch(
         tracing::info!(container = %name, ms = t0.elapsed().as_millis() as u64, "container started on demand");
         ctx.app
             .audit
-            .note(
-                "container.started",
-                json!({"container": name, "by": ctx.user.name, "on_demand": true}),
-            )
+            .note(AuditEvent::Container(ContainerEvent {
+                change: ContainerChange::Started,
+                container: name,
+                by: &ctx.user.name,
+                detail: ContainerDetail::OnDemand { on_demand: true },
+            }))
             .await;
     }
     let account = (login == ctx.user.name).then(|| Account {

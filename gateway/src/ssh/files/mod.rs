@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use scp::{Direction, ScpCommand};
 
 use crate::app::App;
+use crate::audit::{AuditEvent, FileKind, FileRecord};
 
 /// Chunks queued towards the observer before the relay waits for it.
 const QUEUE: usize = 256;
@@ -26,8 +27,8 @@ const QUEUE: usize = 256;
 /// One file operation seen in a transfer.
 #[derive(Debug)]
 pub struct FileEvent {
-    /// The audit event kind (`file.write`, …).
-    pub kind: &'static str,
+    /// The operation (`file.write`, …).
+    pub kind: FileKind,
     /// What the event records besides who and where.
     pub detail: Value,
     /// The transfer can no longer be followed: once this event is written the session
@@ -36,7 +37,7 @@ pub struct FileEvent {
 }
 
 impl FileEvent {
-    fn new(kind: &'static str, detail: Value) -> Self {
+    fn new(kind: FileKind, detail: Value) -> Self {
         FileEvent {
             kind,
             detail,
@@ -47,7 +48,7 @@ impl FileEvent {
     /// The event that says the transfer can no longer be followed, and why.
     fn lost(reason: String) -> Self {
         FileEvent {
-            kind: "file.audit_lost",
+            kind: FileKind::AuditLost,
             detail: serde_json::json!({ "reason": reason }),
             ends_session: true,
         }
@@ -196,12 +197,16 @@ async fn observe(
             if broken {
                 continue;
             }
-            let mut v = who.clone();
-            v["via"] = Value::String(via.into());
-            if let (Some(all), Some(more)) = (v.as_object_mut(), e.detail.as_object()) {
-                all.extend(more.clone());
+            let mut fields = who.as_object().cloned().unwrap_or_default();
+            fields.insert("via".into(), Value::String(via.into()));
+            if let Some(more) = e.detail.as_object() {
+                fields.extend(more.clone());
             }
-            if let Err(err) = app.audit.event(e.kind, v).await {
+            let event = AuditEvent::File(FileRecord {
+                kind: e.kind,
+                fields,
+            });
+            if let Err(err) = app.audit.event(event).await {
                 broken = true;
                 tracing::error!("file audit: {err:#}");
                 let _ = failed

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::digest::StreamDigest;
 use super::FileEvent;
+use crate::audit::FileKind;
 
 /// The longest control line followed.
 const MAX_LINE: usize = 64 * 1024;
@@ -104,10 +105,10 @@ impl ScpWatch {
         self.command.direction
     }
 
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> FileKind {
         match self.command.direction {
-            Direction::Upload => "file.write",
-            Direction::Download => "file.read",
+            Direction::Upload => FileKind::Write,
+            Direction::Download => FileKind::Read,
         }
     }
 
@@ -253,7 +254,7 @@ impl ScpWatch {
                 if first == 'D' {
                     self.dirs.push(name.to_string());
                     events.push(FileEvent::new(
-                        "file.mkdir",
+                        FileKind::Mkdir,
                         json!({"path": self.path(""), "mode": mode}),
                     ));
                 } else if size == 0 {

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::digest::{HoldBudget, OrderedDigest, Summary};
 use super::FileEvent;
+use crate::audit::FileKind;
 
 /// The longest SFTP message followed (OpenSSH's limit is 256 KiB).
 const MAX_MESSAGE: usize = 1024 * 1024;
@@ -73,7 +74,7 @@ enum Pending {
         handle: String,
     },
     /// An operation reported once answered: its event kind and details.
-    Op(&'static str, Value),
+    Op(FileKind, Value),
 }
 
 /// A file the client has open.
@@ -142,31 +143,31 @@ fn path_op(packet: Packet) -> Option<(u32, Pending)> {
     Some(match packet {
         Packet::OpenDir(d) => (
             d.id,
-            Pending::Op("file.list", json!({"path": bounded(d.path)})),
+            Pending::Op(FileKind::List, json!({"path": bounded(d.path)})),
         ),
         Packet::Remove(r) => (
             r.id,
-            Pending::Op("file.remove", json!({"path": bounded(r.filename)})),
+            Pending::Op(FileKind::Remove, json!({"path": bounded(r.filename)})),
         ),
         Packet::MkDir(m) => (
             m.id,
-            Pending::Op("file.mkdir", json!({"path": bounded(m.path)})),
+            Pending::Op(FileKind::Mkdir, json!({"path": bounded(m.path)})),
         ),
         Packet::RmDir(r) => (
             r.id,
-            Pending::Op("file.rmdir", json!({"path": bounded(r.path)})),
+            Pending::Op(FileKind::Rmdir, json!({"path": bounded(r.path)})),
         ),
         Packet::Rename(r) => (
             r.id,
             Pending::Op(
-                "file.rename",
+                FileKind::Rename,
                 json!({"from": bounded(r.oldpath), "to": bounded(r.newpath)}),
             ),
         ),
         Packet::SetStat(s) => (
             s.id,
             Pending::Op(
-                "file.setstat",
+                FileKind::Setstat,
                 json!({"path": bounded(s.path), "set": changes(&s.attrs)}),
             ),
         ),
@@ -174,7 +175,7 @@ fn path_op(packet: Packet) -> Option<(u32, Pending)> {
         Packet::Symlink(s) => (
             s.id,
             Pending::Op(
-                "file.symlink",
+                FileKind::Symlink,
                 json!({"target": bounded(s.linkpath), "path": bounded(s.targetpath)}),
             ),
         ),
@@ -314,7 +315,7 @@ impl SftpWatch {
                 (
                     s.id,
                     Pending::Op(
-                        "file.setstat",
+                        FileKind::Setstat,
                         json!({"path": path, "set": changes(&s.attrs)}),
                     ),
                 )
@@ -352,9 +353,9 @@ impl SftpWatch {
                 let mut detail = json!({"from": from, "to": to});
                 if request.starts_with("posix-rename") {
                     detail["replace"] = json!(true);
-                    Pending::Op("file.rename", detail)
+                    Pending::Op(FileKind::Rename, detail)
                 } else {
-                    Pending::Op("file.link", detail)
+                    Pending::Op(FileKind::Link, detail)
                 }
             }
             "copy-data" => {
@@ -372,11 +373,11 @@ impl SftpWatch {
                 if let Some(t) = to.as_ref().and_then(|h| self.handles.get_mut(h)) {
                     t.copied_into = true;
                 }
-                Pending::Op("file.copy", detail)
+                Pending::Op(FileKind::Copy, detail)
             }
             "lsetstat@openssh.com" => {
                 let path = take_string(&mut data);
-                Pending::Op("file.setstat", json!({"path": path, "nofollow": true}))
+                Pending::Op(FileKind::Setstat, json!({"path": path, "nofollow": true}))
             }
             "fsync@openssh.com"
             | "statvfs@openssh.com"
@@ -388,7 +389,7 @@ impl SftpWatch {
             | "check-file-name"
             | "check-file-handle" => return None,
             other => Pending::Op(
-                "file.extended",
+                FileKind::Extended,
                 json!({"request": other.chars().take(256).collect::<String>()}),
             ),
         };
@@ -403,7 +404,7 @@ impl SftpWatch {
             Packet::Handle(h) => match self.pending.remove(&h.id) {
                 Some(Pending::Open { path, flags }) => {
                     events.push(FileEvent::new(
-                        "file.open",
+                        FileKind::Open,
                         json!({"path": path, "flags": flag_names(flags)}),
                     ));
                     if h.handle.len() > MAX_HANDLE {
@@ -444,7 +445,7 @@ impl SftpWatch {
                 });
                 match self.pending.remove(&s.id) {
                     Some(Pending::Open { path, flags }) => events.push(FileEvent::new(
-                        "file.open",
+                        FileKind::Open,
                         json!({"path": path, "flags": flag_names(flags), "error": error}),
                     )),
                     Some(Pending::Close { handle }) => self.closed(&handle, None, events),
@@ -498,14 +499,14 @@ impl SftpWatch {
             if let Some(n) = note {
                 v["note"] = json!(n);
             }
-            events.push(FileEvent::new("file.write", v));
+            events.push(FileEvent::new(FileKind::Write, v));
         }
         if !writing || !t.read.is_empty() {
             let mut v = summary_fields(&t.path, t.read.finish());
             if let Some(n) = note {
                 v["note"] = json!(n);
             }
-            events.push(FileEvent::new("file.read", v));
+            events.push(FileEvent::new(FileKind::Read, v));
         }
     }
 }
