@@ -28,6 +28,7 @@ mod passwd;
 mod protocol;
 mod pty;
 mod rootfs;
+mod rtnl;
 mod supervisor;
 pub mod syscall;
 

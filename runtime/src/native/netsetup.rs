@@ -1,59 +1,18 @@
 //! Host side of a container's network: the bridge (created if missing) and a veth pair
-//! whose container end becomes `eth0` with the container's address. Uses iproute2's `ip`
-//! and util-linux's `nsenter` (joining only the container's network namespace). The
-//! pair disappears by itself when the container's network namespace does.
+//! whose container end is created as `eth0` in the container's network namespace and
+//! given the container's address there (from a child that joined only that namespace).
+//! Over rtnetlink ([`super::rtnl`]), no `ip` or `nsenter`. The pair disappears by itself
+//! when the container's network namespace does.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+
+use nix::sched::CloneFlags;
 
 use super::error::NativeError;
-use std::io::Write;
-use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
-
+use super::rtnl::{existing_is_fine, Rtnl};
 use crate::network::NetworkConfig;
-
-/// Runs `ip -batch -` (optionally inside the network namespace of `pid`), tolerating
-/// "File exists" when `idempotent`.
-fn ip_batch(netns_of: Option<i32>, commands: &str, idempotent: bool) -> Result<(), NativeError> {
-    let mut cmd = match netns_of {
-        Some(pid) => {
-            let mut c = Command::new("nsenter");
-            c.args(["-t", &pid.to_string(), "-n", "ip"]);
-            c
-        }
-        None => Command::new("ip"),
-    };
-    if idempotent {
-        cmd.arg("-force");
-    }
-    let mut child = cmd
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run ip ({e}); install iproute2 and util-linux"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(commands.as_bytes())
-            .map_err(NativeError::step("ip"))?;
-    }
-    let out = child.wait_with_output().map_err(NativeError::step("ip"))?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    let real_errors: Vec<&str> = err
-        .lines()
-        .filter(|l| {
-            let benign = l.contains("File exists")
-                || l.contains("already assigned")
-                || l.contains("Command failed");
-            !(idempotent && benign)
-        })
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    if out.status.success() || (idempotent && real_errors.is_empty()) {
-        Ok(())
-    } else {
-        Err(format!("network set-up failed: {}", real_errors.join("; ")).into())
-    }
-}
 
 /// The host-side name of a container's veth (at most 15 bytes).
 pub fn host_veth(cgroup_name: &str) -> String {
@@ -73,22 +32,22 @@ pub fn connect(
 ) -> Result<(), NativeError> {
     let prefix = net.subnet.prefix_len();
     let bridge = &net.bridge;
-    ip_batch(
-        None,
-        &format!(
-            "link add {bridge} type bridge\naddr add {}/{prefix} dev {bridge}\nlink set {bridge} up\n",
-            net.gateway()
-        ),
-        true,
-    )?;
-    let peer = format!("{veth}c");
-    ip_batch(
-        None,
-        &format!(
-            "link add {veth} type veth peer name {peer}\nlink set {peer} netns {pid}\nlink set {veth} master {bridge} up\n"
-        ),
-        false,
-    )?;
+    let mut nl = Rtnl::open().map_err(NativeError::sys("netlink socket"))?;
+    let br = bridge_up(&mut nl, bridge, net.gateway(), prefix)?;
+    let netns = File::open(format!("/proc/{pid}/ns/net")).map_err(NativeError::step(
+        "cannot open the container's network namespace",
+    ))?;
+    nl.add_veth(veth, "eth0", netns.as_fd())
+        .map_err(NativeError::sys(format!(
+            "cannot create the veth pair {veth}"
+        )))?;
+    let host_end = nl
+        .index(veth)
+        .map_err(NativeError::sys(format!("link {veth}")))?;
+    nl.set_up(host_end, Some(br))
+        .map_err(NativeError::sys(format!(
+            "cannot attach {veth} to {bridge}"
+        )))?;
     // Filters first: the container's end is up only once they hold.
     super::firewall::apply(&super::firewall::host_rules(
         bridge,
@@ -96,13 +55,40 @@ pub fn connect(
         &net.host_services,
     ))?;
     super::firewall::apply(&super::firewall::veth_rules(veth, address))?;
-    ip_batch(
-        Some(pid),
-        &format!(
-            "link set {peer} name eth0\naddr add {address}/{prefix} dev eth0\nlink set eth0 up\n"
-        ),
-        false,
-    )
+    super::forked::job_in_child(|| {
+        nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET).map_err(NativeError::step(
+            "cannot join the container's network namespace",
+        ))?;
+        let mut nl = Rtnl::open().map_err(NativeError::sys("netlink socket"))?;
+        let eth0 = nl.index("eth0").map_err(NativeError::sys("link eth0"))?;
+        nl.add_address(eth0, address, prefix)
+            .map_err(NativeError::sys(format!(
+                "cannot give eth0 {address}/{prefix}"
+            )))?;
+        nl.set_up(eth0, None)
+            .map_err(NativeError::sys("cannot set eth0 up"))
+    })
+}
+
+/// The bridge with the gateway's address, up (each made if missing); its index.
+fn bridge_up(
+    nl: &mut Rtnl,
+    bridge: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+) -> Result<u32, NativeError> {
+    existing_is_fine(nl.add_bridge(bridge)).map_err(NativeError::sys(format!(
+        "cannot create the bridge {bridge}"
+    )))?;
+    let br = nl
+        .index(bridge)
+        .map_err(NativeError::sys(format!("link {bridge}")))?;
+    existing_is_fine(nl.add_address(br, gateway, prefix)).map_err(NativeError::sys(format!(
+        "cannot give {bridge} {gateway}/{prefix}"
+    )))?;
+    nl.set_up(br, None)
+        .map_err(NativeError::sys(format!("cannot set {bridge} up")))?;
+    Ok(br)
 }
 
 #[cfg(test)]
