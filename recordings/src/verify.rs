@@ -1,9 +1,10 @@
 //! `gatehouse audit verify`: the audit chain is unbroken, and every recording that a
 //! session-end event sealed still has the digests it had then.
 
+use std::collections::HashSet;
 use std::path::Path;
 
-use crate::audit::{line_hash, AuditLog, GENESIS};
+use crate::audit::{line_hash, AuditEvent, AuditLog, GENESIS};
 use crate::error::Result;
 use crate::store::file_digest;
 
@@ -72,17 +73,7 @@ pub fn verify(
         Ok(e) => e,
         Err(e) => return Ok(Err(format!("audit log unreadable: {e}"))),
     };
-    // Recordings deleted by retention were sealed once; their absence is recorded.
-    let deleted: std::collections::HashSet<String> = events
-        .iter()
-        .filter(|(_, e)| e.kind == "recording.deleted")
-        .filter_map(|(_, e)| {
-            e.data
-                .get("session")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        })
-        .collect();
+    let deleted = deleted_sessions(&events);
     let mut report = Report {
         key_fingerprint: crate::head::fingerprint(&key),
         ..Report::default()
@@ -105,30 +96,8 @@ pub fn verify(
         prev = line_hash(line);
         report.events += 1;
         if event.kind == "session.end" {
-            let Some(id) = event.data.get("session").and_then(|v| v.as_str()) else {
-                continue;
-            };
-            let Some(files) = event.data.get("recording").and_then(|v| v.as_object()) else {
-                continue;
-            };
-            if !crate::store::valid_id(id) {
-                return Ok(Err(format!("audit.jsonl line {n}: invalid session id")));
-            }
-            if deleted.contains(id) {
-                continue;
-            }
-            for (name, digest) in files {
-                if name.contains('/') || name.starts_with('.') {
-                    return Ok(Err(format!(
-                        "audit.jsonl line {n}: invalid file name {name}"
-                    )));
-                }
-                let path = recordings_dir.join(id).join(name);
-                match file_digest(&path) {
-                    Ok(d) if Some(d.as_str()) == digest.as_str() => report.files += 1,
-                    Ok(_) => return Ok(Err(format!("recordings/{id}/{name}: content differs from its sealed digest (audit seq {})", event.seq))),
-                    Err(_) => return Ok(Err(format!("recordings/{id}/{name}: missing (sealed by audit seq {})", event.seq))),
-                }
+            if let Err(why) = check_sealed(event, n, recordings_dir, &deleted, &mut report) {
+                return Ok(Err(why));
             }
         }
     }
@@ -136,6 +105,65 @@ pub fn verify(
         return Ok(Err(why));
     }
     Ok(Ok(report))
+}
+
+/// The sessions whose recordings retention deleted: they were sealed once, and their
+/// absence is recorded.
+fn deleted_sessions(events: &[(String, AuditEvent)]) -> HashSet<String> {
+    events
+        .iter()
+        .filter(|(_, e)| e.kind == "recording.deleted")
+        .filter_map(|(_, e)| {
+            e.data
+                .get("session")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Checks the files a `session.end` event (line `n`) sealed against their digests.
+fn check_sealed(
+    event: &AuditEvent,
+    n: u64,
+    recordings_dir: &Path,
+    deleted: &HashSet<String>,
+    report: &mut Report,
+) -> std::result::Result<(), String> {
+    let Some(id) = event.data.get("session").and_then(|v| v.as_str()) else {
+        return Ok(());
+    };
+    let Some(files) = event.data.get("recording").and_then(|v| v.as_object()) else {
+        return Ok(());
+    };
+    if !crate::store::valid_id(id) {
+        return Err(format!("audit.jsonl line {n}: invalid session id"));
+    }
+    if deleted.contains(id) {
+        return Ok(());
+    }
+    for (name, digest) in files {
+        if name.contains('/') || name.starts_with('.') {
+            return Err(format!("audit.jsonl line {n}: invalid file name {name}"));
+        }
+        let path = recordings_dir.join(id).join(name);
+        match file_digest(&path) {
+            Ok(d) if Some(d.as_str()) == digest.as_str() => report.files += 1,
+            Ok(_) => {
+                return Err(format!(
+                    "recordings/{id}/{name}: content differs from its sealed digest (audit seq {})",
+                    event.seq
+                ))
+            }
+            Err(_) => {
+                return Err(format!(
+                    "recordings/{id}/{name}: missing (sealed by audit seq {})",
+                    event.seq
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The log must reach the event its signed head names, with that event's hash: a log cut

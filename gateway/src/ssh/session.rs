@@ -155,23 +155,16 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     let Some((recording, tap)) = begin_recording(&ctx, &tx, opened, &fail_tx).await else {
         return;
     };
-    let start_event = AuditEvent::SessionStart {
-        session: &session_id,
-        user: &ctx.user.name,
-        peer: &ctx.peer,
-        container: &resolved.container.name,
-        login: &resolved.login,
+    let started = Started {
+        resolved: &resolved,
+        id: &session_id,
         command: command.as_deref(),
         subsystem: wanted.subsystem(),
         pty: asked.pty.is_some(),
-        rule: &resolved.rule,
         reason: reason.as_deref(),
     };
-    if let Err(e) = ctx.app.audit.event(start_event).await {
-        tracing::error!(session = %session_id, "audit: {e:#}");
-        if ctx.app.config.recording.fail_closed {
-            return refuse(&tx, "the audit log cannot be written, so the session is refused; the administrators have the details").await;
-        }
+    if !audit_start(&ctx, &tx, started).await {
+        return;
     }
     let (_registration, revoked) = ctx.app.live.register(&session_id, resolved.request.clone());
     let endings = Endings::new(
@@ -189,15 +182,7 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         recording: tap.clone(),
         files: files.clone(),
     };
-    let spec = ExecSpec {
-        login: resolved.login.clone(),
-        command,
-        argv: wanted.transfer().map(|t| t.argv),
-        session: Some(session_id.clone()),
-        pty: asked.pty,
-        env: asked.env,
-        sftp: (wanted == Wanted::Sftp).then_some(ctx.app.config.runtime.sftp_server),
-    };
+    let spec = exec_spec(&ctx, &resolved.login, &session_id, command, asked);
     let container = resolved.container.name.clone();
     let relayed = match start(&ctx, resolved, spec, agent).await {
         Ok((process, _agent)) => relay(process, rx, tx, &ctx, taps, fail_rx, endings).await,
@@ -218,6 +203,62 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     seal(&ctx, &session_id, recording, relayed.description).await;
     // After the seal: what the session left running ends (or is tidied) last.
     end_processes(&ctx, &container, &session_id, relayed.leftovers_too).await;
+}
+
+/// What the runtime is asked to run for the session.
+fn exec_spec(
+    ctx: &SessionContext,
+    login: &str,
+    session_id: &str,
+    command: Option<String>,
+    asked: Requested,
+) -> ExecSpec {
+    let wanted = asked.wanted;
+    ExecSpec {
+        login: login.to_string(),
+        command,
+        argv: wanted.transfer().map(|t| t.argv),
+        session: Some(session_id.to_string()),
+        pty: asked.pty,
+        env: asked.env,
+        sftp: (wanted == Wanted::Sftp).then_some(ctx.app.config.runtime.sftp_server),
+    }
+}
+
+/// What `session.start` says about a session.
+struct Started<'a> {
+    resolved: &'a access::Resolved,
+    id: &'a str,
+    command: Option<&'a str>,
+    subsystem: Option<&'a str>,
+    pty: bool,
+    reason: Option<&'a str>,
+}
+
+/// Writes `session.start`; false once the session is refused because it cannot be
+/// written and the configuration fails closed.
+async fn audit_start(ctx: &SessionContext, tx: &ChannelWriteHalf<Msg>, s: Started<'_>) -> bool {
+    let event = AuditEvent::SessionStart {
+        session: s.id,
+        user: &ctx.user.name,
+        peer: &ctx.peer,
+        container: &s.resolved.container.name,
+        login: &s.resolved.login,
+        command: s.command,
+        subsystem: s.subsystem,
+        pty: s.pty,
+        rule: &s.resolved.rule,
+        reason: s.reason,
+    };
+    let Err(e) = ctx.app.audit.event(event).await else {
+        return true;
+    };
+    tracing::error!(session = %s.id, "audit: {e:#}");
+    if !ctx.app.config.recording.fail_closed {
+        return true;
+    }
+    refuse(tx, "the audit log cannot be written, so the session is refused; the administrators have the details").await;
+    false
 }
 
 /// Decides the session on the policy, letting a person with a terminal choose among
