@@ -301,6 +301,40 @@ pub struct NetworkSection {
     /// `udp/PORT`); none by default.
     #[serde(default)]
     pub host_services: Vec<String>,
+    /// Whether the bridge's address answers DNS for containers (their names, and the
+    /// host's resolver for everything else); on by default.
+    #[serde(default = "yes")]
+    pub dns: bool,
+    /// The containers' DNS domain (`web01.DOMAIN`).
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Whether containers reach the outside through the host (default route and NAT);
+    /// on by default.
+    #[serde(default = "yes")]
+    pub nat: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl NetworkSection {
+    /// The network `gatehouse demo` and the example configuration use: bridge `gh0`,
+    /// 10.88.0.0/24, DNS and NAT on.
+    pub fn standard() -> Self {
+        NetworkSection {
+            bridge: "gh0".into(),
+            subnet: "10.88.0.0/24".into(),
+            host_services: Vec::new(),
+            dns: true,
+            domain: default_domain(),
+            nat: true,
+        }
+    }
+}
+
+fn default_domain() -> String {
+    gatehouse_runtime::network::DEFAULT_DOMAIN.to_string()
 }
 
 impl Default for RuntimeConfig {
@@ -407,8 +441,14 @@ impl Config {
             .network
             .as_ref()
             .map(|n| {
-                gatehouse_runtime::network::NetworkConfig::parse(&n.bridge, &n.subnet)?
-                    .with_host_services(&n.host_services)
+                let net = gatehouse_runtime::network::NetworkConfig::parse(&n.bridge, &n.subnet)?
+                    .with_host_services(&n.host_services)?
+                    .with_nat(n.nat);
+                if n.dns {
+                    net.with_dns(&n.domain)
+                } else {
+                    Ok(net)
+                }
             })
             .transpose()
             .map_err(|e| anyhow::anyhow!("[runtime.network] {e}"))

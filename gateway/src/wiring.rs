@@ -36,6 +36,16 @@ pub fn open_runtime(config: &Config) -> anyhow::Result<Arc<dyn gatehouse_runtime
     )?))
 }
 
+/// Starts the native runtime's DNS server for containers, when its network has DNS.
+fn start_dns(config: &Config) -> anyhow::Result<Option<gatehouse_runtime::native::dns::DnsServer>> {
+    match config.network()? {
+        Some(net) if config.runtime.kind == crate::config::RuntimeKind::Native => Ok(
+            gatehouse_runtime::native::start_dns(&config.server.state_dir, &net)?,
+        ),
+        _ => Ok(None),
+    }
+}
+
 /// Opens the configured directory (LDAP or the users file).
 pub fn open_directory(config: &Config) -> anyhow::Result<Arc<dyn crate::directory::Directory>> {
     use crate::config::DirectoryKind;
@@ -61,6 +71,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
     }
     let runtime = open_runtime(&config)?;
+    // The containers' DNS server lives as long as the gateway serves.
+    let _dns = start_dns(&config)?;
     for note in runtime.reconcile().await? {
         tracing::warn!("reconciled: {note}");
     }

@@ -1,5 +1,6 @@
-//! Container networking settings and the pure parts of it: address allocation and the
-//! `/etc/hosts` that lets containers reach each other by name.
+//! Container networking settings and the pure parts of it: address allocation, the
+//! `/etc/hosts` and `/etc/resolv.conf` a container starts with, and the host entry the
+//! DNS server answers for each container.
 
 use std::net::Ipv4Addr;
 
@@ -15,9 +16,19 @@ pub struct NetworkConfig {
     /// The subnet; its first address belongs to the bridge.
     pub subnet: Ipv4Net,
     /// The host's services containers may reach on the bridge's address (none unless
-    /// configured: DNS, a proxy, a package cache…).
+    /// configured: a proxy, a package cache…).
     pub host_services: Vec<HostService>,
+    /// The DNS domain of the containers' names, when the bridge's address answers DNS
+    /// (every container by name and `NAME.DOMAIN`, everything else through the host's
+    /// resolver); `None`: no DNS server.
+    pub domain: Option<String>,
+    /// Whether containers reach the outside through the host (a default route, and
+    /// masquerading of their addresses on the way out).
+    pub nat: bool,
 }
+
+/// The DNS domain containers are in unless the configuration names another.
+pub const DEFAULT_DOMAIN: &str = "gatehouse";
 
 /// A transport protocol of a [`HostService`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +110,28 @@ impl NetworkConfig {
             bridge: bridge.to_string(),
             subnet: net,
             host_services: Vec::new(),
+            domain: None,
+            nat: false,
         })
+    }
+
+    /// The same network with DNS for containers in `domain` (a DNS name: labels of
+    /// letters, digits and '-', dot-separated, at most 200 characters).
+    pub fn with_dns(mut self, domain: &str) -> Result<Self> {
+        if !valid_domain(domain) {
+            return Err(RuntimeError::Invalid(format!(
+                "invalid DNS domain '{}': labels of letters, digits and '-' joined by dots, like gatehouse.internal",
+                crate::names::shorten(domain)
+            )));
+        }
+        self.domain = Some(domain.to_ascii_lowercase());
+        Ok(self)
+    }
+
+    /// The same network with NAT to the outside on or off.
+    pub fn with_nat(mut self, nat: bool) -> Self {
+        self.nat = nat;
+        self
     }
 
     /// The same network, with the host's `services` (`tcp/PORT`, `udp/PORT`) open to
@@ -138,6 +170,36 @@ pub fn hosts_file(own: &str, peers: &[(String, Ipv4Addr)]) -> String {
         s.push_str(&format!("{addr}\t{name}\n"));
     }
     s
+}
+
+/// Whether `d` is a DNS domain dnsmasq and resolvers take as it is.
+fn valid_domain(d: &str) -> bool {
+    d.len() <= 200
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// The `/etc/resolv.conf` of a container on a network with DNS: the bridge's address,
+/// and the containers' domain to search.
+pub fn resolv_conf(net: &NetworkConfig) -> Option<String> {
+    let domain = net.domain.as_ref()?;
+    Some(format!(
+        "# written by gatehouse at each start\nnameserver {}\nsearch {domain}\n",
+        net.gateway()
+    ))
+}
+
+/// The DNS server's host entry for one container (a file of its own in the server's
+/// hosts directory; the server adds the domain).
+pub fn dns_entry(name: &str, address: Ipv4Addr) -> String {
+    format!("{address} {name}\n")
 }
 
 #[cfg(test)]
@@ -189,6 +251,40 @@ mod tests {
             let e = HostService::parse(bad).unwrap_err().to_string();
             assert!(e.contains("tcp/PORT or udp/PORT"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn dns_domains_and_resolv_conf() {
+        let net = NetworkConfig::parse("gh0", "10.88.0.0/24").unwrap();
+        assert_eq!(resolv_conf(&net), None);
+        let net = net.with_dns("Corp.Internal").unwrap();
+        assert_eq!(
+            resolv_conf(&net).unwrap(),
+            "# written by gatehouse at each start\nnameserver 10.88.0.1\nsearch corp.internal\n"
+        );
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a b",
+            "a/b",
+            "a;b",
+            &"x".repeat(64),
+        ] {
+            assert!(
+                NetworkConfig::parse("gh0", "10.88.0.0/24")
+                    .unwrap()
+                    .with_dns(bad)
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            dns_entry("web01", Ipv4Addr::new(10, 88, 0, 2)),
+            "10.88.0.2 web01\n"
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn demo_prints_a_working_ssh_line() {
         let o = Command::new("ssh")
             .args(&args)
             .arg(&destination)
-            .arg("hostname; id -un")
+            .arg("hostname; id -un; getent hosts demo.gatehouse >/dev/null && echo named")
             .output()
             .unwrap();
         if o.status.success() {
@@ -80,6 +80,17 @@ fn demo_prints_a_working_ssh_line() {
         .arg(&config)
         .args(["container", "stop", "demo"])
         .output();
+    // The demo's network: its DNS server (left by the killed demo) and bridge go too.
+    if let Ok(pid) = std::fs::read_to_string("/run/gatehouse/dns/gh0.pid") {
+        let _ = Command::new("kill").arg(pid.trim()).output();
+    }
+    let _ = Command::new("ip").args(["link", "del", "gh0"]).output();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", "gatehouse-gh0"])
+        .output();
     let out = out.expect("the printed ssh line never worked");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "demo\ntester\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "demo\ntester\nnamed\n"
+    );
 }

@@ -1,5 +1,6 @@
 //! Network identity: containers on a bridge, with stable addresses, reaching each other
-//! by name. All traffic stays between this test's own containers.
+//! by name (through /etc/hosts, or the gateway's DNS server), and the outside through
+//! NAT: `apt-get` from Debian's mirror inside a container.
 
 use std::process::Command;
 
@@ -9,7 +10,14 @@ struct Bridge(&'static str);
 
 impl Drop for Bridge {
     fn drop(&mut self) {
+        // A gateway killed by the harness leaves its DNS server; end it with the bridge.
+        if let Ok(pid) = std::fs::read_to_string(format!("/run/gatehouse/dns/{}.pid", self.0)) {
+            let _ = Command::new("kill").arg(pid.trim()).output();
+        }
         let _ = Command::new("ip").args(["link", "del", self.0]).output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &format!("gatehouse-{}", self.0)])
+            .output();
     }
 }
 
@@ -24,8 +32,9 @@ fn address_of(gw: &Gateway, name: &str) -> String {
 #[test]
 fn containers_reach_each_other_by_name_with_stable_unique_addresses() {
     let bridge = Bridge("ghtest0");
+    // Without the DNS server: names come from the /etc/hosts each session refreshes.
     let gw = Gateway::start_with(&format!(
-        "[runtime.network]\nbridge = \"{}\"\nsubnet = \"10.231.7.0/24\"\n",
+        "[runtime.network]\nbridge = \"{}\"\nsubnet = \"10.231.7.0/24\"\ndns = false\nnat = false\n",
         bridge.0
     ));
     // Concurrent creation never hands out an address twice.
@@ -143,4 +152,46 @@ fn a_container_can_neither_spoof_another_address_nor_reach_the_hosts_services() 
     }
     drop(host);
     drop(opened);
+}
+
+#[test]
+fn a_container_resolves_a_just_created_one_by_name_and_installs_packages_through_nat() {
+    let bridge = Bridge("ghtest2");
+    let gw = Gateway::start_with(&format!(
+        "[runtime.network]\nbridge = \"{}\"\nsubnet = \"10.231.9.0/24\"\ndomain = \"corp.internal\"\n",
+        bridge.0
+    ));
+    gw.create_container("vm1", "alice");
+    assert!(gw.ssh("alice", "alice@vm1", "true").status.success());
+    // Created, never started: answered at once.
+    gw.create_container("vm2", "alice");
+    let vm2 = address_of(&gw, "vm2");
+    let out = gw.ssh(
+        "alice",
+        "alice@vm1",
+        "getent hosts vm2 | awk '{print $1}'; getent hosts vm2.corp.internal | awk '{print $1}'; \
+         ip -4 route show default",
+    );
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().take(2).collect::<Vec<_>>(),
+        [vm2.as_str(), vm2.as_str()],
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(text.contains("default via 10.231.9.1 dev eth0"), "{text}");
+    // A deleted container is no longer answered.
+    gw.cli_ok(&["container", "delete", "vm2"]);
+    let out = gw.ssh("alice", "alice@vm1", "getent hosts vm2 || echo gone");
+    assert_eq!(stdout(&out), "gone\n", "{}", stderr(&out));
+    // Public names through the host's resolver, packages from Debian's mirror.
+    let out = gw.ssh(
+        "alice",
+        "alice@root@vm1",
+        "test -e /usr/bin/vim.tiny && echo was-there; \
+         export DEBIAN_FRONTEND=noninteractive; apt-get update -qq >/dev/null 2>&1 || echo update-failed; \
+         apt-get install -y -qq vim-tiny >/dev/null 2>&1 || echo install-failed; \
+         test -x /usr/bin/vim.tiny && echo installed",
+    );
+    assert_eq!(stdout(&out), "installed\n", "{}", stderr(&out));
 }

@@ -73,6 +73,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.server.state_dir = state.clone();
     config.directory.file = users_file;
     config.runtime.idle_stop = "never".into();
+    // Like a VM's: an address, DNS and the outside through the host.
+    config.runtime.network = Some(crate::config::NetworkSection::standard());
     let images = Images::open(state.join("images"))?;
     let image = config.runtime.default_image.clone();
     if !images.exists(&image) {

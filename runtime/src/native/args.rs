@@ -2,7 +2,7 @@
 //! runtime when it starts a supervisor and read back in the supervisor process, both
 //! here, so the two sides cannot drift apart.
 //!
-//! `--state DIR --idle-stop never|SECONDSs [--bridge B --subnet S [--host-service P]…] NAME`
+//! `--state DIR --idle-stop never|SECONDSs [--bridge B --subnet S [--host-service P]… [--domain D] [--nat]] NAME`
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -38,6 +38,12 @@ impl SuperviseArgs {
             for s in &n.host_services {
                 a.extend(["--host-service".into(), s.to_string().into()]);
             }
+            if let Some(d) = &n.domain {
+                a.extend(["--domain".into(), d.into()]);
+            }
+            if n.nat {
+                a.push("--nat".into());
+            }
         }
         a.push(self.name.clone().into());
         a
@@ -53,6 +59,7 @@ impl SuperviseArgs {
         };
         let (mut state, mut idle, mut bridge, mut subnet) = (None, None, None, None);
         let (mut services, mut name) = (Vec::new(), None);
+        let (mut domain, mut nat) = (None, false);
         let mut words = args.iter();
         while let Some(word) = words.next() {
             let mut value = || {
@@ -66,18 +73,26 @@ impl SuperviseArgs {
                 Some("--bridge") => bridge = Some(text(value()?)?),
                 Some("--subnet") => subnet = Some(text(value()?)?),
                 Some("--host-service") => services.push(text(value()?)?),
+                Some("--domain") => domain = Some(text(value()?)?),
+                Some("--nat") => nat = true,
                 Some(w) if !w.starts_with('-') && name.is_none() => name = Some(w.to_string()),
                 _ => return Err(bad(format!("unexpected {word:?}"))),
             }
         }
         let network = match (bridge, subnet) {
             (Some(b), Some(s)) => {
-                Some(NetworkConfig::parse(&b, &s)?.with_host_services(&services)?)
+                let net = NetworkConfig::parse(&b, &s)?
+                    .with_host_services(&services)?
+                    .with_nat(nat);
+                Some(match domain {
+                    Some(d) => net.with_dns(&d)?,
+                    None => net,
+                })
             }
-            (None, None) if services.is_empty() => None,
+            (None, None) if services.is_empty() && domain.is_none() && !nat => None,
             _ => {
                 return Err(bad(
-                    "--bridge, --subnet and --host-service go together".into()
+                    "--bridge, --subnet, --host-service, --domain and --nat go together".into(),
                 ))
             }
         };
@@ -106,7 +121,10 @@ mod tests {
         let net = NetworkConfig::parse("gh0", "10.88.0.0/24")
             .unwrap()
             .with_host_services(&["udp/53", "tcp/3142"])
-            .unwrap();
+            .unwrap()
+            .with_dns("corp.internal")
+            .unwrap()
+            .with_nat(true);
         let full = SuperviseArgs {
             idle_stop: Some(Duration::from_secs(1800)),
             network: Some(net),
@@ -123,6 +141,11 @@ mod tests {
             ("web01", "no --state"),
             ("--state /s --bridge gh0 web01", "go together"),
             ("--state /s --host-service udp/53 web01", "go together"),
+            ("--state /s --nat web01", "go together"),
+            (
+                "--state /s --bridge gh0 --subnet 10.1.0.0/24 --domain a..b web01",
+                "DNS domain",
+            ),
             ("--state /s web01 web02", "unexpected"),
             ("--state /s --frobnicate web01", "unexpected"),
             ("--state", "needs a value"),

@@ -11,13 +11,23 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-use crate::network::{HostService, Protocol};
+use crate::network::{HostService, NetworkConfig, Protocol};
 
-/// The nft script that keeps containers on `bridge` away from the host's services, but
-/// for `open` ones on the bridge's own address `gateway`.
-pub fn host_rules(bridge: &str, gateway: Ipv4Addr, open: &[HostService]) -> String {
+/// The nft script for a bridge's network: containers reach the host only for replies,
+/// DNS on the bridge's address when the network has it, and the services
+/// `host_services` opens there; with NAT, what they send out through another interface
+/// is masqueraded and only replies come back in.
+pub fn host_rules(net: &NetworkConfig) -> String {
+    let bridge = &net.bridge;
+    let gateway = net.gateway();
+    let mut open: Vec<HostService> = net.host_services.clone();
+    if net.domain.is_some() {
+        for protocol in [Protocol::Udp, Protocol::Tcp] {
+            open.push(HostService { protocol, port: 53 });
+        }
+    }
     let mut accept = String::new();
-    for s in open {
+    for s in &open {
         let protocol = match s.protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
@@ -27,6 +37,11 @@ pub fn host_rules(bridge: &str, gateway: Ipv4Addr, open: &[HostService]) -> Stri
             s.port
         ));
     }
+    let nat = if net.nat {
+        nat_chains(net)
+    } else {
+        String::new()
+    };
     format!(
         "add table inet gatehouse-{bridge}\n\
          flush table inet gatehouse-{bridge}\n\
@@ -37,7 +52,33 @@ pub fn host_rules(bridge: &str, gateway: Ipv4Addr, open: &[HostService]) -> Stri
          {accept}\
          \t\tiifname \"{bridge}\" drop\n\
          \t}}\n\
+         {nat}\
          }}\n"
+    )
+}
+
+/// The forward and masquerade chains of a network with NAT: out from the subnet through
+/// any interface but the bridge, and back only as replies; between containers on the
+/// bridge as without NAT (seen here only where `br_netfilter` is loaded). Never to
+/// link-local addresses: a cloud's metadata service (169.254.169.254) hands out the
+/// host's credentials to whoever asks from the host.
+fn nat_chains(net: &NetworkConfig) -> String {
+    let bridge = &net.bridge;
+    let subnet = net.subnet;
+    format!(
+        "\tchain forward {{\n\
+         \t\ttype filter hook forward priority filter; policy accept;\n\
+         \t\tiifname \"{bridge}\" oifname \"{bridge}\" accept\n\
+         \t\tiifname \"{bridge}\" ip daddr 169.254.0.0/16 drop\n\
+         \t\tiifname \"{bridge}\" oifname != \"{bridge}\" ip saddr {subnet} accept\n\
+         \t\toifname \"{bridge}\" ct state established,related accept\n\
+         \t\tiifname \"{bridge}\" drop\n\
+         \t\toifname \"{bridge}\" drop\n\
+         \t}}\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+         \t\tip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+         \t}}\n"
     )
 }
 
@@ -101,14 +142,22 @@ mod tests {
         assert!(v.contains("arp saddr ip != 10.231.7.5 drop"));
         assert!(v.contains("ether type ip6 drop"));
         assert!(v.starts_with("add table bridge gatehouse-gh0123456789ab\nflush"));
-        let gateway = Ipv4Addr::new(10, 231, 7, 1);
-        let h = host_rules("ghtest0", gateway, &[]);
+        let net = NetworkConfig::parse("ghtest0", "10.231.7.0/24").unwrap();
+        let h = host_rules(&net);
         assert!(h.contains("iifname \"ghtest0\" ct state established,related accept"));
         assert!(h.contains("iifname \"ghtest0\" drop"));
         assert!(!h.contains("dport"));
-        let dns = crate::network::HostService::parse("udp/53").unwrap();
-        let h = host_rules("ghtest0", gateway, &[dns]);
-        let open = "iifname \"ghtest0\" ip daddr 10.231.7.1 udp dport 53 accept";
+        assert!(!h.contains("masquerade"));
+        let h = host_rules(&net.clone().with_host_services(&["tcp/3142"]).unwrap());
+        let open = "iifname \"ghtest0\" ip daddr 10.231.7.1 tcp dport 3142 accept";
         assert!(h.find(open).unwrap() < h.find("iifname \"ghtest0\" drop").unwrap());
+        let h = host_rules(&net.with_dns("gatehouse.internal").unwrap().with_nat(true));
+        let dns = "iifname \"ghtest0\" ip daddr 10.231.7.1 udp dport 53 accept";
+        assert!(h.find(dns).unwrap() < h.find("iifname \"ghtest0\" drop").unwrap());
+        assert!(h.contains("ip saddr 10.231.7.0/24 oifname != \"ghtest0\" masquerade"));
+        assert!(h.contains("oifname \"ghtest0\" ct state established,related accept"));
+        let metadata = "iifname \"ghtest0\" ip daddr 169.254.0.0/16 drop";
+        let out = "iifname \"ghtest0\" oifname != \"ghtest0\" ip saddr 10.231.7.0/24 accept";
+        assert!(h.find(metadata).unwrap() < h.find(out).unwrap());
     }
 }

@@ -13,6 +13,7 @@ mod backup;
 mod cgroups;
 mod client;
 mod confine;
+pub mod dns;
 pub mod error;
 mod exec_child;
 mod firewall;
@@ -41,8 +42,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use self::layout::ContainerLayout;
-use self::supervisor::SupervisorConfig;
 pub use self::supervisor::EXIT_BUSY;
+use self::supervisor::{EtcFiles, SupervisorConfig};
 use crate::api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome, Usage,
 };
@@ -50,7 +51,7 @@ use crate::error::{Result, RuntimeError};
 use crate::images::{Images, ID_BASE};
 use crate::inventory::{ContainerRecord, Inventory};
 use crate::names::validate_container_name;
-use crate::network::{hosts_file, NetworkConfig};
+use crate::network::{hosts_file, resolv_conf, NetworkConfig};
 
 /// Where the host's cgroup hierarchy is mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -148,11 +149,22 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
         let network = match network {
             Some(net) => {
                 let addr = inventory.assign_address(name, &net)?;
+                if net.domain.is_some() {
+                    dns::write_entry(&net.bridge, name, addr)
+                        .map_err(|e| RuntimeError::Tool(format!("container DNS: {e}")))?;
+                }
                 Some((net, addr))
             }
             None => None,
         };
-        let hosts = hosts_file(name, &peers(&inventory)?);
+        let dns = network.as_ref().is_some_and(|(n, _)| n.domain.is_some());
+        // With DNS, containers find each other by asking it; /etc/hosts names only itself.
+        let hosts = if dns {
+            hosts_file(name, &[])
+        } else {
+            hosts_file(name, &peers(&inventory)?)
+        };
+        let resolv = network.as_ref().and_then(|(n, _)| resolv_conf(n));
         Ok(SupervisorConfig {
             name: name.to_string(),
             layout: ContainerLayout::new(inventory.container_dir(name)?),
@@ -163,7 +175,7 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
             id_base,
             idle_stop,
             network,
-            hosts,
+            etc: EtcFiles { hosts, resolv },
             confinement: super::native::confine::Profile {
                 nesting: record.nesting,
             },
@@ -191,7 +203,16 @@ fn move_files(dir: &Path, from: u32, to: u32) -> Result<()> {
     Ok(())
 }
 
-/// Every container with an address, for `/etc/hosts`.
+/// Starts the containers' DNS server for the lifetime of the returned value, with every
+/// container of `state_dir` that has an address (see [`dns`]); `None` when the network
+/// has no DNS.
+pub fn start_dns(state_dir: &Path, net: &NetworkConfig) -> Result<Option<dns::DnsServer>> {
+    let inventory = Inventory::open(state_dir.join("containers"))?;
+    dns::DnsServer::start(net, &peers(&inventory)?)
+        .map_err(|e| RuntimeError::Tool(format!("container DNS: {e}")))
+}
+
+/// Every container with an address, for `/etc/hosts` and DNS.
 fn peers(inventory: &Inventory) -> Result<Vec<(String, std::net::Ipv4Addr)>> {
     Ok(inventory
         .list()?
@@ -224,7 +245,12 @@ impl Runtime for NativeRuntime {
         self.images.rootfs(&record.image)?;
         self.inventory.create(&record)?;
         if let Some(net) = &self.options.network {
-            self.inventory.assign_address(&record.name, net)?;
+            let address = self.inventory.assign_address(&record.name, net)?;
+            if net.domain.is_some() {
+                // Answered by the DNS server from now on (it watches its entries).
+                dns::write_entry(&net.bridge, &record.name, address)
+                    .map_err(|e| RuntimeError::Tool(format!("container DNS: {e}")))?;
+            }
         }
         Ok(())
     }
@@ -355,7 +381,11 @@ impl Runtime for NativeRuntime {
 
     async fn delete(&self, name: &str) -> Result<()> {
         self.stop(name).await?;
-        self.inventory.remove(name)
+        self.inventory.remove(name)?;
+        if let Some(net) = self.options.network.as_ref().filter(|n| n.domain.is_some()) {
+            dns::remove_entry(&net.bridge, name);
+        }
+        Ok(())
     }
 
     async fn prepare_session(&self, name: &str, account: Option<&Account>) -> Result<()> {
@@ -363,8 +393,13 @@ impl Runtime for NativeRuntime {
         if let Some(account) = account {
             script.push_str(&crate::accounts::script(account)?);
         }
-        if self.options.network.is_some() {
-            // Containers started since this one learn of each other here.
+        if self
+            .options
+            .network
+            .as_ref()
+            .is_some_and(|n| n.domain.is_none())
+        {
+            // Without DNS, containers started since this one learn of each other here.
             let hosts = hosts_file(name, &peers(&self.inventory)?);
             script.push_str(&format!(
                 "cat > /etc/hosts.gatehouse <<'GATEHOUSE_HOSTS'\n{hosts}GATEHOUSE_HOSTS\nmv /etc/hosts.gatehouse /etc/hosts\n"

@@ -31,9 +31,9 @@ pub fn connect(
     address: Ipv4Addr,
 ) -> Result<(), NativeError> {
     let prefix = net.subnet.prefix_len();
-    let bridge = &net.bridge;
+    let (bridge, gateway, nat) = (&net.bridge, net.gateway(), net.nat);
     let mut nl = Rtnl::open().map_err(NativeError::sys("netlink socket"))?;
-    let br = bridge_up(&mut nl, bridge, net.gateway(), prefix)?;
+    let br = bridge_up(&mut nl, bridge, gateway, prefix)?;
     let netns = File::open(format!("/proc/{pid}/ns/net")).map_err(NativeError::step(
         "cannot open the container's network namespace",
     ))?;
@@ -49,11 +49,10 @@ pub fn connect(
             "cannot attach {veth} to {bridge}"
         )))?;
     // Filters first: the container's end is up only once they hold.
-    super::firewall::apply(&super::firewall::host_rules(
-        bridge,
-        net.gateway(),
-        &net.host_services,
-    ))?;
+    super::firewall::apply(&super::firewall::host_rules(net))?;
+    if net.nat {
+        forwarding_on()?;
+    }
     super::firewall::apply(&super::firewall::veth_rules(veth, address))?;
     super::forked::job_in_child(|| {
         nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET).map_err(NativeError::step(
@@ -66,8 +65,29 @@ pub fn connect(
                 "cannot give eth0 {address}/{prefix}"
             )))?;
         nl.set_up(eth0, None)
-            .map_err(NativeError::sys("cannot set eth0 up"))
+            .map_err(NativeError::sys("cannot set eth0 up"))?;
+        if nat {
+            nl.add_default_route(eth0, gateway)
+                .map_err(NativeError::sys(format!("cannot route through {gateway}")))?;
+        }
+        Ok(())
     })
+}
+
+/// Turns the host's IPv4 forwarding on (containers behind NAT need it; what is
+/// forwarded for them is what [`super::firewall::host_rules`] lets through).
+fn forwarding_on() -> Result<(), NativeError> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read(path).is_ok_and(|v| v.starts_with(b"1")) {
+        return Ok(());
+    }
+    std::fs::write(path, "1").map_err(NativeError::step(format!("cannot write {path}")))
+}
+
+/// Makes the bridge of `net` with its address and sets it up, where missing.
+pub fn bridge(net: &NetworkConfig) -> Result<(), NativeError> {
+    let mut nl = Rtnl::open().map_err(NativeError::sys("netlink socket"))?;
+    bridge_up(&mut nl, &net.bridge, net.gateway(), net.subnet.prefix_len()).map(drop)
 }
 
 /// The bridge with the gateway's address, up (each made if missing); its index.

@@ -17,6 +17,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
@@ -175,6 +178,24 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// Adds the default route through `gateway` on link `index` (main table).
+    pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), Errno> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        m.attributes.push(RouteAttribute::Oif(index));
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.request(RouteNetlinkMessage::NewRoute(m), flags)
+            .map(drop)
+    }
+}
+
 /// `Ok` for success and for `EEXIST` (the thing is there already).
 pub fn existing_is_fine(r: Result<(), Errno>) -> Result<(), Errno> {
     match r {
@@ -220,7 +241,12 @@ mod tests {
             nl.add_veth("vt0", "vt0c", here.as_fd())?;
             let v = nl.index("vt0")?;
             nl.set_up(v, Some(br))?;
-            nl.index("vt0c").map(drop)
+            let inner = nl.index("vt0c")?;
+            nl.set_up(inner, None)?;
+            nl.add_address(inner, Ipv4Addr::new(10, 9, 0, 2), 24)?;
+            nl.add_default_route(inner, addr)?;
+            assert_eq!(nl.add_default_route(inner, addr), Err(Errno::EEXIST));
+            Ok(())
         });
     }
 }

@@ -64,10 +64,20 @@ pub struct SupervisorConfig {
     pub idle_stop: Option<Duration>,
     /// The container network and this container's address on it.
     pub network: Option<(NetworkConfig, Ipv4Addr)>,
-    /// The container's `/etc/hosts`.
-    pub hosts: String,
+    /// The container's `/etc/hosts` and, on a network with DNS, `/etc/resolv.conf`.
+    pub etc: EtcFiles,
     /// What its processes may do beyond the default confinement.
     pub confinement: super::confine::Profile,
+}
+
+/// The files under `/etc` the init writes at each start.
+#[derive(Debug, Clone)]
+pub struct EtcFiles {
+    /// `/etc/hosts`.
+    pub hosts: String,
+    /// `/etc/resolv.conf`, when the network answers DNS (a symbolic link there, such as
+    /// systemd-resolved's, is replaced by the file).
+    pub resolv: Option<String>,
 }
 
 /// Entry point of `gatehouse __supervise`: starts a detached supervisor and returns once
@@ -646,7 +656,7 @@ fn start_container(
     let (done_r, done_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
     let name = cfg.name.clone();
-    let hosts = cfg.hosts.clone();
+    let etc = cfg.etc.clone();
     let layers_root = layers.merged.clone();
     let close: Vec<i32> = close.to_vec();
     let (go_raw, go_w_raw, done_r_raw, done_w_raw) = (
@@ -662,7 +672,7 @@ fn start_container(
                 libc::close(*fd);
             }
         }
-        container_init(go_raw, done_w_raw, &layers.merged, &name, &hosts, seccomp)
+        container_init(go_raw, done_w_raw, &layers.merged, &name, &etc, seccomp)
     });
     let mut stack = vec![0u8; CLONE_STACK];
     // No new mount namespace yet: the init makes its own once its /proc, /sys and /dev
@@ -782,7 +792,7 @@ fn container_init(
     done: i32,
     root: &Path,
     name: &str,
-    hosts: &str,
+    etc: &EtcFiles,
     seccomp: &seccompiler::BpfProgram,
 ) -> isize {
     // SAFETY: these descriptors were handed to us by the parent and are ours to own.
@@ -824,7 +834,13 @@ fn container_init(
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(NativeError::step("pdeathsig"))?;
         // Inside now: these paths resolve within the container.
         let _ = std::fs::write("/etc/hostname", format!("{name}\n"));
-        let _ = std::fs::write("/etc/hosts", hosts);
+        let _ = std::fs::write("/etc/hosts", &etc.hosts);
+        if let Some(resolv) = &etc.resolv {
+            if std::fs::symlink_metadata("/etc/resolv.conf").is_ok_and(|m| m.is_symlink()) {
+                let _ = std::fs::remove_file("/etc/resolv.conf");
+            }
+            let _ = std::fs::write("/etc/resolv.conf", resolv);
+        }
         net::loopback_up()?;
         let null = File::options()
             .read(true)
