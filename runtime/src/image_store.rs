@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use crate::error::{Result, RuntimeError};
-use crate::images::Images;
+use crate::images::{Images, Recipe};
 use crate::inventory::Inventory;
 
 /// One image, as listed.
@@ -31,8 +31,8 @@ pub trait ImageStore: Send + Sync {
     fn place(&self) -> &'static str;
     /// What [`ImageRow::origin`] holds, as a column title.
     fn origin_title(&self) -> &'static str;
-    /// Builds Debian `suite` from `mirror` with debootstrap as image `name`.
-    async fn build(&self, name: &str, suite: &str, mirror: &str, progress: Progress) -> Result<()>;
+    /// Builds an image `name` with debootstrap as `recipe` says.
+    async fn build(&self, name: &str, recipe: &Recipe, progress: Progress) -> Result<()>;
     /// Imports a rootfs archive as image `name`; how many device nodes were left out.
     async fn import(&self, name: &str, file: &Path) -> Result<usize>;
     /// Every image, by name.
@@ -96,16 +96,10 @@ impl ImageStore for NativeImages {
         "SOURCE"
     }
 
-    async fn build(
-        &self,
-        name: &str,
-        suite: &str,
-        mirror: &str,
-        mut progress: Progress,
-    ) -> Result<()> {
+    async fn build(&self, name: &str, recipe: &Recipe, mut progress: Progress) -> Result<()> {
         let images = self.images()?;
-        let (name, suite, mirror) = (name.to_string(), suite.to_string(), mirror.to_string());
-        blocking(move || images.build(&name, &suite, &mirror, &mut *progress)).await
+        let (name, recipe) = (name.to_string(), recipe.clone());
+        blocking(move || images.build(&name, &recipe, &mut *progress)).await
     }
 
     async fn import(&self, name: &str, file: &Path) -> Result<usize> {
@@ -140,8 +134,8 @@ impl<T: ImageStore + ?Sized> ImageStore for std::sync::Arc<T> {
         (**self).origin_title()
     }
 
-    async fn build(&self, name: &str, suite: &str, mirror: &str, progress: Progress) -> Result<()> {
-        (**self).build(name, suite, mirror, progress).await
+    async fn build(&self, name: &str, recipe: &Recipe, progress: Progress) -> Result<()> {
+        (**self).build(name, recipe, progress).await
     }
 
     async fn import(&self, name: &str, file: &Path) -> Result<usize> {

@@ -15,9 +15,45 @@ use crate::atomic::write_atomic;
 use crate::error::{Result, RuntimeError};
 use crate::names::validate_image_name;
 
-/// Packages added to debootstrap's minimal base so the image is a usable machine.
+/// Packages added to debootstrap's minimal base so the image is a usable machine: the
+/// lean image (`image build --minimal`), which runs the built-in init.
 pub const EXTRA_PACKAGES: &str =
     "procps,iproute2,iputils-ping,sudo,less,openssh-sftp-server,openssh-client,rsync";
+
+/// What the full image adds to the lean one: systemd as its init, D-Bus, TLS roots,
+/// curl and an editor — a machine like a VM's.
+pub const FULL_PACKAGES: &str = "systemd-sysv,dbus,libpam-systemd,ca-certificates,curl,vim-tiny";
+
+/// Which image `image build` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// Systemd and the usual tools (the default).
+    #[default]
+    Full,
+    /// The lean image: no systemd, the built-in init (for density).
+    Minimal,
+}
+
+impl Flavor {
+    /// The packages debootstrap adds to its minimal base for this flavor.
+    pub fn packages(self) -> String {
+        match self {
+            Flavor::Full => format!("{EXTRA_PACKAGES},{FULL_PACKAGES}"),
+            Flavor::Minimal => EXTRA_PACKAGES.to_string(),
+        }
+    }
+}
+
+/// How an image is built: Debian `suite` from `mirror`, in a flavor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    /// The Debian suite (`bookworm`).
+    pub suite: String,
+    /// The mirror URL.
+    pub mirror: String,
+    /// Full or minimal.
+    pub flavor: Flavor,
+}
 /// The default mirror for `image build`.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -186,25 +222,22 @@ impl Images {
     }
 
     /// Builds a Debian image with debootstrap. `progress` receives each line it prints.
-    pub fn build(
-        &self,
-        name: &str,
-        suite: &str,
-        mirror: &str,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<()> {
+    pub fn build(&self, name: &str, r: &Recipe, progress: &mut dyn FnMut(&str)) -> Result<()> {
         let staging = self.staging(name)?;
-        if let Err(e) = debootstrap(
-            &staging.join("rootfs"),
-            suite,
-            mirror,
-            EXTRA_PACKAGES,
-            progress,
-        ) {
+        let rootfs = staging.join("rootfs");
+        let built = debootstrap(&rootfs, &r.suite, &r.mirror, &r.flavor.packages(), progress)
+            .and_then(|()| settle(&rootfs));
+        if let Err(e) = built {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
-        self.commit(name, &staging, format!("debootstrap {suite} {mirror}"))
+        let minimal = if r.flavor == Flavor::Minimal {
+            " --minimal"
+        } else {
+            ""
+        };
+        let source = format!("debootstrap {} {}{minimal}", r.suite, r.mirror);
+        self.commit(name, &staging, source)
     }
 
     /// Imports a rootfs tarball (.tar, .tar.gz, .tar.zst, or an LXC/Incus image tarball).
@@ -458,6 +491,14 @@ pub(crate) fn unpack_rootfs(file: &Path, dest: &Path) -> Result<usize> {
     let layout = scan(file)?;
     std::fs::create_dir_all(dest).map_err(|e| RuntimeError::io("cannot create", dest, e))?;
     unpack(file, dest, layout.strip_rootfs)
+}
+
+/// Settings debootstrap leaves to the installer: the C.UTF-8 locale (built into glibc,
+/// no locales package needed). Written into a tree debootstrap just made (no container has
+/// run in it).
+fn settle(rootfs: &Path) -> Result<()> {
+    let path = rootfs.join("etc/default/locale");
+    std::fs::write(&path, "LANG=C.UTF-8\n").map_err(|e| RuntimeError::io("cannot write", &path, e))
 }
 
 /// Runs debootstrap (`--variant=minbase`, with `packages`) for `suite` from `mirror` into

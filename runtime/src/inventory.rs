@@ -52,6 +52,34 @@ pub struct ContainerRecord {
     /// `None` for a container from before ranges were per container (the shared one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_base: Option<u32>,
+    /// Which init it boots; `None`: the image's own when it has one (`/sbin/init`),
+    /// the built-in one otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitChoice>,
+}
+
+/// The init a container boots (`container create --init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitChoice {
+    /// The image's `/sbin/init` (systemd on Debian's full image).
+    Image,
+    /// gatehouse's built-in init: reaps orphans, stops on request; no services.
+    Builtin,
+}
+
+impl InitChoice {
+    /// Reads `image` or `builtin`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "image" => Ok(InitChoice::Image),
+            "builtin" => Ok(InitChoice::Builtin),
+            _ => Err(RuntimeError::Invalid(format!(
+                "invalid init '{}': use image or builtin",
+                crate::names::shorten(s)
+            ))),
+        }
+    }
 }
 
 impl ContainerRecord {
@@ -71,6 +99,7 @@ impl ContainerRecord {
             nesting: false,
             id_base: None,
             idle_stop: None,
+            init: None,
         }
     }
 }

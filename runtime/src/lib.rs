@@ -28,7 +28,7 @@ pub use api::{
     SftpServer, StartOutcome, Usage, WindowSize,
 };
 pub use error::{LxdError, LxdRefusal, Result, RuntimeError};
-pub use inventory::{ContainerRecord, Inventory};
+pub use inventory::{ContainerRecord, InitChoice, Inventory};
 pub use limits::Limits;
 
 /// For the unit tests that change file owners: whether they can (root); if not, says

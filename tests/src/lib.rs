@@ -38,18 +38,34 @@ fn cache_dir() -> PathBuf {
 
 static IMAGE_LOCK: Mutex<()> = Mutex::new(());
 
-/// The cached Debian image directory (`…/images/debian-12`), built on first use.
+/// The cached lean Debian image directory (`…/images/debian-12`, built with
+/// `--minimal`: the built-in init), built on first use.
 pub fn debian_image() -> PathBuf {
+    cached_image("debian-12", &["--minimal"], "usr/bin/bash")
+}
+
+/// The cached full Debian image (`…/images/debian-12-full`: systemd, D-Bus, curl), built
+/// on first use.
+pub fn full_debian_image() -> PathBuf {
+    cached_image(
+        "debian-12-full",
+        &["--suite", "bookworm"],
+        "usr/lib/systemd/systemd",
+    )
+}
+
+/// An image of the test cache, built with `args` unless it has `marker` already.
+fn cached_image(name: &str, args: &[&str], marker: &str) -> PathBuf {
     require_root();
     let _guard = IMAGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let cache = cache_dir();
-    let image = cache.join("images/debian-12");
-    if image.join("rootfs/usr/bin/bash").exists() {
+    let image = cache.join("images").join(name);
+    if image.join("rootfs").join(marker).exists() {
         return image;
     }
     fs::create_dir_all(&cache).unwrap();
     let mut cmd = Command::new(gatehouse_bin());
-    cmd.args(["image", "build", "debian-12"]);
+    cmd.args(["image", "build", name]).args(args);
     if let Ok(m) = std::env::var("GATEHOUSE_TEST_MIRROR") {
         cmd.args(["--mirror", &m]);
     }
@@ -64,7 +80,7 @@ pub fn debian_image() -> PathBuf {
         .arg(&config)
         .status()
         .expect("run gatehouse image build");
-    assert!(status.success(), "building the test image failed");
+    assert!(status.success(), "building the test image {name} failed");
     image
 }
 
@@ -116,6 +132,12 @@ pub fn free_port() -> u16 {
 pub fn link_image(state: &Path) {
     fs::create_dir_all(state.join("images")).unwrap();
     std::os::unix::fs::symlink(debian_image(), state.join("images/debian-12")).unwrap();
+}
+
+/// Links the cached full image (systemd) into a state directory as `debian-12-full`.
+pub fn link_full_image(state: &Path) {
+    fs::create_dir_all(state.join("images")).unwrap();
+    std::os::unix::fs::symlink(full_debian_image(), state.join("images/debian-12-full")).unwrap();
 }
 
 /// OpenSSH client options every test connection uses: no host key bookkeeping.

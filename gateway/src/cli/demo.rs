@@ -80,8 +80,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !images.exists(&image) {
         eprintln!("building the {image} image (first run only; about a minute)…");
         let store = gatehouse_runtime::image_store::NativeImages::open(&state)?;
-        let suite = gatehouse_runtime::images::suite_for(&image).unwrap_or("bookworm");
-        super::image::build(&store, &image, suite, DEFAULT_MIRROR).await?;
+        let recipe = gatehouse_runtime::images::Recipe {
+            suite: gatehouse_runtime::images::suite_for(&image)
+                .unwrap_or("bookworm")
+                .to_string(),
+            mirror: DEFAULT_MIRROR.to_string(),
+            flavor: gatehouse_runtime::images::Flavor::Full,
+        };
+        super::image::build(&store, &image, &recipe).await?;
     }
     let rt = crate::wiring::open_runtime(&config)?;
     if rt.get(CONTAINER).await.is_err() {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use gatehouse_runtime::image_store::{ImageStore, NativeImages};
-use gatehouse_runtime::images::{suite_for, DEFAULT_MIRROR};
+use gatehouse_runtime::images::{suite_for, Flavor, Recipe, DEFAULT_MIRROR};
 
 use crate::config::Config;
 
@@ -21,6 +21,9 @@ pub enum ImageCommand {
         /// Mirror URL.
         #[arg(long, default_value = DEFAULT_MIRROR)]
         mirror: String,
+        /// The lean image (no systemd; containers run the built-in init), for density.
+        #[arg(long)]
+        minimal: bool,
     },
     /// Import a rootfs tarball (.tar, .tar.gz, .tar.zst, LXC/Incus image).
     Import {
@@ -61,19 +64,17 @@ fn suite(name: &str, given: Option<String>) -> anyhow::Result<String> {
 }
 
 /// Builds `name` into `store` with a progress display on stderr.
-pub async fn build(
-    store: &dyn ImageStore,
-    name: &str,
-    suite: &str,
-    mirror: &str,
-) -> anyhow::Result<()> {
-    let bar = spinner(format!("building image {name} (debootstrap {suite})"));
+pub async fn build(store: &dyn ImageStore, name: &str, recipe: &Recipe) -> anyhow::Result<()> {
+    let bar = spinner(format!(
+        "building image {name} (debootstrap {})",
+        recipe.suite
+    ));
     let b = bar.clone();
     let n = name.to_string();
     let progress = Box::new(move |line: &str| {
         b.set_message(format!("{n}: {}", line.trim_start_matches("I: ")));
     });
-    let result = store.build(name, suite, mirror, progress).await;
+    let result = store.build(name, recipe, progress).await;
     bar.finish_and_clear();
     result?;
     eprintln!("image {name} built in {}", store.place());
@@ -100,9 +101,18 @@ pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
             name,
             suite: given,
             mirror,
+            minimal,
         } => {
-            let suite = suite(&name, given)?;
-            build(store.as_ref(), &name, &suite, &mirror).await?;
+            let recipe = Recipe {
+                suite: suite(&name, given)?,
+                mirror,
+                flavor: if minimal {
+                    Flavor::Minimal
+                } else {
+                    Flavor::Full
+                },
+            };
+            build(store.as_ref(), &name, &recipe).await?;
         }
         ImageCommand::Import { name, file } => {
             let dropped = store.import(&name, &file).await?;

@@ -130,6 +130,11 @@ pub struct MetaArgs {
     /// (`true` or `false`; off by default). Widens what its root can reach in the kernel.
     #[arg(long)]
     pub nesting: Option<bool>,
+    /// The init it boots: `image` (the image's /sbin/init, systemd on the full image),
+    /// `builtin`, or `auto` (the image's when it has one; the default). Applies at its
+    /// next start.
+    #[arg(long)]
+    pub init: Option<String>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -184,6 +189,12 @@ impl MetaArgs {
         }
         if let Some(n) = self.nesting {
             record.nesting = n;
+        }
+        if let Some(i) = &self.init {
+            record.init = match i.as_str() {
+                "auto" => None,
+                other => Some(gatehouse_runtime::InitChoice::parse(other)?),
+            };
         }
         if let Some(i) = &self.idle_stop {
             record.idle_stop = if i == "default" {

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::LxdRuntime;
 use crate::api::Runtime as _;
 use crate::error::{LxdRefusal, Result, RuntimeError};
-use crate::images::{debootstrap, EXTRA_PACKAGES};
+use crate::images::{debootstrap, Recipe};
 use crate::names::validate_image_name;
 
 /// What an LXD image adds to the native runtime's package list: an init for LXD to boot.
@@ -223,10 +223,10 @@ impl LxdRuntime {
     pub async fn build_image(
         &self,
         name: &str,
-        suite: &str,
-        mirror: &str,
+        recipe: &Recipe,
         progress: Box<dyn FnMut(&str) + Send>,
     ) -> Result<()> {
+        let (suite, mirror) = (recipe.suite.as_str(), recipe.mirror.as_str());
         validate_image_name(name)?;
         if self.alias_exists(name).await? {
             return Err(RuntimeError::ImageExists(name.to_string()));
@@ -236,11 +236,13 @@ impl LxdRuntime {
             .tempdir()
             .map_err(|e| RuntimeError::Tool(format!("cannot create a build directory: {e}")))?;
         let (suite_s, mirror_s, name_s) = (suite.to_string(), mirror.to_string(), name.to_string());
+        let flavor = recipe.flavor;
         let dir = work.path().to_path_buf();
         let tarball = tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
             let mut progress = progress;
             let rootfs = dir.join("rootfs");
-            let packages = format!("{EXTRA_PACKAGES},{LXD_PACKAGES}");
+            // LXD boots the image's init: even the minimal flavor has systemd.
+            let packages = format!("{},{LXD_PACKAGES}", flavor.packages());
             debootstrap(&rootfs, &suite_s, &mirror_s, &packages, &mut *progress)?;
             pack_unified(&dir, &metadata(&suite_s, &name_s))
         })
@@ -284,11 +286,10 @@ impl crate::image_store::ImageStore for LxdRuntime {
     async fn build(
         &self,
         name: &str,
-        suite: &str,
-        mirror: &str,
+        recipe: &Recipe,
         progress: crate::image_store::Progress,
     ) -> Result<()> {
-        self.build_image(name, suite, mirror, progress).await
+        self.build_image(name, recipe, progress).await
     }
 
     async fn import(&self, name: &str, file: &Path) -> Result<usize> {

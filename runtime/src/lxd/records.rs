@@ -143,6 +143,8 @@ pub fn from_instance(instance: &Value) -> Result<Option<ContainerRecord>> {
         idle_stop: Some(get("user.gatehouse.idle_stop").to_string()).filter(|s| !s.is_empty()),
         nesting: get("security.nesting") == "true",
         id_base: None,
+        // LXD always boots the image's init.
+        init: None,
     }))
 }
 
@@ -170,6 +172,7 @@ mod tests {
             nesting: false,
             id_base: None,
             idle_stop: Some("2h".into()),
+            init: None,
         }
     }
 

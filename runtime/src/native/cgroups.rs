@@ -7,7 +7,15 @@ use std::path::{Path, PathBuf};
 use crate::limits::Limits;
 
 /// The v1 controllers a container is placed in.
-const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "blkio", "freezer"];
+/// The v1 hierarchies a container gets a cgroup in: the controllers gatehouse limits or
+/// reads, and systemd's named hierarchy (`name=systemd`, mounted at `systemd`), which a
+/// container booting systemd is given to manage.
+const V1_CONTROLLERS: &[&str] = &[
+    "memory", "pids", "cpu", "cpuacct", "blkio", "freezer", "systemd",
+];
+
+/// The v1 hierarchy a container's own init manages.
+const SYSTEMD_HIERARCHY: &str = "systemd";
 const CPU_PERIOD_US: u64 = 100_000;
 /// A session's cgroup is `session-<id>` inside its container's.
 const SESSION_PREFIX: &str = "session-";
@@ -212,16 +220,45 @@ impl Cgroup {
         }
     }
 
-    /// Removes the directories (they must be empty of processes), sessions' first.
+    /// Removes the directories (they must be empty of processes), sessions' and those
+    /// the container's own init made inside first.
     pub fn remove(&self) {
         self.remove_empty_sessions();
         for (_, dir) in &self.dirs {
-            if let Err(e) = std::fs::remove_dir(dir) {
+            if let Err(e) = remove_tree(dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!("cannot remove cgroup {}: {e}", dir.display());
                 }
             }
         }
+    }
+
+    /// Hands the hierarchy the container's init manages (v1's `name=systemd`) to the
+    /// container's root `uid`: its directory and the files that move processes, so the
+    /// init can make cgroups under it. The controllers' limits stay the host's.
+    pub fn delegate(&self, uid: u32) -> Result<()> {
+        let owner = Some(nix::unistd::Uid::from_raw(uid));
+        let group = Some(nix::unistd::Gid::from_raw(uid));
+        for (_, dir) in self.dirs.iter().filter(|(c, _)| c == SYSTEMD_HIERARCHY) {
+            for path in [dir.clone(), dir.join("cgroup.procs"), dir.join("tasks")] {
+                nix::unistd::chown(&path, owner, group)
+                    .map_err(NativeError::sys_at("chown", &path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the container's `/sys/fs/cgroup` shows on a v1 host: each hierarchy's name,
+    /// the container's directory in it, and whether it is writable inside (only the
+    /// delegated one). Empty on v2.
+    pub fn v1_views(&self) -> Vec<(String, PathBuf, bool)> {
+        if self.v2 {
+            return Vec::new();
+        }
+        self.dirs
+            .iter()
+            .map(|(c, d)| (c.clone(), d.clone(), c == SYSTEMD_HIERARCHY))
+            .collect()
     }
 
     /// Whether any of the directories still exists.
@@ -311,6 +348,19 @@ impl Cgroup {
             }
         }
     }
+}
+
+/// Removes a cgroup directory and every cgroup under it, deepest first (a cgroup
+/// filesystem holds only directories and kernel files, never links).
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = remove_tree(&e.path());
+            }
+        }
+    }
+    std::fs::remove_dir(dir)
 }
 
 fn opt(v: Option<u64>) -> String {

@@ -13,7 +13,7 @@ use seccompiler::{
 };
 
 /// Syscalls refused with EPERM: kernel modules, kexec, handle-based opens that escape
-/// mounts, the non-namespaced keyring, clock and swap changes, raw I/O ports, BPF and
+/// mounts, clock and swap changes, raw I/O ports, BPF and
 /// perf, userfaultfd, process accounting, quotas, io_uring (a long history of kernel
 /// bugs, and a way around this filter: its operations are not syscalls), kcmp.
 const DENIED: &[&str] = &[
@@ -23,10 +23,6 @@ const DENIED: &[&str] = &[
     "finit_module",
     "delete_module",
     "open_by_handle_at",
-    "name_to_handle_at",
-    "keyctl",
-    "add_key",
-    "request_key",
     "settimeofday",
     "clock_settime",
     "swapon",
@@ -57,7 +53,16 @@ const DENIED: &[&str] = &[
 /// the older call the filter can judge: `clone3` (its flags are in memory a filter cannot
 /// read; glibc falls back to `clone`) and the new mount API (libmount falls back to
 /// `mount(2)` on ENOSYS only). A container configured for nesting keeps `clone3`.
+///
+/// The non-namespaced keyring (`keyctl`, `add_key`, `request_key`) and
+/// `name_to_handle_at` (harmless alone, but paired with the refused `open_by_handle_at`)
+/// are answered ENOSYS too, as LXC does: systemd and PAM take ENOSYS as "no keyring" or
+/// "no handles" and go on, where EPERM stops them.
 const NOT_IMPLEMENTED: &[&str] = &[
+    "keyctl",
+    "add_key",
+    "request_key",
+    "name_to_handle_at",
     "clone3",
     "open_tree",
     "move_mount",
@@ -381,6 +386,9 @@ mod tests {
                 && call(libc::SYS_fsopen, 0, 0, 0) == (-1, enosys)
                 && call(libc::SYS_open_tree, 0, 0, 0) == (-1, enosys)
                 && call(libc::SYS_mount_setattr, 0, 0, 0) == (-1, enosys)
+                && call(libc::SYS_keyctl, 0, 0, 0) == (-1, enosys)
+                && call(libc::SYS_name_to_handle_at, 0, 0, 0) == (-1, enosys)
+                && call(libc::SYS_open_by_handle_at, 0, 0, 0) == (-1, eperm)
                 && call(libc::SYS_personality, 0x0040000, 0, 0) == (-1, eperm)
                 && call(libc::SYS_personality, 0xffff_ffff, 0, 0).0 >= 0
                 && call(libc::SYS_socket, 40, libc::SOCK_STREAM as i64, 0) == (-1, eperm)

@@ -43,13 +43,13 @@ use async_trait::async_trait;
 
 use self::layout::ContainerLayout;
 pub use self::supervisor::EXIT_BUSY;
-use self::supervisor::{EtcFiles, SupervisorConfig};
+use self::supervisor::{Boot, EtcFiles, SupervisorConfig};
 use crate::api::{
     Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome, Usage,
 };
 use crate::error::{Result, RuntimeError};
 use crate::images::{Images, ID_BASE};
-use crate::inventory::{ContainerRecord, Inventory};
+use crate::inventory::{ContainerRecord, InitChoice, Inventory};
 use crate::names::validate_container_name;
 use crate::network::{hosts_file, resolv_conf, NetworkConfig};
 
@@ -127,6 +127,7 @@ impl NativeRuntime {
 /// Entry point of the hidden `gatehouse __supervise` command (see [`SuperviseArgs`]).
 /// Must run in a single-threaded process (no async runtime).
 pub fn supervise_main(args: SuperviseArgs) -> i32 {
+    let relaunch = args.to_args();
     let SuperviseArgs {
         state,
         name,
@@ -165,10 +166,19 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
             hosts_file(name, &peers(&inventory)?)
         };
         let resolv = network.as_ref().and_then(|(n, _)| resolv_conf(n));
+        let image_rootfs = images.rootfs(&record.image)?;
+        let boot = match record.init {
+            Some(InitChoice::Image) => Boot::Image,
+            Some(InitChoice::Builtin) => Boot::Builtin,
+            None if has_init(&image_rootfs) => Boot::Image,
+            None => Boot::Builtin,
+        };
         Ok(SupervisorConfig {
+            boot,
+            relaunch: relaunch.clone(),
             name: name.to_string(),
             layout: ContainerLayout::new(inventory.container_dir(name)?),
-            image_rootfs: images.rootfs(&record.image)?,
+            image_rootfs,
             limits: record.limits,
             cgroup_root: PathBuf::from(CGROUP_ROOT),
             cgroup_name: cgroup_name(state_dir, name),
@@ -188,6 +198,27 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
             1
         }
     }
+}
+
+/// Whether an image has an init of its own (`/sbin/init`, looked up inside the image's
+/// root: an imported image's links cannot point the check at the host).
+fn has_init(image_rootfs: &Path) -> bool {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let Ok(root) = rustix::fs::open(
+        image_rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    rustix::fs::openat2(
+        &root,
+        "sbin/init",
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .is_ok()
 }
 
 /// Moves a container's own files (its layer and its snapshots') from the id range at

@@ -172,6 +172,43 @@ pub fn mount_system(sys: &dyn Syscall, root: &Path, id_base: u32) -> Result<()> 
     )
 }
 
+/// The container's `/sys/fs/cgroup` on a v1 host, as an init like systemd expects it: a
+/// tmpfs with, for each hierarchy, the container's own cgroup bound in (`views`: name,
+/// host directory, writable), read-only but for the one its init manages; the tmpfs
+/// itself read-only once filled. Called after [`mount_system`] (the sysfs it sits on).
+pub fn mount_cgroups(
+    sys: &dyn Syscall,
+    root: &Path,
+    views: &[(String, PathBuf, bool)],
+) -> Result<()> {
+    if views.is_empty() {
+        return Ok(());
+    }
+    let fs = root.join("sys/fs/cgroup");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(sys, "tmpfs", &fs, "tmpfs", flags, Some("mode=755"))?;
+    let none: Option<&Path> = None;
+    for (name, host, writable) in views {
+        let target = fs.join(name);
+        sys.mkdir_all(&target, 0o755)
+            .map_err(NativeError::io("create", &target))?;
+        sys.mount(Some(host), &target, None, MsFlags::MS_BIND, None)
+            .map_err(NativeError::sys_at(
+                "bind the container's cgroup on",
+                &target,
+            ))?;
+        let mut bound = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        if !writable {
+            bound |= MsFlags::MS_RDONLY;
+        }
+        sys.mount(none, &target, None, bound, None)
+            .map_err(NativeError::sys_at("restrict", &target))?;
+    }
+    let sealed = flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    sys.mount(none, &fs, None, sealed, Some("mode=755"))
+        .map_err(NativeError::sys_at("make read-only", &fs))
+}
+
 /// `/proc` with the dangerous parts masked or read-only.
 fn mount_proc(sys: &dyn Syscall, proc: &Path) -> Result<()> {
     let none: Option<&Path> = None;

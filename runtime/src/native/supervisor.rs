@@ -66,9 +66,27 @@ pub struct SupervisorConfig {
     pub network: Option<(NetworkConfig, Ipv4Addr)>,
     /// The container's `/etc/hosts` and, on a network with DNS, `/etc/resolv.conf`.
     pub etc: EtcFiles,
+    /// Which init it boots.
+    pub boot: Boot,
+    /// The `__supervise` words this supervisor was started with: a reboot inside starts
+    /// the container again with them.
+    pub relaunch: Vec<std::ffi::OsString>,
     /// What its processes may do beyond the default confinement.
     pub confinement: super::confine::Profile,
 }
+
+/// The init a container boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// The built-in init ([`init::run`]).
+    Builtin,
+    /// The image's `/sbin/init` (systemd), with `container=gatehouse` in its environment.
+    Image,
+}
+
+/// What the environment variable `container` says to an init that reads it (systemd's
+/// container interface).
+const CONTAINER_ENV: &std::ffi::CStr = c"container=gatehouse";
 
 /// The files under `/etc` the init writes at each start.
 #[derive(Debug, Clone)]
@@ -179,6 +197,8 @@ struct Supervisor {
     kill_at: Option<Instant>,
     /// Since when no session has run (for idle stop).
     idle_since: Option<Instant>,
+    /// How init ended, once it has.
+    init_ended: Option<WaitStatus>,
 }
 
 impl Supervisor {
@@ -249,11 +269,39 @@ impl Supervisor {
             stopping: false,
             kill_at: None,
             idle_since: Some(Instant::now()),
+            init_ended: None,
         };
         sup.serve(&sfd, &listener);
         sup.finish();
         drop(lock);
+        if sup.rebooted() {
+            sup.relaunch();
+        }
         0
+    }
+
+    /// Whether init ended by asking for a reboot (`reboot` inside): the kernel ends a
+    /// PID namespace's init that calls reboot(2) with SIGHUP (SIGINT for halt or power
+    /// off). A stop the supervisor began is never a reboot.
+    fn rebooted(&self) -> bool {
+        !self.stopping
+            && matches!(
+                self.init_ended,
+                Some(WaitStatus::Signaled(_, Signal::SIGHUP, _))
+            )
+    }
+
+    /// Starts the container again with a new supervisor (once this one let go of it).
+    fn relaunch(&self) {
+        log(&format!("container {} rebooting", self.cfg.name));
+        let started = std::process::Command::new("/proc/self/exe")
+            .arg("__supervise")
+            .args(&self.cfg.relaunch)
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = started {
+            log(&format!("cannot start the container again: {e}"));
+        }
     }
 
     /// The event loop; returns when the container's init has exited.
@@ -350,6 +398,7 @@ impl Supervisor {
                     };
                     if pid == self.init_pid {
                         log(&format!("init exited: {status:?}"));
+                        self.init_ended = Some(status);
                         init_gone = true;
                         continue;
                     }
@@ -391,7 +440,10 @@ impl Supervisor {
         if !self.stopping {
             self.stopping = true;
             log("stopping container");
-            let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGTERM);
+            // SIGRTMIN+3: systemd halts on it (SIGTERM would make it re-execute itself);
+            // the built-in init takes it too.
+            // SAFETY: kill(2) with a pid we own (our child) and a valid signal number.
+            unsafe { libc::kill(self.init_pid, libc::SIGRTMIN() + 3) };
             self.kill_at =
                 Some(Instant::now() + Duration::from_millis(grace_ms.clamp(100, 300_000)));
         }
@@ -655,8 +707,11 @@ fn start_container(
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
     let (done_r, done_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
-    let name = cfg.name.clone();
-    let etc = cfg.etc.clone();
+    let guest = Guest {
+        name: cfg.name.clone(),
+        etc: cfg.etc.clone(),
+        boot: cfg.boot,
+    };
     let layers_root = layers.merged.clone();
     let close: Vec<i32> = close.to_vec();
     let (go_raw, go_w_raw, done_r_raw, done_w_raw) = (
@@ -672,7 +727,7 @@ fn start_container(
                 libc::close(*fd);
             }
         }
-        container_init(go_raw, done_w_raw, &layers.merged, &name, &etc, seccomp)
+        container_init(go_raw, done_w_raw, &layers.merged, &guest, seccomp)
     });
     let mut stack = vec![0u8; CLONE_STACK];
     // No new mount namespace yet: the init makes its own once its /proc, /sys and /dev
@@ -749,14 +804,26 @@ fn place(
     if let Some((net, addr)) = &cfg.network {
         netsetup::connect(net, pid, &netsetup::host_veth(&cfg.cgroup_name), *addr)?;
     }
-    mount_system(pid, root, cfg.id_base)
+    // An init of the image's (systemd) manages cgroups of its own under the container's.
+    let views = if cfg.boot == Boot::Image {
+        cgroup.delegate(cfg.id_base)?;
+        cgroup.v1_views()
+    } else {
+        Vec::new()
+    };
+    mount_system(pid, root, cfg.id_base, &views)
 }
 
 /// Mounts the container's `/proc`, `/sys`, `/dev` and `/run` (see
 /// [`rootfs::mount_system`]) from a child of the supervisor that joins the init's pid and
 /// network namespaces, keeping the host's user and mount namespaces: `/proc` is mounted
 /// from inside the pid namespace it shows, `/sys` from the network namespace it shows.
-fn mount_system(init: i32, root: &Path, id_base: u32) -> Result<(), NativeError> {
+fn mount_system(
+    init: i32,
+    root: &Path,
+    id_base: u32,
+    cgroups: &[(String, PathBuf, bool)],
+) -> Result<(), NativeError> {
     let open = |ns: &str| {
         File::open(format!("/proc/{init}/ns/{ns}")).map_err(NativeError::step(format!(
             "cannot open the container's {ns} namespace"
@@ -771,7 +838,10 @@ fn mount_system(init: i32, root: &Path, id_base: u32) -> Result<(), NativeError>
             "cannot join the container's network namespace",
         ))?;
         // Joining a pid namespace places only the children made afterwards in it.
-        super::forked::job_in_child(|| rootfs::mount_system(&LinuxSyscall, root, id_base))
+        super::forked::job_in_child(|| {
+            rootfs::mount_system(&LinuxSyscall, root, id_base)?;
+            rootfs::mount_cgroups(&LinuxSyscall, root, cgroups)
+        })
     })
 }
 
@@ -791,10 +861,10 @@ fn container_init(
     go: i32,
     done: i32,
     root: &Path,
-    name: &str,
-    etc: &EtcFiles,
+    guest: &Guest,
     seccomp: &seccompiler::BpfProgram,
 ) -> isize {
+    let (name, etc) = (guest.name.as_str(), &guest.etc);
     // SAFETY: these descriptors were handed to us by the parent and are ours to own.
     let (mut go, mut done) = unsafe {
         use std::os::fd::FromRawFd;
@@ -863,13 +933,35 @@ fn container_init(
         Ok(()) => {
             let _ = done.write_all(&Handshake::Ready.encode());
             drop(done);
-            init::run()
+            match guest.boot {
+                Boot::Builtin => init::run(),
+                Boot::Image => exec_image_init(),
+            }
         }
         Err(e) => {
             let _ = done.write_all(&Handshake::Failed(e.to_string()).encode());
             1
         }
     }
+}
+
+/// What the container's init is told: its name, its `/etc` files, which init to be.
+struct Guest {
+    name: String,
+    etc: EtcFiles,
+    boot: Boot,
+}
+
+/// Replaces the container's first process with the image's `/sbin/init`, as the
+/// container's root with the confinement already in place; returns only if it cannot.
+fn exec_image_init() -> isize {
+    let path = c"/sbin/init";
+    let env = [CONTAINER_ENV];
+    // Signals blocked for the built-in init must not stay blocked in systemd.
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let err = nix::unistd::execve(path, &[path], &env);
+    log(&format!("cannot run the image's /sbin/init: {err:?}"));
+    127
 }
 
 /// Makes PID 1's command line read `/sbin/init` and empties its environment: the init is

@@ -1,0 +1,151 @@
+//! Containers that behave like VMs: the full image boots its own systemd, services come
+//! back after a restart, `reboot` inside starts the container again with its files, and
+//! `poweroff` stops it.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_e2e::{stderr, stdout, Gateway};
+
+/// A gateway whose state has the full image (systemd) as `debian-12-full`.
+fn gateway() -> Gateway {
+    let gw = Gateway::start();
+    gatehouse_e2e::link_full_image(&gw.dir.path().join("state"));
+    gw
+}
+
+/// Runs `command` as root in `name` until it prints `want` (the container may still be
+/// booting, or coming back from a reboot); the last output otherwise.
+fn until(gw: &Gateway, name: &str, command: &str, want: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = gw.ssh("alice", &format!("alice@root@{name}"), command);
+        last = format!("{}{}", stdout(&out), stderr(&out));
+        if stdout(&out).trim() == want {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    last
+}
+
+/// When `name` started, as `container list --json` says (`None` when stopped).
+fn started(gw: &Gateway, name: &str) -> Option<String> {
+    let json = gw.cli_ok(&["container", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json).expect("list --json");
+    rows.as_array()?
+        .iter()
+        .find(|r| r["name"] == name)?
+        .get("started")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Waits (without logging in, which would start it) until `name` runs with a start time
+/// other than `before`.
+fn restarted_by_itself(gw: &Gateway, name: &str, before: &Option<String>) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let now = started(gw, name);
+        if now.is_some() && now != *before {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn systemd_boots_services_come_back_and_reboot_and_poweroff_act_like_a_vms() {
+    let gw = gateway();
+    gw.cli_ok(&[
+        "container",
+        "create",
+        "vm1",
+        "--owner",
+        "alice",
+        "--image",
+        "debian-12-full",
+    ]);
+    // PID 1 is the image's systemd, and it reaches `running` (a login that starts the
+    // container may come before systemd's bus is up, as on LXD).
+    let seen = until(
+        &gw,
+        "vm1",
+        "timeout 30 systemctl is-system-running --wait",
+        "running",
+        60,
+    );
+    assert_eq!(seen.trim(), "running", "{seen}");
+    let out = gw.ssh(
+        "alice",
+        "alice@root@vm1",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; readlink /proc/1/exe; \
+         systemctl --failed --no-legend --plain; \
+         awk '$5 ~ /^\\/sys\\/fs\\/cgroup\\/(systemd|memory)$/ {print $5, substr($6, 1, 2)}' /proc/self/mountinfo | sort",
+    );
+    assert_eq!(
+        stdout(&out),
+        "/sbin/init \n/usr/lib/systemd/systemd\n/sys/fs/cgroup/memory ro\n/sys/fs/cgroup/systemd rw\n",
+        "{}",
+        stderr(&out)
+    );
+
+    // An enabled service survives a restart of the container.
+    let out = gw.ssh(
+        "alice",
+        "alice@root@vm1",
+        "cat > /etc/systemd/system/hello.service <<'UNIT'
+[Unit]
+Description=hello
+[Service]
+ExecStart=/bin/sh -c 'echo hello-from-unit; exec sleep infinity'
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable --now hello 2>/dev/null; systemctl is-active hello",
+    );
+    assert_eq!(stdout(&out), "active\n", "{}", stderr(&out));
+    gw.cli_ok(&["container", "restart", "vm1"]);
+    let seen = until(
+        &gw,
+        "vm1",
+        "systemctl is-active hello; journalctl -b -u hello --no-pager -q | grep -c hello-from-unit",
+        "active\n1",
+        60,
+    );
+    assert_eq!(seen.trim(), "active\n1", "after restart: {seen}");
+
+    // `reboot` inside: the container comes back by itself, with its files and without
+    // its /run.
+    let before = started(&gw, "vm1");
+    assert!(before.is_some());
+    let _ = gw.ssh(
+        "alice",
+        "alice@root@vm1",
+        "touch /root/kept /run/forgotten; systemctl reboot",
+    );
+    assert!(
+        restarted_by_itself(&gw, "vm1", &before).is_some(),
+        "not running again after reboot: {:?}",
+        started(&gw, "vm1")
+    );
+    let seen = until(
+        &gw,
+        "vm1",
+        "test -e /root/kept && test ! -e /run/forgotten && systemctl is-active hello",
+        "active",
+        60,
+    );
+    assert_eq!(seen.trim(), "active", "after reboot: {seen}");
+
+    // `poweroff` inside stops it, and it stays stopped until the next login.
+    let _ = gw.ssh("alice", "alice@root@vm1", "systemctl poweroff");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.state_of("vm1") != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(gw.state_of("vm1"), "stopped");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(gw.state_of("vm1"), "stopped", "it came back by itself");
+}
