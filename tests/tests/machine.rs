@@ -149,3 +149,36 @@ systemctl enable --now hello 2>/dev/null; systemctl is-active hello",
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(gw.state_of("vm1"), "stopped", "it came back by itself");
 }
+
+#[test]
+fn free_and_uptime_show_the_containers_memory_limit_and_its_own_uptime() {
+    let gw = Gateway::start();
+    gw.create_container("small", "alice");
+    gw.cli_ok(&["container", "set", "small", "--memory", "256M"]);
+    let out = gw.ssh(
+        "alice",
+        "alice@small",
+        "free -m | awk '/^Mem:/ {print $2}'; cut -d' ' -f1 /proc/uptime; grep -c . /proc/cpuinfo >/dev/null && echo cpuinfo",
+    );
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let total: u64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    assert!(
+        (200..=256).contains(&total),
+        "free -m says {total} MiB with a 256M limit:\n{text}{}",
+        stderr(&out)
+    );
+    let uptime: f64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(-1.0);
+    let host: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (0.0..60.0).contains(&uptime) && uptime < host,
+        "container uptime {uptime} s, host {host} s"
+    );
+    assert_eq!(lines.next(), Some("cpuinfo"), "{text}");
+}

@@ -22,6 +22,7 @@ mod handshake;
 mod idmap;
 mod init;
 mod layout;
+mod lxcfs;
 mod net;
 mod netsetup;
 mod netsock;
@@ -348,6 +349,8 @@ impl Runtime for NativeRuntime {
                 )));
             }
         }
+        // The container's /proc figures come from LXCFS where it is installed.
+        let _ = tokio::task::spawn_blocking(lxcfs::ensure).await;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let args = SuperviseArgs {

@@ -209,6 +209,17 @@ pub fn mount_cgroups(
         .map_err(NativeError::sys_at("make read-only", &fs))
 }
 
+/// Binds LXCFS's files over the container's `/proc` (see [`super::lxcfs`]) when LXCFS
+/// runs; a file that cannot be bound keeps the host's figures.
+pub fn mount_lxcfs(sys: &dyn Syscall, root: &Path) {
+    if !super::lxcfs::mounted() {
+        return;
+    }
+    for (from, to) in super::lxcfs::proc_binds(&root.join("proc")) {
+        let _ = sys.mount(Some(&from), &to, None, MsFlags::MS_BIND, None);
+    }
+}
+
 /// `/proc` with the dangerous parts masked or read-only.
 fn mount_proc(sys: &dyn Syscall, proc: &Path) -> Result<()> {
     let none: Option<&Path> = None;

@@ -199,6 +199,8 @@ struct Supervisor {
     idle_since: Option<Instant>,
     /// How init ended, once it has.
     init_ended: Option<WaitStatus>,
+    /// The mount namespace the supervisor was started in.
+    host_mounts: Option<File>,
 }
 
 impl Supervisor {
@@ -218,6 +220,9 @@ impl Supervisor {
         ] {
             mask.add(s);
         }
+        // The mount namespace it was started in (the host's): a reboot's new supervisor
+        // starts there, not in the private one this one makes for the container.
+        let host_mounts = File::open("/proc/self/ns/mnt").ok();
         // The seccomp filter, compiled once: the init and every session install it.
         type Ready = (SignalFd, Cgroup, i32, UnixListener, seccompiler::BpfProgram);
         let setup = || -> Result<Ready, NativeError> {
@@ -270,6 +275,7 @@ impl Supervisor {
             kill_at: None,
             idle_since: Some(Instant::now()),
             init_ended: None,
+            host_mounts,
         };
         sup.serve(&sfd, &listener);
         sup.finish();
@@ -294,6 +300,15 @@ impl Supervisor {
     /// Starts the container again with a new supervisor (once this one let go of it).
     fn relaunch(&self) {
         log(&format!("container {} rebooting", self.cfg.name));
+        match &self.host_mounts {
+            Some(ns) => {
+                if let Err(e) = nix::sched::setns(ns, CloneFlags::CLONE_NEWNS) {
+                    log(&format!("cannot return to the host's mount namespace: {e}"));
+                    return;
+                }
+            }
+            None => return,
+        }
         let started = std::process::Command::new("/proc/self/exe")
             .arg("__supervise")
             .args(&self.cfg.relaunch)
@@ -840,6 +855,7 @@ fn mount_system(
         // Joining a pid namespace places only the children made afterwards in it.
         super::forked::job_in_child(|| {
             rootfs::mount_system(&LinuxSyscall, root, id_base)?;
+            rootfs::mount_lxcfs(&LinuxSyscall, root);
             rootfs::mount_cgroups(&LinuxSyscall, root, cgroups)
         })
     })
