@@ -47,12 +47,22 @@ pub fn script(account: &Account) -> Result<String> {
     } else {
         format!("rm -f {rule}\n")
     };
+    // The system journal (`journalctl -u` as oneself), where the image has one.
+    let group = "systemd-journal";
+    let journal = if account.journal {
+        format!(
+            "if getent group {group} >/dev/null && ! id -nG {n} | grep -qw {group}; then \
+               usermod -a -G {group} {n}; fi\n"
+        )
+    } else {
+        format!("if id -nG {n} | grep -qw {group}; then gpasswd -d {n} {group} >/dev/null; fi\n")
+    };
     Ok(format!(
         "exec 9>/run/gatehouse-accounts.lock; command -v flock >/dev/null && flock 9; \
          if ! grep -q '^{n}:' /etc/passwd; then \
            sh={shell}; [ -x \"$sh\" ] || sh=/bin/sh; \
            getent group {gid} >/dev/null || groupadd -g {gid} {n}; \
            mkdir -p \"$(dirname {home})\"; useradd -m -d {home} -u {uid} -g {gid} -s \"$sh\" {n}; \
-         fi; grep -q '^{n}:' /etc/passwd || exit 1\n{sudo}"
+         fi; grep -q '^{n}:' /etc/passwd || exit 1\n{sudo}{journal}"
     ))
 }

@@ -111,6 +111,9 @@ pub struct Account {
     /// Passwordless sudo (granted by policy); without it any sudo rule gatehouse made
     /// for the account is removed.
     pub sudo: bool,
+    /// Reads the system journal (`systemd-journal` group, where the image has it): the
+    /// container's owner, and people with sudo.
+    pub journal: bool,
 }
 
 /// How a process ended.

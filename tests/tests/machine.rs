@@ -115,6 +115,18 @@ systemctl enable --now hello 2>/dev/null; systemctl is-active hello",
         60,
     );
     assert_eq!(seen.trim(), "active\n1", "after restart: {seen}");
+    // The owner reads the service's journal as themself.
+    let out = gw.ssh(
+        "alice",
+        "alice@vm1",
+        "id -un; journalctl -u hello --no-pager -q | grep -c hello-from-unit",
+    );
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("alice\n") && text.trim_end() != "alice\n0",
+        "{text}{}",
+        stderr(&out)
+    );
 
     // `reboot` inside: the container comes back by itself, with its files and without
     // its /run.

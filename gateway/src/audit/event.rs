@@ -1,7 +1,7 @@
 //! The audit log's schema: every event the gateway and its admin commands write.
 //!
-//! Each line of `state_dir/audit/audit.jsonl` is `{"seq", "time", "prev", "hash", "kind",
-//! "data"}`; `kind` is the name given on each variant below and `data` holds the
+//! Each line of `state_dir/audit/audit.jsonl` is `{"seq", "time", "type", "prev", …,
+//! "data"}`; `type` is the kind named on each variant below and `data` holds the
 //! variant's fields under the names shown (an absent `Option` is written as `null`
 //! unless the field says it is left out). A SIEM integrator reads this file and
 //! [`FileKind`]; nothing else writes to the log.

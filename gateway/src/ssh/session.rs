@@ -225,6 +225,13 @@ fn exec_spec(
     }
 }
 
+/// What a person's own account in the container may do besides log in.
+#[derive(Debug, Clone, Copy)]
+struct Rights {
+    sudo: bool,
+    journal: bool,
+}
+
 /// What `session.start` says about a session.
 struct Started<'a> {
     resolved: &'a access::Resolved,
@@ -505,7 +512,10 @@ async fn start(
             ctx,
             &name,
             &resolved.login,
-            resolved.grants.sudo,
+            Rights {
+                sudo: resolved.grants.sudo,
+                journal: resolved.grants.sudo || resolved.container.owner == ctx.user.name,
+            },
             spec.clone(),
             agent,
         )
@@ -555,7 +565,7 @@ async fn launch(
     ctx: &SessionContext,
     name: &str,
     login: &str,
-    sudo: bool,
+    rights: Rights,
     mut spec: ExecSpec,
     agent: bool,
 ) -> Result<(Process, Option<agent::Forwarded>), RuntimeError> {
@@ -579,7 +589,8 @@ async fn launch(
         gid: ctx.user.gid,
         shell: ctx.user.shell.clone(),
         home: ctx.user.home.clone(),
-        sudo,
+        sudo: rights.sudo,
+        journal: rights.journal,
     });
     runtime.prepare_session(name, account.as_ref()).await?;
     let forwarded = if agent {
