@@ -194,3 +194,46 @@ fn free_and_uptime_show_the_containers_memory_limit_and_its_own_uptime() {
     );
     assert_eq!(lines.next(), Some("cpuinfo"), "{text}");
 }
+
+#[test]
+fn container_root_under_systemd_cannot_leave_or_lift_its_resource_cgroups() {
+    let gw = gateway();
+    gw.cli_ok(&[
+        "container",
+        "create",
+        "vm2",
+        "--owner",
+        "alice",
+        "--image",
+        "debian-12-full",
+        "--memory",
+        "300M",
+    ]);
+    // The attacker is root inside, with systemd's hierarchy writable: it tries to move
+    // itself out of the memory cgroup, to raise its limit, and to mount the memory
+    // hierarchy afresh to do either there.
+    let script = "limit=/sys/fs/cgroup/memory/memory.limit_in_bytes; cat $limit; \
+         (echo $$ > /sys/fs/cgroup/memory/cgroup.procs) 2>/dev/null && echo moved || echo stayed; \
+         (echo 9999999999 > $limit) 2>/dev/null && echo raised || echo kept; \
+         mkdir -p /mnt/m && mount -t cgroup -o memory none /mnt/m 2>/dev/null && { \
+           (echo 9999999999 > /mnt/m/memory.limit_in_bytes) 2>/dev/null && echo raised-again || echo kept-again; \
+           mkdir /mnt/m/escape 2>/dev/null && echo made || echo refused; } || echo no-mount; \
+         mkdir /sys/fs/cgroup/systemd/mine && echo own-cgroup; cat $limit";
+    let seen = until(&gw, "vm2", "systemctl is-system-running --wait", "running", 60);
+    assert_eq!(seen.trim(), "running", "{seen}");
+    let out = gw.ssh("alice", "alice@root@vm2", script);
+    let text = stdout(&out);
+    eprintln!("what container root got:\n{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let limit = (300u64 << 20).to_string();
+    assert_eq!(lines.first(), Some(&limit.as_str()), "{text}{}", stderr(&out));
+    assert!(lines.contains(&"stayed") && lines.contains(&"kept"), "{text}");
+    assert!(
+        lines.contains(&"no-mount")
+            || (lines.contains(&"kept-again") && lines.contains(&"refused")),
+        "{text}"
+    );
+    // What systemd needs it has: a cgroup of its own under the delegated hierarchy.
+    assert!(lines.contains(&"own-cgroup"), "{text}{}", stderr(&out));
+    assert_eq!(lines.last(), Some(&limit.as_str()), "{text}");
+}
