@@ -160,6 +160,18 @@ systemctl enable --now hello 2>/dev/null; systemctl is-active hello",
     assert_eq!(gw.state_of("vm1"), "stopped");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(gw.state_of("vm1"), "stopped", "it came back by itself");
+
+    // The same container on the built-in init, when asked.
+    gw.cli_ok(&["container", "set", "vm1", "--init", "builtin"]);
+    assert!(gw
+        .cli_ok(&["container", "show", "vm1"])
+        .contains("init:       builtin"));
+    let out = gw.ssh(
+        "alice",
+        "alice@root@vm1",
+        "cat /proc/1/comm; test -d /run/systemd/system && echo systemd || echo no-systemd",
+    );
+    assert_eq!(stdout(&out), "init\nno-systemd\n", "{}", stderr(&out));
 }
 
 #[test]
@@ -219,15 +231,29 @@ fn container_root_under_systemd_cannot_leave_or_lift_its_resource_cgroups() {
            (echo 9999999999 > /mnt/m/memory.limit_in_bytes) 2>/dev/null && echo raised-again || echo kept-again; \
            mkdir /mnt/m/escape 2>/dev/null && echo made || echo refused; } || echo no-mount; \
          mkdir /sys/fs/cgroup/systemd/mine && echo own-cgroup; cat $limit";
-    let seen = until(&gw, "vm2", "systemctl is-system-running --wait", "running", 60);
+    let seen = until(
+        &gw,
+        "vm2",
+        "systemctl is-system-running --wait",
+        "running",
+        60,
+    );
     assert_eq!(seen.trim(), "running", "{seen}");
     let out = gw.ssh("alice", "alice@root@vm2", script);
     let text = stdout(&out);
     eprintln!("what container root got:\n{text}");
     let lines: Vec<&str> = text.lines().collect();
     let limit = (300u64 << 20).to_string();
-    assert_eq!(lines.first(), Some(&limit.as_str()), "{text}{}", stderr(&out));
-    assert!(lines.contains(&"stayed") && lines.contains(&"kept"), "{text}");
+    assert_eq!(
+        lines.first(),
+        Some(&limit.as_str()),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(
+        lines.contains(&"stayed") && lines.contains(&"kept"),
+        "{text}"
+    );
     assert!(
         lines.contains(&"no-mount")
             || (lines.contains(&"kept-again") && lines.contains(&"refused")),

@@ -476,6 +476,14 @@ async fn show(
     if r.nesting {
         c.say("nesting:    on (nested user namespaces allowed)".to_string());
     }
+    c.say(format!(
+        "init:       {}",
+        match r.init {
+            Some(gatehouse_runtime::InitChoice::Image) => "image (its /sbin/init)",
+            Some(gatehouse_runtime::InitChoice::Builtin) => "builtin",
+            None => "auto (the image's /sbin/init when it has one)",
+        }
+    ));
     if let Some(u) = rt.usage(name).await? {
         let mem = u
             .memory_bytes
