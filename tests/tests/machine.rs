@@ -29,6 +29,12 @@ fn until(gw: &Gateway, name: &str, command: &str, want: &str, secs: u64) -> Stri
     last
 }
 
+/// Like [`until`], failing the test with what was last seen if `want` never comes.
+fn expect_soon(gw: &Gateway, name: &str, command: &str, want: &str, secs: u64) {
+    let seen = until(gw, name, command, want, secs);
+    assert_eq!(seen.trim(), want, "`{command}` in {name}: {seen}");
+}
+
 /// When `name` started, as `container list --json` says (`None` when stopped).
 fn started(gw: &Gateway, name: &str) -> Option<String> {
     let json = gw.cli_ok(&["container", "list", "--json"]);
@@ -69,14 +75,13 @@ fn systemd_boots_services_come_back_and_reboot_and_poweroff_act_like_a_vms() {
     ]);
     // PID 1 is the image's systemd, and it reaches `running` (a login that starts the
     // container may come before systemd's bus is up, as on LXD).
-    let seen = until(
+    expect_soon(
         &gw,
         "vm1",
         "timeout 30 systemctl is-system-running --wait",
         "running",
         60,
     );
-    assert_eq!(seen.trim(), "running", "{seen}");
     let out = gw.ssh(
         "alice",
         "alice@root@vm1",
@@ -107,14 +112,13 @@ systemctl enable --now hello 2>/dev/null; systemctl is-active hello",
     );
     assert_eq!(stdout(&out), "active\n", "{}", stderr(&out));
     gw.cli_ok(&["container", "restart", "vm1"]);
-    let seen = until(
+    expect_soon(
         &gw,
         "vm1",
         "systemctl is-active hello; journalctl -b -u hello --no-pager -q | grep -c hello-from-unit",
         "active\n1",
         60,
     );
-    assert_eq!(seen.trim(), "active\n1", "after restart: {seen}");
     // The owner reads the service's journal as themself.
     let out = gw.ssh(
         "alice",
@@ -142,14 +146,13 @@ systemctl enable --now hello 2>/dev/null; systemctl is-active hello",
         "not running again after reboot: {:?}",
         started(&gw, "vm1")
     );
-    let seen = until(
+    expect_soon(
         &gw,
         "vm1",
         "test -e /root/kept && test ! -e /run/forgotten && systemctl is-active hello",
         "active",
         60,
     );
-    assert_eq!(seen.trim(), "active", "after reboot: {seen}");
 
     // `poweroff` inside stops it, and it stays stopped until the next login.
     let _ = gw.ssh("alice", "alice@root@vm1", "systemctl poweroff");
@@ -231,14 +234,13 @@ fn container_root_under_systemd_cannot_leave_or_lift_its_resource_cgroups() {
            (echo 9999999999 > /mnt/m/memory.limit_in_bytes) 2>/dev/null && echo raised-again || echo kept-again; \
            mkdir /mnt/m/escape 2>/dev/null && echo made || echo refused; } || echo no-mount; \
          mkdir /sys/fs/cgroup/systemd/mine && echo own-cgroup; cat $limit";
-    let seen = until(
+    expect_soon(
         &gw,
         "vm2",
         "systemctl is-system-running --wait",
         "running",
         60,
     );
-    assert_eq!(seen.trim(), "running", "{seen}");
     let out = gw.ssh("alice", "alice@root@vm2", script);
     let text = stdout(&out);
     eprintln!("what container root got:\n{text}");
