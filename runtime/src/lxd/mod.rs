@@ -680,7 +680,7 @@ impl LxdRuntime {
             .collect();
         let members =
             placement::members(&self.client.get("/1.0/cluster/members?recursion=1").await?);
-        placement::choose(&members, &record.name, &twins).map_err(RuntimeError::Placement)
+        placement::choose(&members, &record.name, &twins)
     }
 
     /// The host pid of a running instance's init: only an instance of a local daemon, on

@@ -3,6 +3,7 @@
 //! instance with twins is created on an online member none of them is on (by name
 //! order); if there is none, creation is refused with the reason.
 
+use crate::error::RuntimeError;
 use serde_json::Value;
 
 /// A cluster member as placement sees it.
@@ -30,12 +31,12 @@ pub fn members(answer: &Value) -> Vec<Member> {
 }
 
 /// Where to create `name`, given its twins and the members they are on: `None` lets
-/// LXD's scheduler choose; an error says why no member will do.
+/// LXD's scheduler choose; an error (`RuntimeError::Placement`) says why no member will do.
 pub fn choose(
     members: &[Member],
     name: &str,
     twins: &[(String, Option<String>)],
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, RuntimeError> {
     let taken: Vec<&str> = twins.iter().filter_map(|(_, h)| h.as_deref()).collect();
     if taken.is_empty() {
         return Ok(None);
@@ -52,13 +53,13 @@ pub fn choose(
                 .iter()
                 .filter_map(|(t, h)| h.as_ref().map(|h| format!("'{t}' on {h}")))
                 .collect();
-            Err(format!(
+            Err(RuntimeError::Placement(format!(
                 "no online cluster member can take '{name}': its disaster-recovery twins ({}) \
                  occupy every one ({} online of {})",
                 where_.join(", "),
                 members.iter().filter(|m| m.online).count(),
                 members.len()
-            ))
+            )))
         }
     }
 }
@@ -67,6 +68,11 @@ pub fn choose(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The member chosen (`None`: LXD's scheduler's choice); panics on a refusal.
+    fn pick(m: &[Member], name: &str, twins: &[(String, Option<String>)]) -> Option<String> {
+        choose(m, name, twins).expect("a member")
+    }
 
     /// The shape LXD 5.0 answers with (trimmed).
     fn cluster(statuses: &[(&str, &str)]) -> Vec<Member> {
@@ -84,10 +90,10 @@ mod tests {
     #[test]
     fn without_twins_lxds_scheduler_chooses() {
         let m = cluster(&[("m1", "Online"), ("m2", "Online")]);
-        assert_eq!(choose(&m, "web01", &[]), Ok(None));
+        assert_eq!(pick(&m, "web01", &[]), None);
         assert_eq!(
-            choose(&m, "web01", &[("web01-dr".into(), None)]),
-            Ok(None),
+            pick(&m, "web01", &[("web01-dr".into(), None)]),
+            None,
             "a twin not placed yet constrains nothing"
         );
     }
@@ -96,11 +102,11 @@ mod tests {
     fn a_twin_is_never_placed_on_its_partners_member() {
         let m = cluster(&[("m1", "Online"), ("m2", "Online"), ("m3", "Online")]);
         assert_eq!(
-            choose(&m, "dr", &[("web01".into(), Some("m1".into()))]),
-            Ok(Some("m2".into()))
+            pick(&m, "dr", &[("web01".into(), Some("m1".into()))]),
+            Some("m2".into())
         );
         assert_eq!(
-            choose(
+            pick(
                 &m,
                 "web01",
                 &[
@@ -108,14 +114,16 @@ mod tests {
                     ("dr2".into(), Some("m1".into()))
                 ]
             ),
-            Ok(Some("m3".into()))
+            Some("m3".into())
         );
     }
 
     #[test]
     fn offline_members_do_not_count_and_an_impossible_request_says_why() {
         let m = cluster(&[("m1", "Online"), ("m2", "Offline")]);
-        let e = choose(&m, "dr", &[("web01".into(), Some("m1".into()))]).unwrap_err();
+        let e = choose(&m, "dr", &[("web01".into(), Some("m1".into()))])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("'web01' on m1") && e.contains("1 online of 2"),
             "{e}"

@@ -153,6 +153,32 @@ pub fn launch(cfg: SupervisorConfig) -> i32 {
     }
 }
 
+/// The signals the supervisor takes through its signalfd.
+fn handled_signals() -> SigSet {
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    mask
+}
+
+/// The supervisor's socket, root's only, non-blocking.
+fn listen(sock: &Path) -> Result<UnixListener, NativeError> {
+    let _ = std::fs::remove_file(sock);
+    let listener = UnixListener::bind(sock)
+        .map_err(|e| format!("cannot listen on {}: {e}", sock.display()))?;
+    let _ = std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600));
+    listener
+        .set_nonblocking(true)
+        .map_err(NativeError::step("non-blocking socket"))?;
+    Ok(listener)
+}
+
 /// New session, stdin from /dev/null, stdout and stderr to the log.
 fn detach(log: &Path) -> Result<(), NativeError> {
     nix::unistd::setsid().map_err(NativeError::step("setsid"))?;
@@ -211,15 +237,7 @@ impl Supervisor {
             std::process::id(),
             cfg.name
         ));
-        let mut mask = SigSet::empty();
-        for s in [
-            Signal::SIGCHLD,
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-        ] {
-            mask.add(s);
-        }
+        let mask = handled_signals();
         // The mount namespace it was started in (the host's): a reboot's new supervisor
         // starts there, not in the private one this one makes for the container.
         let host_mounts = File::open("/proc/self/ns/mnt").ok();
@@ -240,12 +258,7 @@ impl Supervisor {
                 &seccomp,
                 &[lock.as_raw_fd(), ready.as_raw_fd(), sfd.as_raw_fd()],
             )?;
-            let sock = cfg.layout.socket();
-            let _ = std::fs::remove_file(&sock);
-            let listener = UnixListener::bind(&sock)
-                .map_err(|e| format!("cannot listen on {}: {e}", sock.display()))?;
-            let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
-            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let listener = listen(&cfg.layout.socket())?;
             Ok((sfd, cgroup, init_pid, listener, seccomp))
         };
         let (sfd, cgroup, init_pid, listener, seccomp) = match setup() {
@@ -919,26 +932,9 @@ fn container_init(
         // Credential changes clear the parent-death signal: set it again.
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(NativeError::step("pdeathsig"))?;
         // Inside now: these paths resolve within the container.
-        let _ = std::fs::write("/etc/hostname", format!("{name}\n"));
-        let _ = std::fs::write("/etc/hosts", &etc.hosts);
-        if let Some(resolv) = &etc.resolv {
-            if std::fs::symlink_metadata("/etc/resolv.conf").is_ok_and(|m| m.is_symlink()) {
-                let _ = std::fs::remove_file("/etc/resolv.conf");
-            }
-            let _ = std::fs::write("/etc/resolv.conf", resolv);
-        }
+        write_etc(name, etc);
         net::loopback_up()?;
-        let null = File::options()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map_err(NativeError::step("/dev/null"))?;
-        // SAFETY: dup2 onto the standard descriptors; the host log is not kept.
-        unsafe {
-            for fd in 0..3 {
-                libc::dup2(null.as_raw_fd(), fd);
-            }
-        }
+        standard_streams_to_null()?;
         super::confine::apply(seccomp)?;
         hide_command_line();
         let _ = nix::sys::prctl::set_name(c"init");
@@ -959,6 +955,35 @@ fn container_init(
             1
         }
     }
+}
+
+/// Writes the container's `/etc/hostname`, `/etc/hosts` and (with DNS) `/etc/resolv.conf`,
+/// from inside it (a link there, such as systemd-resolved's, is replaced by the file).
+fn write_etc(name: &str, etc: &EtcFiles) {
+    let _ = std::fs::write("/etc/hostname", format!("{name}\n"));
+    let _ = std::fs::write("/etc/hosts", &etc.hosts);
+    if let Some(resolv) = &etc.resolv {
+        if std::fs::symlink_metadata("/etc/resolv.conf").is_ok_and(|m| m.is_symlink()) {
+            let _ = std::fs::remove_file("/etc/resolv.conf");
+        }
+        let _ = std::fs::write("/etc/resolv.conf", resolv);
+    }
+}
+
+/// Points the standard descriptors at `/dev/null` (the host's log is not the init's).
+fn standard_streams_to_null() -> Result<(), NativeError> {
+    let null = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(NativeError::step("/dev/null"))?;
+    // SAFETY: dup2 onto the standard descriptors of a descriptor we own.
+    unsafe {
+        for fd in 0..3 {
+            libc::dup2(null.as_raw_fd(), fd);
+        }
+    }
+    Ok(())
 }
 
 /// What the container's init is told: its name, its `/etc` files, which init to be.
