@@ -78,7 +78,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let images = Images::open(state.join("images"))?;
     let image = config.runtime.default_image.clone();
     if !images.exists(&image) {
-        eprintln!("building the {image} image (first run only; about a minute)…");
+        eprintln!("building the {image} image (first run only; a few minutes)…");
         let store = gatehouse_runtime::image_store::NativeImages::open(&state)?;
         let recipe = gatehouse_runtime::images::Recipe {
             suite: gatehouse_runtime::images::suite_for(&image)
