@@ -265,3 +265,38 @@ fn container_root_under_systemd_cannot_leave_or_lift_its_resource_cgroups() {
     assert!(lines.contains(&"own-cgroup"), "{text}{}", stderr(&out));
     assert_eq!(lines.last(), Some(&limit.as_str()), "{text}");
 }
+
+#[test]
+fn a_machine_running_its_own_init_is_not_stopped_for_want_of_logins() {
+    let gw = Gateway::start_with("[runtime]\nidle_stop = \"2s\"\n");
+    gatehouse_e2e::link_full_image(&gw.dir.path().join("state"));
+    gw.create_container("lean", "alice");
+    gw.cli_ok(&[
+        "container",
+        "create",
+        "server",
+        "--owner",
+        "alice",
+        "--image",
+        "debian-12-full",
+    ]);
+    for name in ["lean", "server"] {
+        let out = gw.ssh("alice", &format!("alice@{name}"), "echo up");
+        assert_eq!(stdout(&out), "up\n", "{name}: {}", stderr(&out));
+    }
+    // The built-in init's container has nothing running without a session: it stops.
+    assert!(
+        gw.wait_for_state("lean", "stopped", 15),
+        "the idle lean container never stopped"
+    );
+    // The one booting systemd runs services: it keeps running (well past its idle time),
+    // unless told otherwise.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(gw.state_of("server"), "running");
+    gw.cli_ok(&["container", "set", "server", "--idle-stop", "2s"]);
+    gw.cli_ok(&["container", "restart", "server"]);
+    assert!(
+        gw.wait_for_state("server", "stopped", 15),
+        "an explicit idle stop was not honoured"
+    );
+}

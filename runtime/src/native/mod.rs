@@ -140,10 +140,6 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
         validate_container_name(name)?;
         let inventory = Inventory::open(state_dir.join("containers"))?;
         let record = inventory.get(name)?;
-        let idle_stop = match &record.idle_stop {
-            Some(own) => crate::limits::parse_duration(own)?,
-            None => idle_stop,
-        };
         let images = Images::open(state_dir.join("images"))?;
         images.ensure_shifted(&record.image, ID_BASE)?;
         let dir = inventory.container_dir(name)?;
@@ -173,6 +169,13 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
             Some(InitChoice::Builtin) => Boot::Builtin,
             None if has_init(&image_rootfs) => Boot::Image,
             None => Boot::Builtin,
+        };
+        // A machine running its own init runs services, which are not sessions: it
+        // stops when idle only if its record says so.
+        let idle_stop = match (&record.idle_stop, boot) {
+            (Some(own), _) => crate::limits::parse_duration(own)?,
+            (None, Boot::Image) => None,
+            (None, Boot::Builtin) => idle_stop,
         };
         Ok(SupervisorConfig {
             boot,
