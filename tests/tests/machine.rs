@@ -95,6 +95,26 @@ fn systemd_boots_services_come_back_and_reboot_and_poweroff_act_like_a_vms() {
         "{}",
         stderr(&out)
     );
+    // No host path shows in what PID 1 or anyone else sees of the mounts.
+    let out = gw.ssh(
+        "alice",
+        "alice@root@vm1",
+        "cat /proc/1/mountinfo /proc/self/mountinfo; mount; findmnt -n -o SOURCE,TARGET /",
+    );
+    let seen = stdout(&out);
+    let state = gw.dir.path().to_string_lossy().into_owned();
+    for host in [
+        state.as_str(),
+        "/var/lib/lxcfs",
+        "/var/cache/gatehouse",
+        "/gatehouse/",
+    ] {
+        assert!(!seen.contains(host), "{host} shows inside:\n{seen}");
+    }
+    assert!(
+        seen.contains("/proc/meminfo"),
+        "LXCFS binds missing:\n{seen}"
+    );
 
     // An enabled service survives a restart of the container.
     let out = gw.ssh(
