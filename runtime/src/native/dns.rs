@@ -16,12 +16,16 @@ use super::error::NativeError;
 use crate::names::validate_container_name;
 use crate::network::{dns_entry, NetworkConfig};
 
+/// Where the gateways' DNS servers keep their entries and pid files.
+const RUN_DIR: &str = "/run/gatehouse/dns";
+
 /// Where the entries of the DNS server on `bridge` are.
 pub fn entries_dir(bridge: &str) -> PathBuf {
-    Path::new("/run/gatehouse/dns").join(bridge)
+    Path::new(RUN_DIR).join(bridge)
 }
 
-/// Writes (or replaces) the DNS entry of container `name` at `address`.
+/// Writes (or replaces) the DNS entry of container `name` at `address`; an entry that
+/// says so already (the usual case at a container's start) is left as it is.
 pub fn write_entry(
     bridge: &str,
     name: &str,
@@ -29,8 +33,17 @@ pub fn write_entry(
 ) -> Result<(), NativeError> {
     validate_container_name(name).map_err(|e| NativeError::Failed(e.to_string()))?;
     let dir = entries_dir(bridge);
+    let entry = dns_entry(name, address);
+    if std::fs::read_to_string(dir.join(name)).is_ok_and(|e| e == entry) {
+        return Ok(());
+    }
     make_dir(&dir)?;
-    crate::atomic::write_atomic(&dir.join(name), dns_entry(name, address).as_bytes())
+    write_in(&dir, name, &entry)
+}
+
+/// Writes the entry `name` into the entries directory `dir` (made already).
+fn write_in(dir: &Path, name: &str, entry: &str) -> Result<(), NativeError> {
+    crate::atomic::write_atomic(&dir.join(name), entry.as_bytes())
         .map_err(|e| NativeError::Failed(format!("DNS entry of {name}: {e}")))
 }
 
@@ -47,7 +60,7 @@ pub fn remove_entry(bridge: &str, name: &str) {
 
 /// The file the gateway keeps its DNS server's pid in.
 fn pid_file(bridge: &str) -> PathBuf {
-    Path::new("/run/gatehouse/dns").join(format!("{bridge}.pid"))
+    Path::new(RUN_DIR).join(format!("{bridge}.pid"))
 }
 
 /// The DNS server on `bridge` a gateway started, if it still runs: its pid file names
@@ -88,7 +101,7 @@ pub fn stop_stale(bridge: &str) {
 
 /// The entries directory, root's and readable by `nogroup`.
 fn make_dir(dir: &Path) -> Result<(), NativeError> {
-    let fail = NativeError::step(format!("cannot make {}", dir.display()));
+    let fail = |e: std::io::Error| NativeError::step(format!("cannot make {}", dir.display()))(e);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -97,11 +110,7 @@ fn make_dir(dir: &Path) -> Result<(), NativeError> {
     match std::fs::DirBuilder::new().mode(0o750).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(NativeError::step(format!("cannot make {}", dir.display()))(
-                e,
-            ))
-        }
+        Err(e) => return Err(fail(e)),
     }
     let meta =
         std::fs::symlink_metadata(dir).map_err(NativeError::step(format!("{}", dir.display())))?;
@@ -170,7 +179,8 @@ impl DnsServer {
         let dir = entries_dir(&net.bridge);
         make_dir(&dir)?;
         for (name, address) in containers {
-            write_entry(&net.bridge, name, *address)?;
+            validate_container_name(name).map_err(|e| NativeError::Failed(e.to_string()))?;
+            write_in(&dir, name, &dns_entry(name, *address))?;
         }
         let child = command(net, domain, &dir)
             .stdin(Stdio::null())

@@ -33,7 +33,7 @@ pub fn connect(
     let prefix = net.subnet.prefix_len();
     let (bridge, gateway, nat) = (&net.bridge, net.gateway(), net.nat);
     let mut nl = Rtnl::open().map_err(NativeError::sys("netlink socket"))?;
-    let br = bridge_up(&mut nl, bridge, gateway, prefix)?;
+    let br = bridge_up(&mut nl, net)?;
     let netns = File::open(format!("/proc/{pid}/ns/net")).map_err(NativeError::step(
         "cannot open the container's network namespace",
     ))?;
@@ -50,7 +50,7 @@ pub fn connect(
         )))?;
     // Filters first: the container's end is up only once they hold.
     super::firewall::apply(&super::firewall::host_rules(net))?;
-    if net.nat {
+    if nat {
         forwarding_on()?;
     }
     super::firewall::apply(&super::firewall::veth_rules(veth, address))?;
@@ -87,16 +87,12 @@ fn forwarding_on() -> Result<(), NativeError> {
 /// Makes the bridge of `net` with its address and sets it up, where missing.
 pub fn bridge(net: &NetworkConfig) -> Result<(), NativeError> {
     let mut nl = Rtnl::open().map_err(NativeError::sys("netlink socket"))?;
-    bridge_up(&mut nl, &net.bridge, net.gateway(), net.subnet.prefix_len()).map(drop)
+    bridge_up(&mut nl, net).map(drop)
 }
 
-/// The bridge with the gateway's address, up (each made if missing); its index.
-fn bridge_up(
-    nl: &mut Rtnl,
-    bridge: &str,
-    gateway: Ipv4Addr,
-    prefix: u8,
-) -> Result<u32, NativeError> {
+/// The bridge of `net` with the gateway's address, up (each made if missing); its index.
+fn bridge_up(nl: &mut Rtnl, net: &NetworkConfig) -> Result<u32, NativeError> {
+    let (bridge, gateway, prefix) = (&net.bridge, net.gateway(), net.subnet.prefix_len());
     existing_is_fine(nl.add_bridge(bridge)).map_err(NativeError::sys(format!(
         "cannot create the bridge {bridge}"
     )))?;

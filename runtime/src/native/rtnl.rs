@@ -176,9 +176,7 @@ impl Rtnl {
         self.request(RouteNetlinkMessage::NewAddress(m), flags)
             .map(drop)
     }
-}
 
-impl Rtnl {
     /// Adds the default route through `gateway` on link `index` (main table).
     pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), Errno> {
         let mut m = RouteMessage::default();

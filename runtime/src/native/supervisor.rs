@@ -313,14 +313,13 @@ impl Supervisor {
     /// Starts the container again with a new supervisor (once this one let go of it).
     fn relaunch(&self) {
         log(&format!("container {} rebooting", self.cfg.name));
-        match &self.host_mounts {
-            Some(ns) => {
-                if let Err(e) = nix::sched::setns(ns, CloneFlags::CLONE_NEWNS) {
-                    log(&format!("cannot return to the host's mount namespace: {e}"));
-                    return;
-                }
-            }
-            None => return,
+        let back = match &self.host_mounts {
+            Some(ns) => nix::sched::setns(ns, CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string()),
+            None => Err("it was not open".into()),
+        };
+        if let Err(e) = back {
+            log(&format!("cannot return to the host's mount namespace: {e}"));
+            return;
         }
         let started = std::process::Command::new("/proc/self/exe")
             .arg("__supervise")
