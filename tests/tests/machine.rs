@@ -35,6 +35,27 @@ fn expect_soon(gw: &Gateway, name: &str, command: &str, want: &str, secs: u64) {
     assert_eq!(seen.trim(), want, "`{command}` in {name}: {seen}");
 }
 
+/// What a failing test says of LXCFS: its processes, its mount, its log.
+fn lxcfs_state() -> String {
+    let procs = std::process::Command::new("pgrep")
+        .args(["-a", "lxcfs"])
+        .output()
+        .map(|o| stdout(&o))
+        .unwrap_or_default();
+    let mounts: String = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("lxcfs"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let log = std::fs::read_to_string("/run/gatehouse/lxcfs.log").unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+    format!(
+        "--- lxcfs processes:\n{procs}--- lxcfs mounts:\n{mounts}--- lxcfs.log (last lines, newest first):\n{}",
+        tail.join("\n")
+    )
+}
+
 /// When `name` started, as `container list --json` says (`None` when stopped).
 fn started(gw: &Gateway, name: &str) -> Option<String> {
     let json = gw.cli_ok(&["container", "list", "--json"]);
@@ -113,7 +134,8 @@ fn systemd_boots_services_come_back_and_reboot_and_poweroff_act_like_a_vms() {
     }
     assert!(
         seen.contains("/proc/meminfo"),
-        "LXCFS binds missing:\n{seen}"
+        "LXCFS binds missing:\n{seen}\n{}",
+        lxcfs_state()
     );
 
     // An enabled service survives a restart of the container.
@@ -212,8 +234,9 @@ fn free_and_uptime_show_the_containers_memory_limit_and_its_own_uptime() {
     let total: u64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
     assert!(
         (200..=256).contains(&total),
-        "free -m says {total} MiB with a 256M limit:\n{text}{}",
-        stderr(&out)
+        "free -m says {total} MiB with a 256M limit:\n{text}{}\n{}",
+        stderr(&out),
+        lxcfs_state()
     );
     let uptime: f64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(-1.0);
     let host: f64 = std::fs::read_to_string("/proc/uptime")

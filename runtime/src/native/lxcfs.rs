@@ -5,7 +5,8 @@
 //!
 //! LXCFS is one daemon for the host, mounted at `/var/lib/lxcfs`; the runtime starts it
 //! (detached, in the host's mount namespace) when a container starts and it is not
-//! running. Without the `lxcfs` program containers see the host's figures, as before.
+//! running or no longer answers. Without the `lxcfs` program containers see the host's
+//! figures, as before.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,8 +26,18 @@ pub const PROC_FILES: &[&str] = &[
     "loadavg",
 ];
 
-/// Whether LXCFS is mounted at [`DIR`] in this mount namespace.
+/// Where the runtime keeps LXCFS's lock and log.
+const RUN_DIR: &str = "/run/gatehouse";
+
+/// Whether a working LXCFS is mounted at [`DIR`] in this mount namespace: listed in the
+/// mount table and answering (a crashed or killed LXCFS leaves a mount that fails every
+/// access with ENOTCONN).
 pub fn mounted() -> bool {
+    listed() && std::fs::metadata(Path::new(DIR).join("proc/meminfo")).is_ok()
+}
+
+/// Whether LXCFS is listed as mounted at [`DIR`], working or not.
+fn listed() -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
@@ -41,22 +52,60 @@ fn is_lxcfs_at(line: &str, dir: &str) -> bool {
     point == Some(dir) && fstype == Some("fuse.lxcfs")
 }
 
-/// Starts LXCFS unless it is mounted, and waits (up to 3 s) for its mount; whether it is
-/// there. Called from the process that starts supervisors (the host's mount namespace).
+/// Starts LXCFS unless a working one is mounted, and waits (up to 3 s) for its mount;
+/// whether it is there. Called from the process that starts supervisors (the host's
+/// mount namespace); gateways and CLIs starting containers at once take turns (a lock),
+/// so one LXCFS runs. A dead one's mount is lazily unmounted first. What LXCFS says goes
+/// to `/run/gatehouse/lxcfs.log`.
 pub fn ensure() -> bool {
     if mounted() {
         return true;
     }
+    if std::fs::create_dir_all(RUN_DIR).is_err() {
+        return false;
+    }
+    let Ok(_turn) = crate::lockfile::lock(&Path::new(RUN_DIR).join("lxcfs.lock")) else {
+        return false;
+    };
+    if mounted() {
+        return true; // another process started it while we waited
+    }
+    while listed() {
+        tracing::warn!("LXCFS at {DIR} does not answer; unmounting it and starting it again");
+        if nix::mount::umount2(DIR, nix::mount::MntFlags::MNT_DETACH).is_err() {
+            return false;
+        }
+    }
+    // Only now: a dead mount answers ENOTCONN to the look this takes.
     if std::fs::create_dir_all(DIR).is_err() {
         return false;
     }
-    // It stays in the foreground: `setsid -f` detaches it (its own session, its parent
-    // the host's init). `--enable-cfs` shows CPU quotas as CPUs, `-l` the load.
+    let started = start();
+    if !started {
+        tracing::warn!("LXCFS did not start (see {RUN_DIR}/lxcfs.log): containers see the host's /proc figures");
+    }
+    started
+}
+
+/// Runs LXCFS detached and waits for its mount.
+fn start() -> bool {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(RUN_DIR).join("lxcfs.log"));
+    let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
+        Err(_) => (Stdio::null(), Stdio::null()),
+    };
+    // `setsid -f` detaches it (its own session, its parent the host's init).
+    // `--enable-cfs` shows CPU quotas as CPUs, `-l` the load; a pid file of our own, so
+    // a stale system LXCFS holding the default one does not keep ours from starting.
+    let pidfile = format!("{RUN_DIR}/lxcfs.pid");
     let started = Command::new("setsid")
-        .args(["-f", "lxcfs", "--enable-cfs", "-l", DIR])
+        .args(["-f", "lxcfs", "--enable-cfs", "-l", "-p", &pidfile, DIR])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out)
+        .stderr(err)
         .status();
     if !started.is_ok_and(|s| s.success()) {
         return false;
