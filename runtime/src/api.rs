@@ -164,6 +164,15 @@ pub struct Usage {
     pub cpu_usec: Option<u64>,
 }
 
+/// A container's own disk: its size and what is used of it, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DiskUsage {
+    /// Bytes in use.
+    pub used: u64,
+    /// The disk's size.
+    pub size: u64,
+}
+
 /// What [`Runtime::start`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
@@ -247,6 +256,21 @@ pub trait Runtime: Send + Sync {
     /// Applies the record's limits to the running container; false when it is stopped
     /// (they apply at its next start).
     async fn apply_limits(&self, name: &str) -> Result<bool>;
+    /// Gives the container a disk of its own of `bytes` (its writable layer moves onto
+    /// it; it must be stopped for that) or grows the one it has. Runtimes without
+    /// per-container disks refuse.
+    async fn set_disk(&self, name: &str, bytes: u64) -> Result<()> {
+        let _ = (name, bytes);
+        Err(RuntimeError::Invalid(format!(
+            "the {} runtime gives containers no disk of their own",
+            self.kind()
+        )))
+    }
+    /// The size and use of the container's own disk; `None` when it has none.
+    async fn disk_usage(&self, name: &str) -> Result<Option<DiskUsage>> {
+        let _ = name;
+        Ok(None)
+    }
     /// Starts it if it is stopped; returns as soon as it can run processes.
     async fn start(&self, name: &str) -> Result<StartOutcome>;
     /// Stops it gracefully (then forcibly after a timeout).

@@ -24,8 +24,8 @@ pub mod tree;
 pub mod fuzzing;
 
 pub use api::{
-    Account, ContainerState, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec, Runtime,
-    SftpServer, StartOutcome, Usage, WindowSize,
+    Account, ContainerState, DiskUsage, ExecSpec, ExitStatus, Process, ProcessControl, PtySpec,
+    Runtime, SftpServer, StartOutcome, Usage, WindowSize,
 };
 pub use error::{LxdError, LxdRefusal, Result, RuntimeError};
 pub use inventory::{ContainerRecord, InitChoice, Inventory};

@@ -16,6 +16,10 @@ pub struct Limits {
     /// Maximum number of processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u64>,
+    /// Size in bytes of the container's own disk, which its writable layer cannot grow
+    /// past (`None`: it shares the host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u64>,
 }
 
 /// Parses a memory size: a number with an optional K, M, G or T suffix (powers of 1024).

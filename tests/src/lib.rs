@@ -653,6 +653,25 @@ impl Drop for Gateway {
                 }
             }
         }
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Unmounts what is mounted under `dir` (containers' disks), deepest first, so removing
+/// the directory never reaches into a mounted filesystem or leaves a loop device behind.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").args(["-l", p]).output();
     }
 }
 

@@ -228,6 +228,11 @@ impl Asking {
         if meta.nesting == Some(true) {
             return Err("nesting is for an administrator to allow, not self-service".into());
         }
+        if meta.disk.is_some() {
+            return Err(
+                "a disk of its own is for an administrator to give, not self-service".into(),
+            );
+        }
         let wish = wish(app, image, meta)?;
         let owned = app
             .runtime

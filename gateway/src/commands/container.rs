@@ -122,6 +122,11 @@ pub struct MetaArgs {
     /// Process-count limit.
     #[arg(long)]
     pub pids: Option<String>,
+    /// A disk of its own, e.g. 10G: its files cannot grow past it, and `df /` inside
+    /// shows it. `set` on a stopped container grows it or gives it one; a disk does
+    /// not shrink.
+    #[arg(long)]
+    pub disk: Option<String>,
     /// Stop this long after the last session (`never`, `30m`, …; `default` for the
     /// runtime's setting).
     #[arg(long)]
@@ -187,6 +192,13 @@ impl MetaArgs {
                 Some(parse_cpus(c)?)
             };
         }
+        if let Some(d) = &self.disk {
+            record.limits.disk = if d == "none" {
+                None
+            } else {
+                Some(parse_memory(d)?)
+            };
+        }
         if let Some(n) = self.nesting {
             record.nesting = n;
         }
@@ -233,6 +245,9 @@ fn limits_text(l: &Limits) -> String {
     }
     if let Some(p) = l.pids {
         parts.push(format!("pids={p}"));
+    }
+    if let Some(d) = l.disk {
+        parts.push(format!("disk={}", format_memory(d)));
     }
     if parts.is_empty() {
         "none".into()
@@ -496,6 +511,15 @@ async fn show(
                 .map_or("?".into(), |c| format!("{:.2}s", c as f64 / 1e6)),
         ));
     }
+    if let Some(d) = rt.disk_usage(name).await? {
+        let mib = |b: u64| b as f64 / 1048576.0;
+        c.say(format!(
+            "disk:       {:.1} MiB used of {:.1} MiB ({:.0}%)",
+            mib(d.used),
+            mib(d.size),
+            100.0 * d.used as f64 / d.size.max(1) as f64
+        ));
+    }
     c.say(format!("created:    {}", r.created.to_rfc3339()));
     let last = r.last_login.map(|t| t.to_rfc3339());
     c.say(format!(
@@ -550,6 +574,14 @@ async fn set(
     let before = r.limits;
     let before_json = serde_json::to_value(&r)?;
     meta.apply(&mut r)?;
+    if r.limits.disk != before.disk {
+        match r.limits.disk {
+            Some(bytes) => rt.set_disk(name, bytes).await?,
+            None => anyhow::bail!(
+                "container {name}'s disk cannot be taken away (it holds the container's files)"
+            ),
+        }
+    }
     rt.update(&r).await?;
     let data = ContainerDetail::Record {
         before: Some(before_json),

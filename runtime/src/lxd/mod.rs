@@ -211,6 +211,13 @@ impl Runtime for LxdRuntime {
     }
 
     async fn create(&self, record: ContainerRecord) -> Result<()> {
+        if record.limits.disk.is_some() {
+            return Err(RuntimeError::Invalid(
+                "the lxd runtime gives containers no disk of their own (LXD sizes them \
+                 through its storage pool)"
+                    .into(),
+            ));
+        }
         let path = instance(&record.name)?;
         match self.client.get(&path).await {
             Ok(_) => return Err(RuntimeError::ContainerExists(record.name)),

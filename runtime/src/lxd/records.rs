@@ -132,6 +132,8 @@ pub fn from_instance(instance: &Value) -> Result<Option<ContainerRecord>> {
             memory: crate::limits::parse_memory(get("limits.memory")).ok(),
             cpus,
             pids: number("limits.processes")?,
+            // LXD sizes disks through its storage pools, not here.
+            disk: None,
         },
         created: time("user.gatehouse.created")?.unwrap_or_else(Utc::now),
         last_login: time("user.gatehouse.last_login")?,
@@ -164,6 +166,7 @@ mod tests {
                 memory: Some(512 * 1024 * 1024),
                 cpus: Some(1.5),
                 pids: Some(300),
+                disk: None,
             },
             created: "2026-11-27T01:00:00Z".parse().unwrap(),
             last_login: Some("2026-11-27T02:00:00Z".parse().unwrap()),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::cgroups::Cgroup;
+use super::layout::ContainerLayout;
 use crate::error::{Result, RuntimeError};
 use crate::inventory::{ContainerRecord, Inventory};
 use crate::names::validate_container_name;
@@ -38,8 +39,10 @@ fn frozen<T>(cgroup: Option<&Cgroup>, f: impl FnOnce() -> Result<T>) -> Result<T
     result
 }
 
-/// Copies the container's layer to `snapshots/<snap>`.
-pub fn snapshot(dir: &Path, snap: &str, cgroup: Option<&Cgroup>) -> Result<PathBuf> {
+/// Copies the container's layer to `snapshots/<snap>` (on the host's filesystem, beside
+/// the container's disk when it has one).
+pub fn snapshot(layout: &ContainerLayout, snap: &str, cgroup: Option<&Cgroup>) -> Result<PathBuf> {
+    let dir = &layout.dir;
     validate_container_name(snap)
         .map_err(|_| RuntimeError::Invalid(format!("invalid snapshot name '{snap}'")))?;
     let target = dir.join("snapshots").join(snap);
@@ -52,7 +55,7 @@ pub fn snapshot(dir: &Path, snap: &str, cgroup: Option<&Cgroup>) -> Result<PathB
     let result = frozen(cgroup, || {
         let status = Command::new("cp")
             .args(["-a", "--reflink=auto"])
-            .arg(dir.join("upper"))
+            .arg(layout.upper())
             .arg(target.join("upper"))
             .status()
             .map_err(|e| tool("cp", e))?;
@@ -70,8 +73,10 @@ pub fn snapshot(dir: &Path, snap: &str, cgroup: Option<&Cgroup>) -> Result<PathB
     result.map(|()| target)
 }
 
-/// Writes `container.json` and `upper/` of the container in `dir` to `file` (tar + zstd).
-pub fn backup(dir: &Path, file: &Path, cgroup: Option<&Cgroup>) -> Result<()> {
+/// Writes `container.json` and `upper/` of the container to `file` (tar + zstd).
+pub fn backup(layout: &ContainerLayout, file: &Path, cgroup: Option<&Cgroup>) -> Result<()> {
+    let upper = layout.upper();
+    let layers = upper.parent().unwrap_or(&layout.dir);
     // A backup holds the container's files (its /etc/shadow too): owner-only.
     let out = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -87,8 +92,10 @@ pub fn backup(dir: &Path, file: &Path, cgroup: Option<&Cgroup>) -> Result<()> {
         let mut tar = Command::new("tar")
             .args(TAR_FLAGS)
             .arg("-C")
-            .arg(dir)
-            .args(["-cf", "-", "container.json", "upper"])
+            .arg(&layout.dir)
+            .args(["-cf", "-", "container.json", "-C"])
+            .arg(layers)
+            .arg("upper")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -159,6 +166,15 @@ pub fn restore(
         let target = inventory.container_dir(&record.name)?;
         std::fs::rename(&staging, &target)
             .map_err(|e| RuntimeError::io("cannot install", &target, e))?;
+        if let Some(bytes) = record.limits.disk {
+            // Its layer goes back onto a disk of the size it had.
+            if let Err(e) = super::disk::adopt(&target, bytes) {
+                if !super::disk::is_mounted(&target) {
+                    let _ = std::fs::remove_dir_all(&target);
+                }
+                return Err(e);
+            }
+        }
         inventory.save(&record)?;
         Ok(record.name)
     })();

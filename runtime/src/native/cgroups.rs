@@ -416,6 +416,7 @@ mod tests {
             memory: Some(1 << 30),
             cpus: Some(1.5),
             pids: Some(512),
+            disk: None,
         };
         cg.create(&limits).unwrap();
         let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();

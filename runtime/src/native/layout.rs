@@ -14,18 +14,27 @@ impl ContainerLayout {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         ContainerLayout { dir: dir.into() }
     }
-    /// The container's own writable layer (persistent).
+    /// The container's own writable layer (persistent): on its disk when it has one
+    /// (see [`super::disk`]).
     pub fn upper(&self) -> PathBuf {
-        self.dir.join("upper")
+        self.layer_dir().join("upper")
     }
     /// Where the image is mounted, id-mapped to the container's range, as its lower
     /// layer (a mount point in the supervisor's mount namespace only).
     pub fn lower(&self) -> PathBuf {
         self.dir.join("lower")
     }
-    /// Overlayfs work directory.
+    /// Overlayfs work directory (on the same filesystem as [`Self::upper`]).
     pub fn work(&self) -> PathBuf {
-        self.dir.join("work")
+        self.layer_dir().join("work")
+    }
+    /// The directory holding `upper` and `work`: the container's disk, or its directory.
+    fn layer_dir(&self) -> PathBuf {
+        if super::disk::exists(&self.dir) {
+            super::disk::mount_point(&self.dir)
+        } else {
+            self.dir.clone()
+        }
     }
     /// Mount point of the merged root (inside the container's mount namespace only).
     pub fn rootfs(&self) -> PathBuf {

@@ -13,6 +13,7 @@ mod backup;
 mod cgroups;
 mod client;
 mod confine;
+mod disk;
 pub mod dns;
 pub mod error;
 mod exec_child;
@@ -46,7 +47,7 @@ use self::layout::ContainerLayout;
 pub use self::supervisor::EXIT_BUSY;
 use self::supervisor::{Boot, EtcFiles, SupervisorConfig};
 use crate::api::{
-    Account, ContainerState, ExecSpec, ExitStatus, Process, Runtime, StartOutcome, Usage,
+    Account, ContainerState, DiskUsage, ExecSpec, ExitStatus, Process, Runtime, StartOutcome, Usage,
 };
 use crate::error::{Result, RuntimeError};
 use crate::images::{Images, ID_BASE};
@@ -228,7 +229,7 @@ fn has_init(image_rootfs: &Path) -> bool {
 /// Moves a container's own files (its layer and its snapshots') from the id range at
 /// `from` to the one at `to`.
 fn move_files(dir: &Path, from: u32, to: u32) -> Result<()> {
-    let mut layers = vec![dir.join("upper")];
+    let mut layers = vec![ContainerLayout::new(dir).upper()];
     if let Ok(snaps) = std::fs::read_dir(dir.join("snapshots")) {
         layers.extend(snaps.flatten().map(|s| s.path().join("upper")));
     }
@@ -279,6 +280,16 @@ impl Runtime for NativeRuntime {
         validate_container_name(&record.name)?;
         self.images.rootfs(&record.image)?;
         self.inventory.create(&record)?;
+        if let Some(bytes) = record.limits.disk {
+            let dir = self.layout(&record.name)?.dir;
+            let made = tokio::task::spawn_blocking(move || disk::create(&dir, bytes))
+                .await
+                .map_err(|e| RuntimeError::Tool(e.to_string()))?;
+            if let Err(e) = made {
+                let _ = self.inventory.remove(&record.name);
+                return Err(e);
+            }
+        }
         if let Some(net) = &self.options.network {
             let address = self.inventory.assign_address(&record.name, net)?;
             if net.domain.is_some() {
@@ -352,6 +363,10 @@ impl Runtime for NativeRuntime {
                 )));
             }
         }
+        let dir = layout.dir.clone();
+        tokio::task::spawn_blocking(move || disk::ensure_mounted(&dir))
+            .await
+            .map_err(|e| RuntimeError::Tool(e.to_string()))??;
         // The container's /proc figures come from LXCFS where it is installed.
         let _ = tokio::task::spawn_blocking(lxcfs::ensure).await;
         let deadline = Instant::now() + START_TIMEOUT;
@@ -418,6 +433,8 @@ impl Runtime for NativeRuntime {
 
     async fn delete(&self, name: &str) -> Result<()> {
         self.stop(name).await?;
+        // Unmounted first: removing the directory must never reach into the disk.
+        disk::remove(&self.layout(name)?.dir)?;
         self.inventory.remove(name)?;
         if let Some(net) = self.options.network.as_ref().filter(|n| n.domain.is_some()) {
             dns::remove_entry(&net.bridge, name);
@@ -456,25 +473,29 @@ impl Runtime for NativeRuntime {
     }
 
     async fn snapshot(&self, name: &str, snap: &str) -> Result<()> {
-        let dir = self.layout(name)?.dir;
+        let layout = self.layout(name)?;
         self.inventory.get(name)?;
         let cgroup = self.running_cgroup(name).await?;
         let snap = snap.to_string();
         tokio::task::spawn_blocking(move || {
-            backup::snapshot(&dir, &snap, cgroup.as_ref()).map(drop)
+            disk::ensure_mounted(&layout.dir)?;
+            backup::snapshot(&layout, &snap, cgroup.as_ref()).map(drop)
         })
         .await
         .map_err(|e| RuntimeError::Tool(e.to_string()))?
     }
 
     async fn backup(&self, name: &str, file: &Path) -> Result<()> {
-        let dir = self.layout(name)?.dir;
+        let layout = self.layout(name)?;
         self.inventory.get(name)?;
         let cgroup = self.running_cgroup(name).await?;
         let file = file.to_path_buf();
-        tokio::task::spawn_blocking(move || backup::backup(&dir, &file, cgroup.as_ref()))
-            .await
-            .map_err(|e| RuntimeError::Tool(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            disk::ensure_mounted(&layout.dir)?;
+            backup::backup(&layout, &file, cgroup.as_ref())
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))?
     }
 
     async fn restore(&self, file: &Path, as_name: Option<&str>) -> Result<String> {
@@ -490,6 +511,43 @@ impl Runtime for NativeRuntime {
             self.inventory.assign_address(&name, net)?;
         }
         Ok(name)
+    }
+
+    async fn set_disk(&self, name: &str, bytes: u64) -> Result<()> {
+        self.inventory.get(name)?;
+        let layout = self.layout(name)?;
+        if !disk::check_change(&layout.dir, bytes)? {
+            return Ok(());
+        }
+        let dir = layout.dir.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            // Held while the disk changes: no supervisor starts the container meanwhile.
+            let Some(_stopped) = crate::lockfile::try_lock(&layout.lock())? else {
+                return Err(RuntimeError::Invalid(format!(
+                    "container '{name}' runs: stop it to change its disk"
+                )));
+            };
+            if disk::exists(&dir) {
+                disk::grow(&dir, bytes)
+            } else {
+                disk::adopt(&dir, bytes)
+            }
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))?
+    }
+
+    async fn disk_usage(&self, name: &str) -> Result<Option<DiskUsage>> {
+        let dir = self.layout(name)?.dir;
+        tokio::task::spawn_blocking(move || {
+            if !disk::ensure_mounted(&dir)? {
+                return Ok(None);
+            }
+            Ok(disk::usage(&dir))
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))?
     }
 
     async fn reconcile(&self) -> Result<Vec<String>> {

@@ -72,10 +72,20 @@ pub fn mount_overlay(
     let dir = layers.merged.parent().ok_or_else(|| {
         NativeError::Failed(format!("no directory holds {}", layers.merged.display()))
     })?;
-    let name = |p: &Path| match (p.parent(), p.file_name()) {
-        (Some(parent), Some(name)) if parent == dir => Ok(name.to_string_lossy().into_owned()),
+    // Each layer by its name relative to the container's directory (`upper`, or
+    // `disk/upper` on a disk of its own): overlayfs's options stay short and need no
+    // escaping, whatever the state directory's path.
+    let name = |p: &Path| match p.strip_prefix(dir) {
+        Ok(rel)
+            if rel.components().count() >= 1
+                && rel
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))) =>
+        {
+            Ok(rel.to_string_lossy().into_owned())
+        }
         _ => Err(NativeError::Failed(format!(
-            "the layer {} is not beside the others in {}",
+            "the layer {} is not inside {}",
             p.display(),
             dir.display()
         ))),
@@ -450,6 +460,23 @@ mod tests {
         let mut l = layers();
         l.upper = "/elsewhere/upper".into();
         let e = mount_overlay(&sys, &l, None).unwrap_err();
-        assert!(e.to_string().contains("not beside"), "{e}");
+        assert!(e.to_string().contains("not inside"), "{e}");
+        l.upper = "/s/containers/web01/../other/upper".into();
+        let e = mount_overlay(&sys, &l, None).unwrap_err();
+        assert!(e.to_string().contains("not inside"), "{e}");
+    }
+
+    #[test]
+    fn layers_on_a_disk_of_its_own_are_named_from_the_container_directory() {
+        let sys = RecordingSyscall::default();
+        let mut l = layers();
+        l.upper = "/s/containers/web01/disk/upper".into();
+        l.work = "/s/containers/web01/disk/work".into();
+        mount_overlay(&sys, &l, None).unwrap();
+        let calls = format!("{:?}", sys.calls());
+        assert!(
+            calls.contains("lowerdir=lower,upperdir=disk/upper,workdir=disk/work"),
+            "{calls}"
+        );
     }
 }

@@ -795,6 +795,14 @@ fn start_container(
 /// container's range.
 fn mount_layers(cfg: &SupervisorConfig) -> Result<Layers, NativeError> {
     let layout = &cfg.layout;
+    // A disk of its own that is not mounted has no layer on it: never make one on the
+    // host's filesystem instead (the runtime mounts the disk before starting us).
+    if super::disk::exists(&layout.dir) && !super::disk::is_mounted(&layout.dir) {
+        return Err(NativeError::Failed(format!(
+            "the container's disk {} is not mounted",
+            super::disk::image(&layout.dir).display()
+        )));
+    }
     for dir in [
         layout.upper(),
         layout.work(),
@@ -815,6 +823,8 @@ fn mount_layers(cfg: &SupervisorConfig) -> Result<Layers, NativeError> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(NativeError::step("mount namespace"))?;
     let ids = super::idmap::userns(crate::images::ID_BASE, cfg.id_base, crate::images::ID_RANGE)?;
     rootfs::mount_overlay(&LinuxSyscall, &layers, Some((&cfg.image_rootfs, &ids)))?;
+    // After mount_overlay made this namespace a slave: nothing propagates back.
+    super::disk::let_go_of_others(&layout.dir).map_err(|e| NativeError::Failed(e.to_string()))?;
     Ok(layers)
 }
 
