@@ -122,6 +122,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.command,
         Command::Container(_) | Command::Sessions(_) | Command::Audit(_)
     );
+    // Interactive, so not through the admin socket: attached from here.
+    if let Command::Container(commands::container::ContainerCommand::Console { name }) =
+        &cli.command
+    {
+        return cli::console::run(&load()?, name).await;
+    }
     if admin_command {
         let config = load()?;
         if let Some(result) = through_gateway(&config).await {

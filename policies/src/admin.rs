@@ -20,16 +20,28 @@ pub const COMMANDS: &[&str] = &[
     "container.restart",
     "container.delete",
     "container.snapshot",
+    "container.console",
     "sessions.list",
     "sessions.search",
     "replay",
     "audit.verify",
 ];
 
-/// Whether a command pattern (`container.start`, `container.*`, `*`) names `command`.
+/// Commands a rule grants only by naming them: a wildcard written before they existed
+/// must not grant them. `container.console` reaches a container's console, around its
+/// own login.
+pub const NAMED_ONLY: &[&str] = &["container.console"];
+
+/// Whether a command pattern (`container.start`, `container.*`, `*`) names `command`
+/// (wildcards never name the commands of [`NAMED_ONLY`]).
 pub fn pattern_matches(pattern: &str, command: &str) -> bool {
+    if pattern == command {
+        return true;
+    }
+    if NAMED_ONLY.contains(&command) {
+        return false;
+    }
     pattern == "*"
-        || pattern == command
         || pattern
             .strip_suffix(".*")
             .is_some_and(|p| command.split_once('.').is_some_and(|(group, _)| group == p))
@@ -408,6 +420,9 @@ mod tests {
         assert!(!pattern_matches("container.*", "sessions.list"));
         assert!(pattern_matches("*", "replay"));
         assert!(!pattern_matches("container.st", "container.stop"));
+        assert!(pattern_matches("container.console", "container.console"));
+        assert!(!pattern_matches("container.*", "container.console"));
+        assert!(!pattern_matches("*", "container.console"));
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("512M"), Some(512 << 20));
         assert_eq!(parse_size("x"), None);

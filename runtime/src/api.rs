@@ -320,6 +320,17 @@ pub trait Runtime: Send + Sync {
         }
         Ok(0)
     }
+    /// Attaches to the running container's console (`/dev/console`: boot messages, a
+    /// getty): its output so far and what follows come on `stdout`, `stdin` types into
+    /// it, `control` resizes it; `exit` resolves when the console goes away (the
+    /// container stopped). Runtimes without one refuse.
+    async fn console(&self, name: &str, size: WindowSize) -> Result<Process> {
+        let _ = (name, size);
+        Err(RuntimeError::Invalid(format!(
+            "the {} runtime offers no console",
+            self.kind()
+        )))
+    }
     /// A listening socket inside the running container, usable by `login` only, for a
     /// forwarded SSH agent; with its path inside the container.
     async fn agent_listener(

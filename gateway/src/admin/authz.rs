@@ -70,6 +70,7 @@ pub fn command_key(cmd: &ContainerCommand) -> &'static str {
         ContainerCommand::Hostkeys { .. } => "container.hostkeys",
         ContainerCommand::Backup { .. } => "container.backup",
         ContainerCommand::Restore { .. } => "container.restore",
+        ContainerCommand::Console { .. } => "container.console",
     }
 }
 
@@ -90,6 +91,7 @@ fn named(cmd: &ContainerCommand) -> Option<&str> {
         | ContainerCommand::Restart { name }
         | ContainerCommand::Delete { name }
         | ContainerCommand::Set { name, .. }
+        | ContainerCommand::Console { name }
         | ContainerCommand::Snapshot { name, .. } => Some(name),
         _ => None,
     }

@@ -6,6 +6,7 @@
 //! quotas. Each change is an audit event naming who made it; each refusal too.
 
 mod authz;
+mod console;
 pub mod socket;
 
 pub use authz::Visible;
@@ -66,16 +67,26 @@ pub struct Done {
 /// Serves one admin channel: waits for the command, runs it, reports.
 pub async fn run(channel: Channel<Msg>, app: Arc<App>, user: User, peer: String) {
     let (mut rx, tx) = channel.split();
+    let mut terminal = None;
     let command = loop {
         match rx.wait().await {
             Some(ChannelMsg::Exec { command, .. }) => {
                 break Some(String::from_utf8_lossy(&command).into_owned())
             }
             Some(ChannelMsg::RequestShell { .. }) => break None,
+            Some(ChannelMsg::RequestPty {
+                col_width,
+                row_height,
+                ..
+            }) => terminal = Some(console::size(col_width, row_height)),
             Some(ChannelMsg::Close) | None => return,
             Some(_) => {}
         }
     };
+    if let Some(name) = command.as_deref().and_then(console::wanted) {
+        let caller = Caller::Ssh { user, peer };
+        return console::serve(rx, tx, &app, &caller, &name, terminal).await;
+    }
     let done = match command {
         None => Done::failed(
             format!(
@@ -172,6 +183,30 @@ async fn decide(
     }
 }
 
+/// Decides whether `caller` may run `command` (written `line`); a refusal is logged,
+/// audited, and comes back as the command's end.
+async fn authorized(
+    app: &Arc<App>,
+    caller: &Caller,
+    command: &mut AdminCommand,
+    line: &str,
+) -> Result<(authz::Rights, Option<Visible>), Done> {
+    let why = match decide(app, caller, command).await {
+        Ok(allowed) => return Ok(allowed),
+        Err(why) => why,
+    };
+    let by = caller.by();
+    tracing::warn!(by = %by, command = %line, "admin command refused: {why}");
+    app.audit
+        .note(AuditEvent::AdminRefused {
+            by: &by,
+            command: line,
+            reason: &why,
+        })
+        .await;
+    Err(Done::failed(format!("gatehouse: {why}\n"), 1))
+}
+
 /// Parses, authorizes and runs one command (its words, without a program name).
 pub async fn execute_words(app: &Arc<App>, caller: &Caller, words: &[String]) -> Done {
     let line = shlex::try_join(words.iter().map(String::as_str)).unwrap_or_default();
@@ -191,22 +226,12 @@ pub async fn execute_words(app: &Arc<App>, caller: &Caller, words: &[String]) ->
         },
         ..Default::default()
     };
-    let rights = match decide(app, caller, &mut command).await {
+    let rights = match authorized(app, caller, &mut command, &line).await {
         Ok((rights, visible)) => {
             console.visible = visible;
             rights
         }
-        Err(why) => {
-            tracing::warn!(by = %by, command = %line, "admin command refused: {why}");
-            app.audit
-                .note(AuditEvent::AdminRefused {
-                    by: &by,
-                    command: &line,
-                    reason: &why.to_string(),
-                })
-                .await;
-            return Done::failed(format!("gatehouse: {why}\n"), 1);
-        }
+        Err(done) => return done,
     };
     tracing::info!(by = %by, command = %line, rights = %rights.describe(), "admin command");
     // Every command is audited, reading ones too: who looked at which recordings.

@@ -1,5 +1,6 @@
 //! The command line: `serve`, `demo`, `image …`, `container …`.
 
+pub mod console;
 pub mod demo;
 pub mod image;
 pub mod policy;

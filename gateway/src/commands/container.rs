@@ -80,6 +80,12 @@ pub enum ContainerCommand {
         #[arg(long = "name")]
         snap: Option<String>,
     },
+    /// Attach to a running container's console (boot messages, its getty); recorded and
+    /// audited like a session. Ctrl-] detaches.
+    Console {
+        /// Container name.
+        name: String,
+    },
     /// Write a compressed backup (files and record) of a container.
     Backup {
         /// Container name.
@@ -308,19 +314,11 @@ pub async fn run(
             c.note(format!("container {name} restarted"));
             Ok(())
         }
-        ContainerCommand::Delete { name } => {
-            let before = serde_json::to_value(rt.get(&name).await?)?;
-            rt.delete(&name).await?;
-            let data = ContainerDetail::Record {
-                before: Some(before),
-                after: None,
-            };
-            audit(config, c, Deleted, &name, data)?;
-            c.note(format!("container {name} deleted"));
-            Ok(())
-        }
+        ContainerCommand::Delete { name } => delete(config, rt, c, &name).await,
         ContainerCommand::Hostkeys { name } => hostkeys(config, rt, c, name).await,
         ContainerCommand::Snapshot { name, snap } => snapshot(config, rt, c, &name, snap).await,
+        // Interactive: the front ends relay it (`cli/console.rs`, `admin/console.rs`).
+        ContainerCommand::Console { name } => anyhow::bail!(super::console::needs_terminal(&name)),
         ContainerCommand::Backup { name, file } => {
             rt.backup(&name, &file).await?;
             let data = ContainerDetail::Backup {
@@ -344,6 +342,24 @@ pub async fn run(
         }
         ContainerCommand::Set { name, meta } => set(config, rt, c, &name, meta).await,
     }
+}
+
+/// `container delete`: the record as it was goes into the audit event.
+async fn delete(
+    config: &Config,
+    rt: &dyn Runtime,
+    c: &mut Console,
+    name: &str,
+) -> anyhow::Result<()> {
+    let before = serde_json::to_value(rt.get(name).await?)?;
+    rt.delete(name).await?;
+    let data = ContainerDetail::Record {
+        before: Some(before),
+        after: None,
+    };
+    audit(config, c, Deleted, name, data)?;
+    c.note(format!("container {name} deleted"));
+    Ok(())
 }
 
 /// Writes an admin change by the console's person to the audit log.

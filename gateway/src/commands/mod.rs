@@ -2,6 +2,7 @@
 //! the admin socket, `admin/`) both run: their types, their execution, and the console
 //! their output goes to. New admin commands are added here once.
 
+pub mod console;
 pub mod container;
 pub mod player;
 pub mod sessions;

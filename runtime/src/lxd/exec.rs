@@ -41,37 +41,100 @@ pub struct ExecRequest {
     pub cwd: String,
 }
 
-/// Starts `req` in instance `name`.
-pub async fn exec(client: &LxdClient, name: &str, req: ExecRequest) -> Result<Process> {
-    let (id, metadata) = start_operation(client, name, &req).await?;
-    let fds = &metadata["metadata"]["fds"];
-    let secret = |fd: &str| -> Result<String> {
-        fds[fd]
+/// An operation's websockets, by the fd names its metadata gives them secrets for.
+struct Sockets<'a> {
+    client: &'a LxdClient,
+    id: &'a str,
+    fds: &'a Value,
+}
+
+impl Sockets<'_> {
+    /// Connects the websocket of `fd`.
+    async fn open(&self, fd: &str) -> Result<Ws> {
+        let secret = self.fds[fd]
             .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| RuntimeError::Engine(format!("exec gave no websocket for fd {fd}")))
-    };
-    let socket = |fd: &str| {
-        let path = secret(fd).map(|s| format!("/1.0/operations/{id}/websocket?secret={s}"));
-        async move { client.websocket(&path?).await }
-    };
-    // LXD waits at most 5 s for every websocket: connect them all at once.
-    let control = socket("control").await?;
-    let (control_sink, control_stream) = control.split();
-    tokio::spawn(drain(control_stream));
-    let control = Control {
-        sink: Arc::new(Mutex::new(control_sink)),
-        pty: req.pty.is_some(),
-    };
-    let (stdin, stdout, stderr) = if req.pty.is_some() {
-        let ws = socket("0").await?;
-        let (sink, stream) = ws.split();
+            .ok_or_else(|| RuntimeError::Engine(format!("LXD gave no websocket for fd {fd}")))?;
+        let path = format!("/1.0/operations/{}/websocket?secret={secret}", self.id);
+        self.client.websocket(&path).await
+    }
+
+    /// The control websocket (its messages read and ignored).
+    async fn control(&self, pty: bool) -> Result<Control> {
+        let (sink, stream) = self.open("control").await?.split();
+        tokio::spawn(drain(stream));
+        Ok(Control {
+            sink: Arc::new(Mutex::new(sink)),
+            pty,
+        })
+    }
+
+    /// fd 0 as a terminal, both ways: (what goes to it, what comes from it). With
+    /// `detach`, the end of what goes to it closes it and `detach` too (a console).
+    async fn terminal(&self, detach: Option<Sink>) -> Result<(DuplexStream, DuplexStream)> {
+        let (sink, stream) = self.open("0").await?.split();
         let sink: Sink = Arc::new(Mutex::new(sink));
         let (stdin, stdin_far) = tokio::io::duplex(PIPE);
         let (stdout, stdout_far) = tokio::io::duplex(PIPE);
-        tokio::spawn(feed(stdin_far, sink.clone(), false));
+        let fed = feed(stdin_far, sink.clone(), false);
+        tokio::spawn(async move {
+            fed.await;
+            for s in detach.iter() {
+                let _ = s.lock().await.send(Message::Close(None)).await;
+            }
+        });
         // The operation ends once we close fd 0 after the terminal's last output.
         tokio::spawn(read_out(stream, stdout_far, Some(sink)));
+        Ok((stdin, stdout))
+    }
+}
+
+/// Attaches to instance `name`'s console (LXD's console API): fd 0 is the console both
+/// ways, the control websocket sizes it; closing what goes to it detaches, and the
+/// output ends when the instance stops.
+pub async fn console(client: &LxdClient, name: &str, size: WindowSize) -> Result<Process> {
+    let body = json!({"width": size.cols, "height": size.rows, "type": "console"});
+    let path = format!("/1.0/instances/{name}/console");
+    let (id, metadata) = match client.request(Method::POST, &path, Some(&body)).await? {
+        Answer::Async { id, metadata } => (id, metadata),
+        Answer::Sync(_) => {
+            return Err(RuntimeError::Engine(
+                "console did not start an operation".into(),
+            ))
+        }
+    };
+    let sockets = Sockets {
+        client,
+        id: &id,
+        fds: &metadata["metadata"]["fds"],
+    };
+    let control = sockets.control(true).await?;
+    let (stdin, stdout) = sockets.terminal(Some(control.sink.clone())).await?;
+    let client = client.clone();
+    Ok(Process {
+        stdin: Box::pin(stdin),
+        stdout: Box::pin(stdout),
+        stderr: None,
+        control: Box::new(control),
+        exit: Box::pin(async move {
+            let _ = client.outcome(&id).await;
+            Ok(ExitStatus::Code(0))
+        }),
+    })
+}
+
+/// Starts `req` in instance `name`.
+pub async fn exec(client: &LxdClient, name: &str, req: ExecRequest) -> Result<Process> {
+    let (id, metadata) = start_operation(client, name, &req).await?;
+    let sockets = Sockets {
+        client,
+        id: &id,
+        fds: &metadata["metadata"]["fds"],
+    };
+    let socket = |fd: &'static str| sockets.open(fd);
+    // LXD waits at most 5 s for every websocket: connect them all at once.
+    let control = sockets.control(req.pty.is_some()).await?;
+    let (stdin, stdout, stderr) = if req.pty.is_some() {
+        let (stdin, stdout) = sockets.terminal(None).await?;
         (stdin, stdout, None)
     } else {
         let (w0, w1, w2) = (socket("0").await?, socket("1").await?, socket("2").await?);

@@ -28,7 +28,9 @@ use serde_json::{json, Value};
 
 use self::client::LxdClient;
 use self::inside::Login;
-use crate::api::{Account, ContainerState, ExecSpec, Process, Runtime, StartOutcome, Usage};
+use crate::api::{
+    Account, ContainerState, ExecSpec, Process, Runtime, StartOutcome, Usage, WindowSize,
+};
 use crate::error::{LxdRefusal, Result, RuntimeError};
 use crate::inventory::ContainerRecord;
 use crate::names::validate_container_name;
@@ -572,6 +574,16 @@ impl Runtime for LxdRuntime {
         addr: std::net::SocketAddrV4,
     ) -> Result<tokio::net::TcpListener> {
         netns::listen(self.init_pid(name).await?, addr).await
+    }
+
+    async fn console(&self, name: &str, size: WindowSize) -> Result<Process> {
+        validate_container_name(name)?;
+        if matches!(self.state(name).await?, ContainerState::Stopped) {
+            return Err(RuntimeError::Invalid(format!(
+                "container '{name}' is not running (start it with `gatehouse container start {name}`)"
+            )));
+        }
+        exec::console(&self.client, name, size).await
     }
 
     async fn agent_listener(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
@@ -212,6 +212,90 @@ async fn exit_status(name: String, read: OwnedReadHalf, rest: Vec<u8>) -> Result
                 "the supervisor went away (container stopped?)",
             ));
         }
+    }
+}
+
+/// Attaches to the container's console through the supervisor.
+pub async fn console(name: &str, sock: &Path, size: WindowSize) -> Result<Process> {
+    let req = Request::Console {
+        cols: size.cols,
+        rows: size.rows,
+    };
+    let Answer {
+        stream,
+        reply,
+        rest,
+        mut fds,
+    } = request(sock, req).await.map_err(|e| sup_err(name, e))?;
+    let master = match reply {
+        Reply::Console if !fds.is_empty() => fds.remove(0),
+        Reply::Error { message } => return Err(sup_err(name, message)),
+        other => return Err(sup_err(name, format!("unexpected reply {other:?}"))),
+    };
+    let io = |e: std::io::Error| sup_err(name, e.to_string());
+    stream.set_nonblocking(true).map_err(io)?;
+    let (read, write) = UnixStream::from_std(stream).map_err(io)?.into_split();
+    let (ended, exit) = tokio::sync::oneshot::channel();
+    let output = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(rest), read);
+    Ok(Process {
+        stdin: Box::pin(write),
+        stdout: Box::pin(UntilEnd {
+            inner: output,
+            ended: Some(ended),
+        }),
+        stderr: None,
+        control: Box::new(ConsoleControl { master }),
+        // The console is there until its output ends.
+        exit: Box::pin(async move {
+            let _ = exit.await;
+            Ok(ExitStatus::Code(0))
+        }),
+    })
+}
+
+/// A reader that says when it reached its end (or failed).
+struct UntilEnd<R> {
+    inner: R,
+    ended: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for UntilEnd<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let at_end = match &polled {
+            std::task::Poll::Ready(Ok(())) => buf.filled().len() == before,
+            std::task::Poll::Ready(Err(_)) => true,
+            std::task::Poll::Pending => false,
+        };
+        if at_end {
+            if let Some(tx) = self.ended.take() {
+                let _ = tx.send(());
+            }
+        }
+        polled
+    }
+}
+
+/// Resizes a console; it takes no signals (the processes on it are the container's).
+struct ConsoleControl {
+    master: OwnedFd,
+}
+
+#[async_trait]
+impl ProcessControl for ConsoleControl {
+    async fn resize(&self, size: WindowSize) -> Result<()> {
+        let fd = self.master.as_raw_fd();
+        pty::set_size(fd, size.cols, size.rows, size.px_width, size.px_height)
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))
+    }
+
+    async fn signal(&self, _name: &str) -> Result<()> {
+        Err(RuntimeError::Invalid("a console takes no signals".into()))
     }
 }
 

@@ -13,6 +13,7 @@ mod backup;
 mod cgroups;
 mod client;
 mod confine;
+mod console;
 mod disk;
 pub mod dns;
 pub mod error;
@@ -47,7 +48,8 @@ use self::layout::ContainerLayout;
 pub use self::supervisor::EXIT_BUSY;
 use self::supervisor::{Boot, EtcFiles, SupervisorConfig};
 use crate::api::{
-    Account, ContainerState, DiskUsage, ExecSpec, ExitStatus, Process, Runtime, StartOutcome, Usage,
+    Account, ContainerState, DiskUsage, ExecSpec, ExitStatus, Process, Runtime, StartOutcome,
+    Usage, WindowSize,
 };
 use crate::error::{Result, RuntimeError};
 use crate::images::{Images, ID_BASE};
@@ -636,6 +638,16 @@ impl Runtime for NativeRuntime {
                 "cannot end the processes of session {session} in '{name}': {e}"
             ))
         })
+    }
+
+    async fn console(&self, name: &str, size: WindowSize) -> Result<Process> {
+        let layout = self.layout(name)?;
+        if matches!(self.state(name).await?, ContainerState::Stopped) {
+            return Err(RuntimeError::Invalid(format!(
+                "container '{name}' is not running (start it with `gatehouse container start {name}`)"
+            )));
+        }
+        client::console(name, &layout.socket(), size).await
     }
 
     async fn agent_listener(

@@ -38,6 +38,14 @@ pub enum Request {
         /// The account that may use it.
         login: String,
     },
+    /// Attach to the container's console: after the `console` reply the connection
+    /// carries the console's output one way and what is typed the other, raw.
+    Console {
+        /// The viewer's terminal width (0: leave the console's size alone).
+        cols: u16,
+        /// Its height.
+        rows: u16,
+    },
 }
 
 /// A process to start inside the container.
@@ -97,6 +105,9 @@ pub enum Reply {
         /// Its path inside the container.
         path: String,
     },
+    /// Attached to the console: a descriptor of its master (to set its window size)
+    /// comes with this message, its history and output follow it.
+    Console,
     /// The request failed.
     Error {
         /// Why.

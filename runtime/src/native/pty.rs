@@ -14,7 +14,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// root (called inside the container, so `/dev/pts/N` exists there and belongs to it).
 /// Returns (master, slave).
 pub fn allocate() -> Result<(OwnedFd, OwnedFd), NativeError> {
-    let path = "/dev/pts/ptmx";
+    allocate_from(std::path::Path::new("/dev/pts/ptmx"))
+}
+
+/// Opens a new PTY pair from the devpts instance whose `ptmx` is at `path`.
+/// Returns (master, slave).
+pub fn allocate_from(path: &std::path::Path) -> Result<(OwnedFd, OwnedFd), NativeError> {
     let master = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -7,7 +7,7 @@ use super::error::NativeError;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::cgroups::Cgroup;
+use super::console::{self, Console};
 use super::exec_child::{self, ChildStdio};
 use super::handshake::Handshake;
 use super::layout::ContainerLayout;
@@ -197,6 +198,15 @@ fn detach(log: &Path) -> Result<(), NativeError> {
     Ok(())
 }
 
+/// What one poll found ready, part by part.
+struct Events {
+    signal: bool,
+    listener: bool,
+    conns: Vec<PollFlags>,
+    console: Option<PollFlags>,
+    viewers: Vec<PollFlags>,
+}
+
 /// A connection from the gateway.
 struct Conn {
     stream: UnixStream,
@@ -227,6 +237,8 @@ struct Supervisor {
     init_ended: Option<WaitStatus>,
     /// The mount namespace the supervisor was started in.
     host_mounts: Option<File>,
+    /// The container's `/dev/console`.
+    console: Console,
 }
 
 impl Supervisor {
@@ -242,7 +254,13 @@ impl Supervisor {
         // starts there, not in the private one this one makes for the container.
         let host_mounts = File::open("/proc/self/ns/mnt").ok();
         // The seccomp filter, compiled once: the init and every session install it.
-        type Ready = (SignalFd, Cgroup, i32, UnixListener, seccompiler::BpfProgram);
+        type Ready = (
+            SignalFd,
+            Cgroup,
+            (i32, Console),
+            UnixListener,
+            seccompiler::BpfProgram,
+        );
         let setup = || -> Result<Ready, NativeError> {
             nix::sys::prctl::set_child_subreaper(true).map_err(NativeError::step("subreaper"))?;
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
@@ -261,7 +279,7 @@ impl Supervisor {
             let listener = listen(&cfg.layout.socket())?;
             Ok((sfd, cgroup, init_pid, listener, seccomp))
         };
-        let (sfd, cgroup, init_pid, listener, seccomp) = match setup() {
+        let (sfd, cgroup, (init_pid, console), listener, seccomp) = match setup() {
             Ok(v) => v,
             Err(e) => {
                 log(&format!("start failed: {e}"));
@@ -289,6 +307,7 @@ impl Supervisor {
             idle_since: Some(Instant::now()),
             init_ended: None,
             host_mounts,
+            console,
         };
         sup.serve(&sfd, &listener);
         sup.finish();
@@ -334,39 +353,11 @@ impl Supervisor {
     /// The event loop; returns when the container's init has exited.
     fn serve(&mut self, sfd: &SignalFd, listener: &UnixListener) {
         loop {
-            let timeout = match [self.kill_at, self.idle_deadline()]
-                .into_iter()
-                .flatten()
-                .min()
-            {
-                Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
-                    .unwrap_or(PollTimeout::MAX),
-                None => PollTimeout::NONE,
+            let Some(events) = self.wait(sfd, listener) else {
+                continue;
             };
-            let mut ready = vec![false; 2 + self.conns.len()];
-            {
-                let mut fds = vec![
-                    PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-                ];
-                for c in &self.conns {
-                    // SAFETY: the stream outlives this poll call.
-                    let fd = unsafe { BorrowedFd::borrow_raw(c.stream.as_raw_fd()) };
-                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                }
-                match poll(&mut fds, timeout) {
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => {
-                        log(&format!("poll: {e}"));
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
-                }
-                for (i, fd) in fds.iter().enumerate() {
-                    ready[i] = fd.revents().is_some_and(|r| !r.is_empty());
-                }
-            }
+            let ready: Vec<bool> = events.conns.iter().map(|r| !r.is_empty()).collect();
+            self.console.on_events(events.console, &events.viewers);
             if let Some(t) = self.kill_at {
                 if Instant::now() >= t {
                     log("init did not stop in time; killing the container");
@@ -378,7 +369,7 @@ impl Supervisor {
                 log("no sessions for the idle time; stopping");
                 self.begin_stop(STOP_GRACE_MS);
             }
-            if ready[0] {
+            if events.signal {
                 while let Ok(Some(info)) = sfd.read_signal() {
                     if info.ssi_signo == libc::SIGCHLD as u32 {
                         if self.reap() {
@@ -392,7 +383,7 @@ impl Supervisor {
             // Connections first (indices shift when new ones are accepted).
             let mut closed = Vec::new();
             for i in (0..self.conns.len()).rev() {
-                if ready[2 + i] && !self.read_control(i) {
+                if ready[i] && !self.read_control(i) {
                     closed.push(i);
                 }
             }
@@ -405,12 +396,64 @@ impl Supervisor {
                     // Still running until reaped.
                 }
             }
-            if ready[1] {
+            if events.listener {
                 while let Ok((stream, _)) = listener.accept() {
                     self.handle_new(stream);
                 }
             }
         }
+    }
+
+    /// Polls everything the supervisor serves until something is ready or a deadline
+    /// passes; `None` when poll was interrupted or failed (try again).
+    fn wait(&self, sfd: &SignalFd, listener: &UnixListener) -> Option<Events> {
+        let now = Instant::now();
+        let deadlines = [self.kill_at, self.idle_deadline(), self.console.deadline()];
+        let timeout = match deadlines.into_iter().flatten().min() {
+            Some(t) => {
+                PollTimeout::try_from(t.saturating_duration_since(now)).unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+        let (master, viewers) = self.console.interest(now);
+        let mut fds = vec![
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        ];
+        fds.extend(
+            self.conns
+                .iter()
+                .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
+        );
+        fds.extend(
+            master
+                .iter()
+                .chain(&viewers)
+                .map(|(fd, f)| PollFd::new(*fd, *f)),
+        );
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return None,
+            Err(e) => {
+                log(&format!("poll: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+                return None;
+            }
+        }
+        let mut revents = fds
+            .iter()
+            .map(|fd| fd.revents().unwrap_or(PollFlags::empty()));
+        let signal = revents.next().is_some_and(|r| !r.is_empty());
+        let listener = revents.next().is_some_and(|r| !r.is_empty());
+        let conns = revents.by_ref().take(self.conns.len()).collect();
+        let console = master.map(|_| revents.next().unwrap_or(PollFlags::empty()));
+        Some(Events {
+            signal,
+            listener,
+            conns,
+            console,
+            viewers: revents.collect(),
+        })
     }
 
     /// Reaps children; returns true when init is gone.
@@ -541,11 +584,26 @@ impl Supervisor {
                 "agent socket",
                 &NativeError::from("invalid login name"),
             ),
+            Request::Console { cols, rows } => self.attach_console(stream, cols, rows),
             Request::Exec(req) => match self.spawn(&req) {
                 Ok((pid, fds)) => self.started(stream, pid, fds),
                 Err(e) => refuse(&mut stream, "exec", &e),
             },
         }
+    }
+
+    /// Attaches a viewer to the console: the master's descriptor (for its window size)
+    /// goes with the reply, the history and the output follow.
+    fn attach_console(&mut self, mut stream: UnixStream, cols: u16, rows: u16) {
+        if !self.console.has_room() {
+            let full = NativeError::from("too many viewers on this console");
+            return refuse(&mut stream, "console", &full);
+        }
+        match self.console.master_for_resize() {
+            Ok(fd) => send_fd(&stream, &Reply::Console, &fd),
+            Err(e) => return refuse(&mut stream, "console", &NativeError::from(e.to_string())),
+        }
+        self.console.attach(stream, cols, rows);
     }
 
     /// Tells the gateway a session's process started (with its descriptors) and follows
@@ -729,7 +787,7 @@ fn start_container(
     cgroup: &Cgroup,
     seccomp: &seccompiler::BpfProgram,
     close: &[i32],
-) -> Result<i32, NativeError> {
+) -> Result<(i32, Console), NativeError> {
     let layers = mount_layers(cfg)?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(NativeError::step("pipe"))?;
     let (done_r, done_w) =
@@ -769,19 +827,23 @@ fn start_container(
         .map_err(NativeError::step("cannot create namespaces"))?;
     drop(go_r);
     drop(done_w);
-    let placed = place(cfg, cgroup, pid.as_raw(), &layers_root);
+    let placed = place(cfg, cgroup, pid.as_raw(), &layers_root)
+        .and_then(|()| console::open(&LinuxSyscall, &layers_root, cfg.id_base));
     let mut go = File::from(go_w);
-    if let Err(e) = placed {
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = waitpid(pid, None);
-        return Err(e);
-    }
+    let console = match placed {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(e);
+        }
+    };
     let _ = go.write_all(&Handshake::Go.encode());
     drop(go);
     let mut result = Vec::new();
     let _ = File::from(done_r).read_to_end(&mut result);
     match Handshake::expect_ready(&result, "the container's init") {
-        Ok(()) => Ok(pid.as_raw()),
+        Ok(()) => Ok((pid.as_raw(), console)),
         Err(e) => {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
@@ -943,7 +1005,7 @@ fn container_init(
         // Inside now: these paths resolve within the container.
         write_etc(name, etc);
         net::loopback_up()?;
-        standard_streams_to_null()?;
+        standard_streams_to_console()?;
         super::confine::apply(seccomp)?;
         hide_command_line();
         let _ = nix::sys::prctl::set_name(c"init");
@@ -979,17 +1041,21 @@ fn write_etc(name: &str, etc: &EtcFiles) {
     }
 }
 
-/// Points the standard descriptors at `/dev/null` (the host's log is not the init's).
-fn standard_streams_to_null() -> Result<(), NativeError> {
-    let null = File::options()
+/// Points the standard descriptors at the container's `/dev/console` (the host's log is
+/// not the init's), not as the controlling terminal: a Ctrl-C typed there must not
+/// reach the init.
+fn standard_streams_to_console() -> Result<(), NativeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let console = File::options()
         .read(true)
         .write(true)
-        .open("/dev/null")
-        .map_err(NativeError::step("/dev/null"))?;
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/console")
+        .map_err(NativeError::step("/dev/console"))?;
     // SAFETY: dup2 onto the standard descriptors of a descriptor we own.
     unsafe {
         for fd in 0..3 {
-            libc::dup2(null.as_raw_fd(), fd);
+            libc::dup2(console.as_raw_fd(), fd);
         }
     }
     Ok(())
