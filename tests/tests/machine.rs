@@ -343,3 +343,35 @@ fn a_machine_running_its_own_init_is_not_stopped_for_want_of_logins() {
         "an explicit idle stop was not honoured"
     );
 }
+
+#[test]
+fn an_init_that_reboots_at_once_is_left_stopped_rather_than_looping() {
+    let gw = Gateway::start();
+    gw.create_container("loop", "alice");
+    // An init of the container's own that counts its boots and reboots at once
+    // (reboot(2), LINUX_REBOOT_CMD_RESTART, through perl-base's syscall).
+    let out = gw.ssh(
+        "alice",
+        "alice@root@loop",
+        "printf '#!/bin/sh\\necho boot >> /boots\\nexec perl -e \"syscall(169, 0xfee1dead, 672274793, 0x01234567)\"\\n' > /sbin/init; chmod 755 /sbin/init; echo ok",
+    );
+    assert_eq!(stdout(&out), "ok\n", "{}", stderr(&out));
+    gw.cli_ok(&["container", "stop", "loop"]);
+    gw.cli_ok(&["container", "set", "loop", "--init", "image"]);
+    gw.cli_ok(&["container", "start", "loop"]);
+    let dir = gw.dir.path().join("state/containers/loop");
+    let log = || std::fs::read_to_string(dir.join("supervisor.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log().contains("left stopped") {
+        assert!(Instant::now() < deadline, "still looping:\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(gw.wait_for_state("loop", "stopped", 10));
+    let boots = std::fs::read_to_string(dir.join("upper/boots")).unwrap();
+    assert_eq!(boots.lines().count(), 6, "{boots}");
+    // And it stays so.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(gw.state_of("loop"), "stopped");
+    let again = std::fs::read_to_string(dir.join("upper/boots")).unwrap();
+    assert_eq!(again, boots);
+}

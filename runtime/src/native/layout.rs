@@ -52,4 +52,8 @@ impl ContainerLayout {
     pub fn log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
     }
+    /// When the container rebooted lately (seconds since the epoch, one a line).
+    pub fn reboots(&self) -> PathBuf {
+        self.dir.join("reboots")
+    }
 }

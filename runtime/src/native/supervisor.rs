@@ -329,8 +329,28 @@ impl Supervisor {
             )
     }
 
-    /// Starts the container again with a new supervisor (once this one let go of it).
+    /// Starts the container again with a new supervisor (once this one let go of it),
+    /// unless it rebooted too often lately (a boot that fails and reboots at once would
+    /// otherwise loop for ever): then it stays stopped until started again.
     fn relaunch(&self) {
+        let now = Utc::now().timestamp();
+        let file = self.cfg.layout.reboots();
+        let recent = recent_reboots(&std::fs::read_to_string(&file).unwrap_or_default(), now);
+        if recent.len() >= MAX_REBOOTS {
+            log(&format!(
+                "container {} rebooted {} times within {REBOOT_WINDOW_SECS} s; left stopped",
+                self.cfg.name,
+                recent.len()
+            ));
+            let _ = std::fs::remove_file(&file);
+            return;
+        }
+        let kept: String = recent
+            .iter()
+            .chain([&now])
+            .map(|t| format!("{t}\n"))
+            .collect();
+        let _ = std::fs::write(&file, kept);
         log(&format!("container {} rebooting", self.cfg.name));
         let back = match &self.host_mounts {
             Some(ns) => nix::sched::setns(ns, CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string()),
@@ -712,6 +732,19 @@ impl Supervisor {
         }
         log(&format!("container {} stopped", self.cfg.name));
     }
+}
+
+/// Reboots within this many seconds count towards [`MAX_REBOOTS`].
+const REBOOT_WINDOW_SECS: i64 = 60;
+/// A container that rebooted this often within the window is left stopped.
+const MAX_REBOOTS: usize = 5;
+
+/// The reboot times in `text` (one a line) within the window before `now`.
+fn recent_reboots(text: &str, now: i64) -> Vec<i64> {
+    text.lines()
+        .filter_map(|l| l.trim().parse::<i64>().ok())
+        .filter(|t| *t <= now && now - t < REBOOT_WINDOW_SECS)
+        .collect()
 }
 
 /// The standard streams of a session's process: a socket pair its terminal's master comes
@@ -1119,4 +1152,16 @@ fn hide_command_line() {
 
 fn log(msg: &str) {
     eprintln!("{} {msg}", Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_recent_reboots_count() {
+        let text = "100\n150\ngarbage\n\n159\n999\n";
+        assert_eq!(recent_reboots(text, 160), vec![150, 159]);
+        assert_eq!(recent_reboots("", 160), Vec::<i64>::new());
+    }
 }
