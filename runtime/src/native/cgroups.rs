@@ -233,14 +233,27 @@ impl Cgroup {
         }
     }
 
-    /// Hands the hierarchy the container's init manages (v1's `name=systemd`) to the
-    /// container's root `uid`: its directory and the files that move processes, so the
-    /// init can make cgroups under it. The controllers' limits stay the host's.
+    /// Hands the hierarchy the container's init manages (v1's `name=systemd`, or the
+    /// container's directory of v2's unified tree) to the container's root `uid`: its
+    /// directory and the files that move processes and pass controllers down, so the init
+    /// can make cgroups under it. The limits stay the host's.
     pub fn delegate(&self, uid: u32) -> Result<()> {
         let owner = Some(nix::unistd::Uid::from_raw(uid));
         let group = Some(nix::unistd::Gid::from_raw(uid));
-        for (_, dir) in self.dirs.iter().filter(|(c, _)| c == SYSTEMD_HIERARCHY) {
-            for path in [dir.clone(), dir.join("cgroup.procs"), dir.join("tasks")] {
+        // What systemd's `Delegate=yes` hands over: the directory (to make cgroups in) and
+        // the files that move processes and pass controllers down; never the limits.
+        let files: &[&str] = if self.v2 {
+            &["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"]
+        } else {
+            &["cgroup.procs", "tasks"]
+        };
+        let delegated = self
+            .dirs
+            .iter()
+            .filter(|(c, _)| self.v2 || c == SYSTEMD_HIERARCHY);
+        for (_, dir) in delegated {
+            let paths = std::iter::once(dir.clone()).chain(files.iter().map(|f| dir.join(f)));
+            for path in paths {
                 nix::unistd::chown(&path, owner, group)
                     .map_err(NativeError::sys_at("chown", &path))?;
             }
@@ -248,23 +261,40 @@ impl Cgroup {
         Ok(())
     }
 
-    /// What the container's `/sys/fs/cgroup` shows on a v1 host: each hierarchy's name,
+    /// What the container's `/sys/fs/cgroup` shows: on a v1 host each hierarchy's name,
     /// the container's directory in it, and whether it is writable inside (only the
-    /// delegated one). Empty on v2.
-    pub fn v1_views(&self) -> Vec<(String, PathBuf, bool)> {
+    /// delegated one); on a v2 host the container's own directory of the unified tree.
+    pub fn view(&self) -> CgroupView {
         if self.v2 {
-            return Vec::new();
+            return CgroupView::Unified(
+                self.dirs
+                    .first()
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_default(),
+            );
         }
-        self.dirs
-            .iter()
-            .map(|(c, d)| (c.clone(), d.clone(), c == SYSTEMD_HIERARCHY))
-            .collect()
+        CgroupView::PerController(
+            self.dirs
+                .iter()
+                .map(|(c, d)| (c.clone(), d.clone(), c == SYSTEMD_HIERARCHY))
+                .collect(),
+        )
     }
 
     /// Whether any of the directories still exists.
     pub fn exists(&self) -> bool {
         self.dirs.iter().any(|(_, d)| d.exists())
     }
+}
+
+/// What a container booting its own init sees at `/sys/fs/cgroup`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupView {
+    /// A v1 host: a tmpfs with, per hierarchy, its name, the container's directory in it,
+    /// and whether it is writable inside.
+    PerController(Vec<(String, PathBuf, bool)>),
+    /// A v2 host: the container's own directory of the unified tree, bound whole.
+    Unified(PathBuf),
 }
 
 /// What a container's cgroup reports.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
+use super::cgroups::CgroupView;
 use super::error::{NativeError, Result};
 use super::syscall::Syscall;
 
@@ -182,41 +183,50 @@ pub fn mount_system(sys: &dyn Syscall, root: &Path, id_base: u32) -> Result<()> 
     )
 }
 
-/// The container's `/sys/fs/cgroup` on a v1 host, as an init like systemd expects it: a
-/// tmpfs with, for each hierarchy, the container's own cgroup bound in (`views`: name,
-/// host directory, writable), read-only but for the one its init manages; the tmpfs
-/// itself read-only once filled. Called after [`mount_system`] (the sysfs it sits on).
-pub fn mount_cgroups(
-    sys: &dyn Syscall,
-    root: &Path,
-    views: &[(String, PathBuf, bool)],
-) -> Result<()> {
-    if views.is_empty() {
-        return Ok(());
-    }
+/// The container's `/sys/fs/cgroup`, as an init like systemd expects it. On a v1 host:
+/// a tmpfs with, for each hierarchy, the container's own cgroup bound in (name, host
+/// directory, writable), read-only but for the one its init manages; the tmpfs itself
+/// read-only once filled. On a v2 host: the container's own cgroup bound whole (what is
+/// delegated in it is the container root's, its limits stay the host's). Called after
+/// [`mount_system`] (the sysfs it sits on).
+pub fn mount_cgroups(sys: &dyn Syscall, root: &Path, view: Option<&CgroupView>) -> Result<()> {
     let fs = root.join("sys/fs/cgroup");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(sys, "tmpfs", &fs, "tmpfs", flags, Some("mode=755"))?;
-    let none: Option<&Path> = None;
-    for (name, host, writable) in views {
-        let target = fs.join(name);
-        sys.mkdir_all(&target, 0o755)
-            .map_err(NativeError::io("create", &target))?;
-        sys.mount(Some(host), &target, None, MsFlags::MS_BIND, None)
-            .map_err(NativeError::sys_at(
-                "bind the container's cgroup on",
-                &target,
-            ))?;
-        let mut bound = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-        if !writable {
-            bound |= MsFlags::MS_RDONLY;
+    match view {
+        None => Ok(()),
+        Some(CgroupView::Unified(dir)) => bind_restricted(sys, dir, &fs, flags),
+        Some(CgroupView::PerController(views)) => {
+            mount(sys, "tmpfs", &fs, "tmpfs", flags, Some("mode=755"))?;
+            for (name, host, writable) in views {
+                let target = fs.join(name);
+                sys.mkdir_all(&target, 0o755)
+                    .map_err(NativeError::io("create", &target))?;
+                let restricted = if *writable {
+                    flags
+                } else {
+                    flags | MsFlags::MS_RDONLY
+                };
+                bind_restricted(sys, host, &target, restricted)?;
+            }
+            let sealed = flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            let none: Option<&Path> = None;
+            sys.mount(none, &fs, None, sealed, Some("mode=755"))
+                .map_err(NativeError::sys_at("make read-only", &fs))
         }
-        sys.mount(none, &target, None, bound, None)
-            .map_err(NativeError::sys_at("restrict", &target))?;
     }
-    let sealed = flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    sys.mount(none, &fs, None, sealed, Some("mode=755"))
-        .map_err(NativeError::sys_at("make read-only", &fs))
+}
+
+/// Binds `host` on `target`, then remounts the bind with `flags`.
+fn bind_restricted(sys: &dyn Syscall, host: &Path, target: &Path, flags: MsFlags) -> Result<()> {
+    sys.mount(Some(host), target, None, MsFlags::MS_BIND, None)
+        .map_err(NativeError::sys_at(
+            "bind the container's cgroup on",
+            target,
+        ))?;
+    let none: Option<&Path> = None;
+    let remount = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    sys.mount(none, target, None, remount, None)
+        .map_err(NativeError::sys_at("restrict", target))
 }
 
 /// Binds LXCFS's files over the container's `/proc` (see [`super::lxcfs`]) when LXCFS
@@ -365,6 +375,52 @@ mod tests {
             work: "/s/containers/web01/work".into(),
             merged: "/s/containers/web01/rootfs".into(),
         }
+    }
+
+    /// The mounts a cgroup view makes: (source, target, flags) of each.
+    fn cgroup_mounts(view: &CgroupView) -> Vec<(Option<PathBuf>, PathBuf, MsFlags)> {
+        let sys = RecordingSyscall::default();
+        mount_cgroups(&sys, Path::new("/r"), Some(view)).unwrap();
+        sys.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Mount(src, t, _, f, _) => Some((src, t, f)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_v2_host_binds_the_containers_own_cgroup_writable_but_never_exec_or_dev() {
+        let dir = PathBuf::from("/sys/fs/cgroup/gatehouse/web01");
+        let mounts = cgroup_mounts(&CgroupView::Unified(dir.clone()));
+        let target = PathBuf::from("/r/sys/fs/cgroup");
+        assert_eq!(mounts.len(), 2, "{mounts:?}");
+        assert_eq!(mounts[0], (Some(dir), target.clone(), MsFlags::MS_BIND));
+        let (_, t, f) = &mounts[1];
+        assert_eq!(*t, target);
+        assert!(f.contains(MsFlags::MS_REMOUNT | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV));
+        assert!(!f.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn a_v1_host_gets_a_sealed_tmpfs_with_only_systemds_hierarchy_writable() {
+        let view = CgroupView::PerController(vec![
+            ("memory".into(), "/h/memory/gatehouse/w".into(), false),
+            ("systemd".into(), "/h/systemd/gatehouse/w".into(), true),
+        ]);
+        let mounts = cgroup_mounts(&view);
+        let remount_of = |t: &str| {
+            mounts
+                .iter()
+                .rev()
+                .find(|m| m.1 == Path::new(t) && m.2.contains(MsFlags::MS_REMOUNT))
+                .map(|m| m.2)
+                .unwrap()
+        };
+        assert!(remount_of("/r/sys/fs/cgroup/memory").contains(MsFlags::MS_RDONLY));
+        assert!(!remount_of("/r/sys/fs/cgroup/systemd").contains(MsFlags::MS_RDONLY));
+        assert!(remount_of("/r/sys/fs/cgroup").contains(MsFlags::MS_RDONLY));
     }
 
     #[test]

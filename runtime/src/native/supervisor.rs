@@ -937,13 +937,13 @@ fn place(
         netsetup::connect(net, pid, &netsetup::host_veth(&cfg.cgroup_name), *addr)?;
     }
     // An init of the image's (systemd) manages cgroups of its own under the container's.
-    let views = if cfg.boot == Boot::Image {
+    let view = if cfg.boot == Boot::Image {
         cgroup.delegate(cfg.id_base)?;
-        cgroup.v1_views()
+        Some(cgroup.view())
     } else {
-        Vec::new()
+        None
     };
-    mount_system(pid, root, cfg.id_base, &views)
+    mount_system(pid, root, cfg.id_base, view.as_ref())
 }
 
 /// Mounts the container's `/proc`, `/sys`, `/dev` and `/run` (see
@@ -954,7 +954,7 @@ fn mount_system(
     init: i32,
     root: &Path,
     id_base: u32,
-    cgroups: &[(String, PathBuf, bool)],
+    cgroups: Option<&super::cgroups::CgroupView>,
 ) -> Result<(), NativeError> {
     let open = |ns: &str| {
         File::open(format!("/proc/{init}/ns/{ns}")).map_err(NativeError::step(format!(
