@@ -251,6 +251,34 @@ fn free_and_uptime_show_the_containers_memory_limit_and_its_own_uptime() {
         "container uptime {uptime} s, host {host} s"
     );
     assert_eq!(lines.next(), Some("cpuinfo"), "{text}");
+
+    // nproc counts the CPUs a limit gives (as under LXD), in sessions and services alike.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (limit, want) = if cpus > 1 { ("1", 1) } else { ("0.5", 1) };
+    gw.cli_ok(&["container", "set", "small", "--cpus", limit]);
+    gw.cli_ok(&["container", "restart", "small"]);
+    let out = gw.ssh(
+        "alice",
+        "alice@small",
+        "nproc; nproc --all >/dev/null && grep Cpus_allowed_list /proc/1/status | cut -f2",
+    );
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(want.to_string().as_str()),
+        "{text}{}",
+        stderr(&out)
+    );
+    let init_cpus = lines.next().unwrap_or_default();
+    assert!(
+        !init_cpus.contains(',') && !init_cpus.contains('-'),
+        "init may run on {init_cpus}"
+    );
+    gw.cli_ok(&["container", "set", "small", "--cpus", "none"]);
+    gw.cli_ok(&["container", "restart", "small"]);
+    let out = gw.ssh("alice", "alice@small", "nproc");
+    assert_eq!(stdout(&out).trim(), cpus.to_string(), "{}", stderr(&out));
 }
 
 #[test]

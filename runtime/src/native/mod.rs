@@ -14,6 +14,7 @@ mod cgroups;
 mod client;
 mod confine;
 mod console;
+mod cpus;
 mod disk;
 pub mod dns;
 pub mod error;

@@ -237,6 +237,8 @@ struct Supervisor {
     init_ended: Option<WaitStatus>,
     /// The mount namespace the supervisor was started in.
     host_mounts: Option<File>,
+    /// The CPUs it was started with (see [`super::cpus`]).
+    host_cpus: Option<nix::sched::CpuSet>,
     /// The container's `/dev/console`.
     console: Console,
 }
@@ -253,6 +255,8 @@ impl Supervisor {
         // The mount namespace it was started in (the host's): a reboot's new supervisor
         // starts there, not in the private one this one makes for the container.
         let host_mounts = File::open("/proc/self/ns/mnt").ok();
+        // And the CPUs it may run on before it keeps to the container's share.
+        let host_cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok();
         // The seccomp filter, compiled once: the init and every session install it.
         type Ready = (
             SignalFd,
@@ -269,6 +273,8 @@ impl Supervisor {
                 .map_err(NativeError::step("signalfd"))?;
             let cgroup = Cgroup::for_container(&cfg.cgroup_root, &cfg.cgroup_name);
             cgroup.create(&cfg.limits)?;
+            // Before the init and every session are made: they inherit it.
+            super::cpus::confine_self(&cfg.name, cfg.limits.cpus)?;
             let seccomp = super::confine::filter(cfg.confinement)?;
             let init_pid = start_container(
                 &cfg,
@@ -307,6 +313,7 @@ impl Supervisor {
             idle_since: Some(Instant::now()),
             init_ended: None,
             host_mounts,
+            host_cpus,
             console,
         };
         sup.serve(&sfd, &listener);
@@ -359,6 +366,11 @@ impl Supervisor {
         if let Err(e) = back {
             log(&format!("cannot return to the host's mount namespace: {e}"));
             return;
+        }
+        // The next supervisor picks the container's CPUs afresh (its limit may have
+        // changed) from all it was given.
+        if let Some(cpus) = &self.host_cpus {
+            let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), cpus);
         }
         let started = std::process::Command::new("/proc/self/exe")
             .arg("__supervise")
