@@ -22,6 +22,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// `[policy]`.
     pub policy: PolicyConfig,
+    /// `[fleet]`.
+    pub fleet: FleetConfig,
 }
 
 /// `[server]`.
@@ -382,6 +384,24 @@ impl Default for RecordingConfig {
 pub struct PolicyConfig {
     /// Directories or files with `*.toml` policies.
     pub paths: Vec<PathBuf>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// The Debian Security Tracker's JSON (default `state_dir/fleet/debian-security.json`).
+    pub vuln_data: Option<PathBuf>,
+}
+
+impl Config {
+    /// Where the vulnerability data is read from.
+    pub fn vuln_data(&self) -> PathBuf {
+        self.fleet
+            .vuln_data
+            .clone()
+            .unwrap_or_else(|| self.server.state_dir.join("fleet/debian-security.json"))
+    }
 }
 
 impl ServerConfig {

@@ -147,6 +147,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             console.print();
             result
         }
+        // Read-only and from outside the containers: run here, gateway or not.
+        Command::Fleet(cmd) => {
+            let config = load()?;
+            let runtime = wiring::open_runtime(&config)?;
+            let mut console = commands::Console::local();
+            let result = commands::fleet::run(&config, runtime.as_ref(), cmd, &mut console).await;
+            console.print();
+            result
+        }
         Command::Policy(cmd) => cli::policy::run(&load()?, cmd).await,
         Command::Sessions(cmd) => {
             let mut console = commands::Console::local();

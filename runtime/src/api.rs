@@ -331,6 +331,17 @@ pub trait Runtime: Send + Sync {
             self.kind()
         )))
     }
+    /// Reads a file of the container (`path`, absolute, as the container sees it) from
+    /// outside it, running or not, without starting anything in it: `None` when it is
+    /// not there. A file that is not a regular one, or larger than `max` bytes, is an
+    /// error. Runtimes that cannot refuse.
+    async fn read_file(&self, name: &str, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let _ = (name, path, max);
+        Err(RuntimeError::Invalid(format!(
+            "the {} runtime cannot read a container's files from outside",
+            self.kind()
+        )))
+    }
     /// A listening socket inside the running container, usable by `login` only, for a
     /// forwarded SSH agent; with its path inside the container.
     async fn agent_listener(

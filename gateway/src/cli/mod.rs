@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage containers.
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// What the fleet's containers run: packages and known vulnerabilities.
+    #[command(subcommand)]
+    Fleet(crate::commands::fleet::FleetCommand),
     /// Check policy files; explain a decision.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),

@@ -148,7 +148,7 @@ pub struct MetaArgs {
     pub init: Option<String>,
 }
 
-fn parse_label(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_label(text: &str) -> Result<(String, String), String> {
     let (k, v) = text
         .split_once('=')
         .ok_or_else(|| format!("label '{text}' must be key=value"))?;

@@ -4,6 +4,7 @@
 
 pub mod console;
 pub mod container;
+pub mod fleet;
 pub mod player;
 pub mod sessions;
 

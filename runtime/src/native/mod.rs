@@ -24,6 +24,7 @@ mod forked;
 mod handshake;
 mod idmap;
 mod init;
+mod layered;
 mod layout;
 mod lxcfs;
 mod net;
@@ -536,6 +537,27 @@ impl Runtime for NativeRuntime {
             } else {
                 disk::adopt(&dir, bytes)
             }
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))?
+    }
+
+    async fn read_file(&self, name: &str, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let record = self.inventory.get(name)?;
+        let lower = self.images.rootfs(&record.image)?;
+        let layout = self.layout(name)?;
+        let path = path.to_string();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            // A disk of its own holds the container's layer: mounted, or nothing is read
+            // in its place.
+            disk::ensure_mounted(&layout.dir)?;
+            layered::read(&layout.upper(), &lower, &path, max).map_err(|e| {
+                RuntimeError::Supervisor {
+                    name,
+                    reason: e.to_string(),
+                }
+            })
         })
         .await
         .map_err(|e| RuntimeError::Tool(e.to_string()))?
