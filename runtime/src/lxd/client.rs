@@ -293,6 +293,49 @@ impl LxdClient {
         }
     }
 
+    /// Reads a raw body of at most `max` bytes, within `within`, with the value of one
+    /// response header: `None` on 404.
+    pub async fn fetch_raw(
+        &self,
+        path: &str,
+        header: &str,
+        max: usize,
+        within: Duration,
+    ) -> Result<Option<(Option<String>, Bytes)>> {
+        let resp = self
+            .open(
+                Method::GET,
+                path,
+                "application/json",
+                &[],
+                full(Bytes::new()),
+                within,
+            )
+            .await?;
+        let status = resp.status();
+        let value = resp
+            .headers()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let limited = http_body_util::Limited::new(resp.into_body(), max.saturating_add(1));
+        let raw = tokio::time::timeout(within, limited.collect())
+            .await
+            .map_err(|_| engine(format!("{path}: the answer did not arrive in time")))?
+            .map_err(|e| engine(format!("{path}: {e} (more than {max} bytes?)")))?
+            .to_bytes();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(match Self::answer(path, status, &raw) {
+                Err(e) => e,
+                Ok(_) => engine(format!("{path}: HTTP {status}")),
+            });
+        }
+        Ok(Some((value, raw)))
+    }
+
     /// Writes a raw body (a backup export, any size) to `file`.
     pub async fn download_to(&self, path: &str, file: &Path) -> Result<()> {
         use tokio::io::AsyncWriteExt;

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod boot_cache;
 pub mod client;
 pub mod exec;
+mod files;
 pub mod idle;
 pub mod ids;
 pub mod images;
@@ -574,6 +575,11 @@ impl Runtime for LxdRuntime {
         addr: std::net::SocketAddrV4,
     ) -> Result<tokio::net::TcpListener> {
         netns::listen(self.init_pid(name).await?, addr).await
+    }
+
+    async fn read_file(&self, name: &str, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        validate_container_name(name)?;
+        files::read(&self.client, name, path, max).await
     }
 
     async fn console(&self, name: &str, size: WindowSize) -> Result<Process> {
