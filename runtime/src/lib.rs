@@ -7,6 +7,7 @@ pub mod api;
 pub mod atomic;
 pub mod devices;
 pub mod error;
+pub mod guest_path;
 pub mod image_store;
 pub mod images;
 pub mod inventory;

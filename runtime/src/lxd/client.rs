@@ -177,6 +177,15 @@ impl LxdClient {
         }
     }
 
+    /// The error of a raw request that did not succeed: LXD's own, from its answer, or
+    /// the HTTP status when the answer says nothing.
+    fn refusal(path: &str, status: StatusCode, raw: &[u8]) -> RuntimeError {
+        match Self::answer(path, status, raw) {
+            Err(e) => e,
+            Ok(_) => engine(format!("{path}: HTTP {status}")),
+        }
+    }
+
     /// A request with an optional JSON body.
     pub async fn request(
         &self,
@@ -328,10 +337,7 @@ impl LxdClient {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(match Self::answer(path, status, &raw) {
-                Err(e) => e,
-                Ok(_) => engine(format!("{path}: HTTP {status}")),
-            });
+            return Err(Self::refusal(path, status, &raw));
         }
         Ok(Some((value, raw)))
     }
@@ -354,10 +360,7 @@ impl LxdClient {
         if !status.is_success() {
             let limited = http_body_util::Limited::new(body, MAX_ANSWER);
             let raw = limited.collect().await.map_err(engine)?.to_bytes();
-            return Err(match Self::answer(path, status, &raw) {
-                Err(e) => e,
-                Ok(_) => engine(format!("{path}: HTTP {status}")),
-            });
+            return Err(Self::refusal(path, status, &raw));
         }
         let mut out = tokio::fs::File::create(file)
             .await

@@ -5,6 +5,7 @@
 
 use super::client::LxdClient;
 use crate::error::{Result, RuntimeError};
+use crate::guest_path;
 
 /// Links followed before giving up.
 const MAX_LINKS: usize = 8;
@@ -15,9 +16,10 @@ const READ_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// Reads `path` (absolute, inside the instance): `None` when it is not there; at most
 /// `max` bytes; a directory or anything but a file is an error.
 pub async fn read(client: &LxdClient, name: &str, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
-    let mut current = normalize(path)?;
+    let mut parts = guest_path::components(path).map_err(RuntimeError::Invalid)?;
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     for _ in 0..=MAX_LINKS {
+        let current = guest_path::join(&parts);
         let encoded =
             percent_encoding::utf8_percent_encode(&current, percent_encoding::NON_ALPHANUMERIC);
         let url = format!("/1.0/instances/{name}/files?path={encoded}");
@@ -35,10 +37,8 @@ pub async fn read(client: &LxdClient, name: &str, path: &str, max: u64) -> Resul
         match kind.as_deref() {
             Some("file") | None => return Ok(Some(body.to_vec())),
             Some("symlink") => {
-                let target = String::from_utf8_lossy(&body)
-                    .trim_end_matches('\n')
-                    .to_string();
-                current = resolve(&current, &target)?;
+                let target = String::from_utf8_lossy(&body);
+                parts = guest_path::follow(&parts, target.trim_end_matches('\n'), &[]);
             }
             Some(other) => {
                 return Err(RuntimeError::Invalid(format!(
@@ -50,63 +50,4 @@ pub async fn read(client: &LxdClient, name: &str, path: &str, max: u64) -> Resul
     Err(RuntimeError::Invalid(format!(
         "{path} in '{name}': too many symbolic links"
     )))
-}
-
-/// `path` without `.`, `..` (stopping at the root) or doubled slashes.
-fn normalize(path: &str) -> Result<String> {
-    if !path.starts_with('/') || path.contains('\0') {
-        return Err(RuntimeError::Invalid(format!(
-            "'{}' is not an absolute path",
-            path.escape_debug()
-        )));
-    }
-    resolve("/", path)
-}
-
-/// Where link `target`, found at `at`, points inside the instance's root.
-fn resolve(at: &str, target: &str) -> Result<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    if !target.starts_with('/') {
-        parts.extend(at.split('/').filter(|c| !c.is_empty()));
-        parts.pop();
-    }
-    for c in target.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    if parts.is_empty() {
-        return Err(RuntimeError::Invalid(
-            "the instance's root is not a file".into(),
-        ));
-    }
-    Ok(format!("/{}", parts.join("/")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn links_resolve_inside_the_root() {
-        assert_eq!(
-            resolve("/etc/os-release", "../usr/lib/os-release").unwrap(),
-            "/usr/lib/os-release"
-        );
-        assert_eq!(resolve("/a/b", "/x/./y").unwrap(), "/x/y");
-        assert_eq!(
-            resolve("/a/b", "../../../../etc/shadow").unwrap(),
-            "/etc/shadow"
-        );
-        assert_eq!(
-            normalize("/var//lib/./dpkg/status").unwrap(),
-            "/var/lib/dpkg/status"
-        );
-        assert!(normalize("var/lib").is_err());
-        assert!(normalize("/..").is_err());
-    }
 }

@@ -11,6 +11,7 @@
 //! FIFO, device or socket where the file should be is an error, not a hang.
 
 use super::error::NativeError;
+use crate::guest_path;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -50,53 +51,17 @@ pub fn read(
     path: &str,
     max: u64,
 ) -> Result<Option<Vec<u8>>, NativeError> {
-    let mut parts = components(path)?;
+    let mut parts = guest_path::components(path).map_err(NativeError::Failed)?;
     for _ in 0..=MAX_LINKS {
         match lookup(upper, lower, &parts)? {
             Found::Absent => return Ok(None),
             Found::File(fd) => return read_fd(fd, path, max).map(Some),
             Found::Link(at, target) => {
-                let rest = parts.split_off(at + 1);
-                parts.truncate(at);
-                let mut next = if target.starts_with('/') {
-                    Vec::new()
-                } else {
-                    parts
-                };
-                push_components(&mut next, &target);
-                for r in rest {
-                    push_components(&mut next, &r);
-                }
-                parts = next;
+                parts = guest_path::follow(&parts[..=at], &target, &parts[at + 1..]);
             }
         }
     }
     Err(format!("{path}: too many symbolic links in the container").into())
-}
-
-/// The normal components of an absolute path; `..` stops at the root.
-fn components(path: &str) -> Result<Vec<String>, NativeError> {
-    if !path.starts_with('/') || path.contains('\0') {
-        return Err(format!("'{}' is not an absolute path", path.escape_debug()).into());
-    }
-    let mut out = Vec::new();
-    push_components(&mut out, path);
-    if out.is_empty() {
-        return Err("the container's root is not a file".into());
-    }
-    Ok(out)
-}
-
-fn push_components(out: &mut Vec<String>, path: &str) {
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c.to_string()),
-        }
-    }
 }
 
 /// Looks `parts` up through both layers.

@@ -388,7 +388,6 @@ impl Supervisor {
             let Some(events) = self.wait(sfd, listener) else {
                 continue;
             };
-            let ready: Vec<bool> = events.conns.iter().map(|r| !r.is_empty()).collect();
             self.console.on_events(events.console, &events.viewers);
             if let Some(t) = self.kill_at {
                 if Instant::now() >= t {
@@ -415,7 +414,7 @@ impl Supervisor {
             // Connections first (indices shift when new ones are accepted).
             let mut closed = Vec::new();
             for i in (0..self.conns.len()).rev() {
-                if ready[i] && !self.read_control(i) {
+                if !events.conns[i].is_empty() && !self.read_control(i) {
                     closed.push(i);
                 }
             }
