@@ -387,21 +387,74 @@ pub struct PolicyConfig {
 }
 
 /// `[fleet]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FleetConfig {
-    /// The Debian Security Tracker's JSON (default `state_dir/fleet/debian-security.json`).
-    pub vuln_data: Option<PathBuf>,
+    /// The Debian Security Tracker's JSON: a file, or an http(s) URL that
+    /// `fleet vuln-data update` fetches into `state_dir/fleet/debian-security.json`.
+    #[serde(alias = "vuln_data")]
+    pub vulnerability_data: Option<String>,
+    /// The repositories the host fetches indexes and packages from for the fleet (a
+    /// container's source elsewhere is reported, not fetched); their Release files must
+    /// be signed by a key of `keyring`.
+    pub repositories: Vec<String>,
+    /// Repositories trusted without a signature (a local one the admin runs).
+    pub unsigned_repositories: Vec<String>,
+    /// The keys Release signatures are checked against (with `gpgv`).
+    pub keyring: PathBuf,
+    /// How many containers `patch` upgrades at once unless told.
+    pub max_parallel: usize,
 }
 
-impl Config {
-    /// Where the vulnerability data is read from.
-    pub fn vuln_data(&self) -> PathBuf {
-        self.fleet
-            .vuln_data
-            .clone()
-            .unwrap_or_else(|| self.server.state_dir.join("fleet/debian-security.json"))
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            vulnerability_data: None,
+            repositories: vec![
+                "http://deb.debian.org/debian".into(),
+                "http://deb.debian.org/debian-security".into(),
+                "https://deb.debian.org/debian".into(),
+                "https://deb.debian.org/debian-security".into(),
+                "http://security.debian.org/debian-security".into(),
+            ],
+            unsigned_repositories: vec![],
+            keyring: PathBuf::from("/usr/share/keyrings/debian-archive-keyring.gpg"),
+            max_parallel: 4,
+        }
     }
+}
+
+/// Where the tracker's data is fetched from unless the configuration says otherwise.
+pub const TRACKER_URL: &str = "https://security-tracker.debian.org/tracker/data/json";
+
+impl Config {
+    /// Where the vulnerability data is read from: the configured file, or the copy
+    /// `fleet vuln-data update` keeps of the configured (or Debian's) URL.
+    pub fn vuln_data(&self) -> PathBuf {
+        match &self.fleet.vulnerability_data {
+            Some(v) if !is_url(v) => PathBuf::from(v),
+            _ => self.server.state_dir.join("fleet/debian-security.json"),
+        }
+    }
+
+    /// Where `fleet vuln-data update` fetches from: `None` when the data is a file.
+    pub fn vuln_data_url(&self) -> Option<String> {
+        match &self.fleet.vulnerability_data {
+            Some(v) if !is_url(v) => None,
+            Some(v) => Some(v.clone()),
+            None => Some(TRACKER_URL.to_string()),
+        }
+    }
+
+    /// The fleet's cache (package indexes and packages, by digest).
+    pub fn fleet_cache(&self) -> PathBuf {
+        self.server.state_dir.join("fleet/cache")
+    }
+}
+
+/// Whether a configured location is an http(s) URL.
+fn is_url(v: &str) -> bool {
+    v.starts_with("http://") || v.starts_with("https://")
 }
 
 impl ServerConfig {

@@ -10,12 +10,14 @@ mod cli;
 mod commands;
 mod config;
 mod directory;
+mod fetch;
 mod grammar;
 mod guard;
 mod hostkey;
 mod live;
 mod policy;
 mod record;
+mod repos;
 mod retention;
 mod ssh;
 #[cfg(test)]
@@ -156,6 +158,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             console.print();
             result
         }
+        // Long-running and recorded: run from here, like the console.
+        Command::Patch(args) => cli::patch::run(&load()?, args).await,
         Command::Policy(cmd) => cli::policy::run(&load()?, cmd).await,
         Command::Sessions(cmd) => {
             let mut console = commands::Console::local();

@@ -21,6 +21,12 @@ pub const COMMANDS: &[&str] = &[
     "container.delete",
     "container.snapshot",
     "container.console",
+    "fleet.packages",
+    "fleet.updates",
+    "fleet.vulns",
+    "fleet.report",
+    "fleet.vuln-data",
+    "patch",
     "sessions.list",
     "sessions.search",
     "replay",
@@ -29,8 +35,16 @@ pub const COMMANDS: &[&str] = &[
 
 /// Commands a rule grants only by naming them: a wildcard written before they existed
 /// must not grant them. `container.console` reaches a container's console, around its
-/// own login.
-pub const NAMED_ONLY: &[&str] = &["container.console"];
+/// own login; `patch` runs apt as root in the containers it covers.
+pub const NAMED_ONLY: &[&str] = &["container.console", "patch"];
+
+/// Commands over many containers at once: a rule limited to some containers grants
+/// them on those (the others are left out), as `container.list` shows only those.
+pub fn over_containers(command: &str) -> bool {
+    command == "container.list"
+        || command == "patch"
+        || (command.starts_with("fleet.") && command != "fleet.vuln-data")
+}
 
 /// Whether a command pattern (`container.start`, `container.*`, `*`) names `command`
 /// (wildcards never name the commands of [`NAMED_ONLY`]).
@@ -127,7 +141,7 @@ impl AdminRule {
             // Commands on no one container need a rule not limited to some containers;
             // `container.list` is shown filtered to the containers the rule covers.
             None => {
-                command == "container.list" || (self.containers.is_none() && self.labels.is_empty())
+                over_containers(command) || (self.containers.is_none() && self.labels.is_empty())
             }
             Some(t) => {
                 self.containers
@@ -423,6 +437,9 @@ mod tests {
         assert!(pattern_matches("container.console", "container.console"));
         assert!(!pattern_matches("container.*", "container.console"));
         assert!(!pattern_matches("*", "container.console"));
+        assert!(!pattern_matches("*", "patch"));
+        assert!(pattern_matches("patch", "patch"));
+        assert!(pattern_matches("fleet.*", "fleet.report"));
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("512M"), Some(512 << 20));
         assert_eq!(parse_size("x"), None);

@@ -342,6 +342,25 @@ pub trait Runtime: Send + Sync {
             self.kind()
         )))
     }
+    /// The names in a directory of the container (`path`, absolute, as the container
+    /// sees it), read from outside like [`Runtime::read_file`]: `None` when it is not
+    /// there; more than `max` names, or something other than a directory, is an error.
+    async fn list_dir(&self, name: &str, path: &str, max: usize) -> Result<Option<Vec<String>>> {
+        let _ = (name, path, max);
+        Err(RuntimeError::Invalid(format!(
+            "the {} runtime cannot list a container's files from outside",
+            self.kind()
+        )))
+    }
+    /// Puts the container's own files back as they were in snapshot `snap` (taken with
+    /// [`Runtime::snapshot`]); a running container is stopped for it and started again.
+    async fn rollback(&self, name: &str, snap: &str) -> Result<()> {
+        let _ = (name, snap);
+        Err(RuntimeError::Invalid(format!(
+            "the {} runtime cannot roll a container back",
+            self.kind()
+        )))
+    }
     /// A listening socket inside the running container, usable by `login` only, for a
     /// forwarded SSH agent; with its path inside the container.
     async fn agent_listener(

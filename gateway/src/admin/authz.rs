@@ -120,6 +120,44 @@ pub fn unscoped(
         .ok_or_else(|| format!("{} may not run {key}", user.name))
 }
 
+/// Decides a command over many containers (`fleet.*`, `patch`): the admin group on
+/// all; else the containers the `[[admin]]` rules naming `key` cover (an error when
+/// none does).
+pub fn over_containers(
+    app: &Arc<App>,
+    user: &User,
+    key: &'static str,
+) -> Result<(Rights, Option<Visible>), String> {
+    if user.groups.contains(&app.config.server.admin_group) {
+        return Ok((Rights::Admin, None));
+    }
+    let asking = Asking {
+        policy: app.policy.current(),
+        subject: Subject {
+            user: user.name.clone(),
+            groups: user.groups.clone(),
+        },
+        key,
+    };
+    let any = asking
+        .policy
+        .admin_rules()
+        .iter()
+        .any(|r| r.allows(&asking.subject, key, None));
+    if !any {
+        return Err(format!("{} may not run {key}", user.name));
+    }
+    let policy = asking.policy.clone();
+    let subject = asking.subject.clone();
+    let visible: Visible = Box::new(move |rec| {
+        policy
+            .admin_rules()
+            .iter()
+            .any(|r| r.allows(&subject, key, Some(&target(rec))))
+    });
+    Ok((Rights::Delegated(key.into()), Some(visible)))
+}
+
 /// Decides whether `user` may run `cmd`; a self-service creation is rewritten to the
 /// owner, limits and labels its rule grants. `Ok` carries the rights and, for `list`,
 /// which containers to show.
@@ -205,14 +243,14 @@ impl Asking {
         if rules.is_empty() && !serves_self {
             return Err(format!("{} may not list containers", self.subject.user));
         }
-        let subject = self.subject;
+        let (subject, key) = (self.subject, self.key);
         let visible: Visible = Box::new(move |rec| {
             rules
                 .iter()
-                .any(|r| r.allows(&subject, "container.list", Some(&target(rec))))
+                .any(|r| r.allows(&subject, key, Some(&target(rec))))
                 || (serves_self && rec.owner == subject.user)
         });
-        Ok((Rights::Delegated("container.list".into()), visible))
+        Ok((Rights::Delegated(key.into()), visible))
     }
 
     /// A self-service creation: within the rule's quota, rewritten to what it grants.

@@ -20,6 +20,9 @@ use russh::{Channel, ChannelMsg};
 use crate::app::App;
 use crate::audit::AuditEvent;
 use crate::commands::container::ContainerCommand;
+use crate::commands::fleet::vuln_data::VulnDataCommand;
+use crate::commands::fleet::FleetCommand;
+use crate::commands::patch::PatchArgs;
 use crate::commands::sessions::{AuditCommand, SessionsCommand};
 use crate::commands::Console;
 use crate::directory::User;
@@ -37,6 +40,11 @@ enum AdminCommand {
     /// Manage containers (backup and restore take host paths: host only).
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// What the fleet's containers run (those your rights cover).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+    /// Upgrade packages inside containers, recorded and audited, under a change reference.
+    Patch(PatchArgs),
     /// Recorded sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -147,6 +155,19 @@ impl Done {
 }
 
 impl Caller {
+    /// The caller as a hosted session (a patch run) names them.
+    fn viewer(&self, rights: &authz::Rights) -> crate::commands::hosted::Viewer {
+        let (user, peer) = match self {
+            Caller::Ssh { user, peer } => (user.name.clone(), peer.clone()),
+            Caller::Host { by } => (by.clone(), "local".into()),
+        };
+        crate::commands::hosted::Viewer {
+            user,
+            peer,
+            rights: rights.describe(),
+        }
+    }
+
     fn by(&self) -> String {
         match self {
             Caller::Ssh { user, peer } => format!("{} (over SSH from {peer})", user.name),
@@ -172,6 +193,17 @@ async fn decide(
                 .to_string(),
         ),
         AdminCommand::Container(cmd) => authz::authorize(app, user, cmd).await,
+        AdminCommand::Fleet(FleetCommand::Vulns { data: Some(_), .. }) => {
+            Err("--data names a host path: run it on the gateway host".to_string())
+        }
+        AdminCommand::Fleet(FleetCommand::VulnData(VulnDataCommand::Update { from: Some(_) })) => {
+            Err("--from makes the host fetch a URL: run it on the gateway host".to_string())
+        }
+        AdminCommand::Fleet(cmd @ FleetCommand::VulnData(_)) => {
+            authz::unscoped(app, user, cmd.key())
+        }
+        AdminCommand::Fleet(cmd) => authz::over_containers(app, user, cmd.key()),
+        AdminCommand::Patch(_) => authz::over_containers(app, user, "patch"),
         AdminCommand::Sessions(SessionsCommand::List { .. }) => {
             authz::unscoped(app, user, "sessions.list")
         }
@@ -246,6 +278,19 @@ pub async fn execute_words(app: &Arc<App>, caller: &Caller, words: &[String]) ->
     let result = match command {
         AdminCommand::Container(cmd) => {
             crate::commands::container::run(config, app.runtime.as_ref(), cmd, &mut console).await
+        }
+        AdminCommand::Fleet(cmd) => {
+            crate::commands::fleet::run(config, app.runtime.as_ref(), cmd, &mut console).await
+        }
+        AdminCommand::Patch(args) => {
+            let cx = crate::commands::patch::Context {
+                config,
+                rt: app.runtime.as_ref(),
+                audit: &app.audit,
+                recordings: &app.recordings,
+                viewer: caller.viewer(&rights),
+            };
+            crate::commands::patch::run(&cx, args, &mut console).await
         }
         AdminCommand::Sessions(cmd) => crate::commands::sessions::run(config, cmd, &mut console),
         AdminCommand::Replay { session, .. } => {

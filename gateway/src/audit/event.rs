@@ -282,6 +282,57 @@ pub enum AuditEvent<'a> {
     },
     /// `container.*`: a container's life changed.
     Container(ContainerEvent<'a>),
+    /// `patch.started`: a patch run began.
+    PatchStarted {
+        /// The run's id.
+        run: &'a str,
+        /// Who.
+        by: &'a str,
+        /// The change reference.
+        reason: &'a str,
+        /// The containers selected.
+        containers: Vec<String>,
+        /// Only security updates.
+        security_only: bool,
+        /// Snapshots taken first.
+        snapshot: bool,
+        /// Failures rolled back.
+        rollback_on_failure: bool,
+    },
+    /// `patch.container`: how one container's patch went.
+    PatchContainer {
+        /// The run's id.
+        run: &'a str,
+        /// The container.
+        container: &'a str,
+        /// Who.
+        by: &'a str,
+        /// The change reference.
+        reason: &'a str,
+        /// `patched`, `current`, `failed` or `rolled-back`.
+        result: &'a str,
+        /// The recorded session of the upgrade, when one ran.
+        session: Option<&'a str>,
+        /// The packages upgraded (`name from -> to`).
+        upgraded: Vec<String>,
+        /// The snapshot taken first.
+        snapshot: Option<&'a str>,
+        /// What went wrong.
+        error: Option<&'a str>,
+    },
+    /// `patch.finished`: a patch run ended.
+    PatchFinished {
+        /// The run's id.
+        run: &'a str,
+        /// Who.
+        by: &'a str,
+        /// Containers upgraded.
+        patched: usize,
+        /// Containers with nothing to do.
+        current: usize,
+        /// Containers that failed (rolled back or not).
+        failed: usize,
+    },
     /// `recording.deleted`: the retention period removed a recording.
     RecordingDeleted {
         /// The session id.
@@ -528,6 +579,9 @@ impl AuditEvent<'_> {
             AdminCommand { .. } => "admin.command",
             AdminRefused { .. } => "admin.refused",
             Container(c) => c.change.name(),
+            PatchStarted { .. } => "patch.started",
+            PatchContainer { .. } => "patch.container",
+            PatchFinished { .. } => "patch.finished",
             RecordingDeleted { .. } => "recording.deleted",
             GatewayStop { .. } => "gateway.stop",
         }

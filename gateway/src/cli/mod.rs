@@ -3,6 +3,7 @@
 pub mod console;
 pub mod demo;
 pub mod image;
+pub mod patch;
 pub mod policy;
 
 use std::path::PathBuf;
@@ -36,9 +37,13 @@ pub enum Command {
     /// Manage containers.
     #[command(subcommand)]
     Container(container::ContainerCommand),
-    /// What the fleet's containers run: packages and known vulnerabilities.
+    /// What the fleet's containers run: packages, pending updates, known vulnerabilities,
+    /// the auditor's report.
     #[command(subcommand)]
     Fleet(crate::commands::fleet::FleetCommand),
+    /// Upgrade packages inside containers, as recorded, audited sessions under a change
+    /// reference.
+    Patch(crate::commands::patch::PatchArgs),
     /// Check policy files; explain a decision.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),

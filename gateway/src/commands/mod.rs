@@ -5,6 +5,8 @@
 pub mod console;
 pub mod container;
 pub mod fleet;
+pub mod hosted;
+pub mod patch;
 pub mod player;
 pub mod sessions;
 

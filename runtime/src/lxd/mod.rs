@@ -582,6 +582,25 @@ impl Runtime for LxdRuntime {
         files::read(&self.client, name, path, max).await
     }
 
+    async fn list_dir(&self, name: &str, path: &str, max: usize) -> Result<Option<Vec<String>>> {
+        validate_container_name(name)?;
+        files::list(&self.client, name, path, max).await
+    }
+
+    async fn rollback(&self, name: &str, snap: &str) -> Result<()> {
+        crate::names::validate_container_name(snap)
+            .map_err(|_| RuntimeError::Invalid(format!("invalid snapshot name '{snap}'")))?;
+        self.client
+            .call(
+                Method::PUT,
+                &instance(name)?,
+                Some(&json!({ "restore": snap })),
+            )
+            .await
+            .map(|_| ())
+            .map_err(missing(name))
+    }
+
     async fn console(&self, name: &str, size: WindowSize) -> Result<Process> {
         validate_container_name(name)?;
         if matches!(self.state(name).await?, ContainerState::Stopped) {

@@ -73,6 +73,41 @@ pub fn snapshot(layout: &ContainerLayout, snap: &str, cgroup: Option<&Cgroup>) -
     result.map(|()| target)
 }
 
+/// Puts the container's layer back as snapshot `snap` holds it (the container is
+/// stopped): the snapshot is copied in beside the layer, then swapped for it, so a
+/// failure midway leaves the layer as it was.
+pub fn rollback(layout: &ContainerLayout, snap: &str) -> Result<()> {
+    validate_container_name(snap)
+        .map_err(|_| RuntimeError::Invalid(format!("invalid snapshot name '{snap}'")))?;
+    let saved = layout.dir.join("snapshots").join(snap).join("upper");
+    if !saved.is_dir() {
+        return Err(RuntimeError::Invalid(format!("no snapshot '{snap}'")));
+    }
+    let upper = layout.upper();
+    let incoming = upper.with_file_name("upper.rollback");
+    let outgoing = upper.with_file_name("upper.replaced");
+    for stale in [&incoming, &outgoing] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .map_err(|e| RuntimeError::io("cannot remove", stale, e))?;
+        }
+    }
+    let status = Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(&saved)
+        .arg(&incoming)
+        .status()
+        .map_err(|e| tool("cp", e))?;
+    if !status.success() {
+        let _ = std::fs::remove_dir_all(&incoming);
+        return Err(tool("cp", status));
+    }
+    std::fs::rename(&upper, &outgoing).map_err(|e| RuntimeError::io("cannot move", &upper, e))?;
+    std::fs::rename(&incoming, &upper)
+        .map_err(|e| RuntimeError::io("cannot move", &incoming, e))?;
+    std::fs::remove_dir_all(&outgoing).map_err(|e| RuntimeError::io("cannot remove", &outgoing, e))
+}
+
 /// Writes `container.json` and `upper/` of the container to `file` (tar + zstd).
 pub fn backup(layout: &ContainerLayout, file: &Path, cgroup: Option<&Cgroup>) -> Result<()> {
     let upper = layout.upper();

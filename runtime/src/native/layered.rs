@@ -31,6 +31,8 @@ enum Found {
     Absent,
     /// A symbolic link at component `at` (0-based) with this target.
     Link(usize, String),
+    /// A directory: the container's and the image's (either may be absent).
+    Dir(Option<OwnedFd>, Option<OwnedFd>),
 }
 
 /// What is at one name in one layer.
@@ -56,6 +58,7 @@ pub fn read(
         match lookup(upper, lower, &parts)? {
             Found::Absent => return Ok(None),
             Found::File(fd) => return read_fd(fd, path, max).map(Some),
+            Found::Dir(..) => return Err(format!("{path} is a directory").into()),
             Found::Link(at, target) => {
                 parts = guest_path::follow(&parts[..=at], &target, &parts[at + 1..]);
             }
@@ -84,7 +87,6 @@ fn lookup(upper: &Path, lower: &Path, parts: &[String]) -> Result<Found, NativeE
             Some(Entry::File) if last => return open_file(up.as_ref(), name).map(Found::File),
             Some(Entry::File) => return Ok(Found::Absent),
             Some(Entry::Other) => return Err(here("not a regular file".into())),
-            Some(Entry::Dir) if last => return Err(here("a directory".into())),
             Some(Entry::Dir) => {
                 let dir = up
                     .as_ref()
@@ -111,7 +113,8 @@ fn lookup(upper: &Path, lower: &Path, parts: &[String]) -> Result<Found, NativeE
             .map_err(here)?
             .flatten()
         {
-            Some(Entry::Dir) if !last => {
+            // Directories of both layers merge.
+            Some(Entry::Dir) => {
                 low = low
                     .as_ref()
                     .map(|d| open_dir(d, name))
@@ -122,12 +125,78 @@ fn lookup(upper: &Path, lower: &Path, parts: &[String]) -> Result<Found, NativeE
             _ if upper_dir => low = None,
             Some(Entry::Link(t)) => return Ok(Found::Link(i, t)),
             Some(Entry::File) if last => return open_file(low.as_ref(), name).map(Found::File),
-            Some(Entry::Dir) => return Err(here("a directory".into())),
             Some(Entry::Other) if last => return Err(here("not a regular file".into())),
             _ => return Ok(Found::Absent),
         }
     }
-    Ok(Found::Absent)
+    Ok(Found::Dir(up, low))
+}
+
+/// The names in the directory at `path` (absolute, inside the container) through the
+/// layers, as overlayfs shows them: the container's own entries, and the image's that
+/// no whiteout hides (none under an opaque directory). `None` when it is not there; at
+/// most `max` names.
+pub fn list(
+    upper: &Path,
+    lower: &Path,
+    path: &str,
+    max: usize,
+) -> Result<Option<Vec<String>>, NativeError> {
+    let mut parts = guest_path::components(path).map_err(NativeError::Failed)?;
+    for _ in 0..=MAX_LINKS {
+        match lookup(upper, lower, &parts)? {
+            Found::Absent => return Ok(None),
+            Found::File(_) => return Err(format!("{path} is not a directory").into()),
+            Found::Dir(up, low) => return merged_names(up, low, path, max).map(Some),
+            Found::Link(at, target) => {
+                parts = guest_path::follow(&parts[..=at], &target, &parts[at + 1..]);
+            }
+        }
+    }
+    Err(format!("{path}: too many symbolic links in the container").into())
+}
+
+/// The names of a directory of both layers, whiteouts applied.
+fn merged_names(
+    up: Option<OwnedFd>,
+    low: Option<OwnedFd>,
+    path: &str,
+    max: usize,
+) -> Result<Vec<String>, NativeError> {
+    let mut shown = std::collections::BTreeSet::new();
+    let mut hidden = std::collections::BTreeSet::new();
+    for (dir, upper) in [(up, true), (low, false)] {
+        let Some(dir) = dir else { continue };
+        for name in names(&dir, path)? {
+            if hidden.contains(&name) {
+                continue;
+            }
+            if upper && matches!(entry(&dir, &name)?, Some(Entry::Whiteout)) {
+                hidden.insert(name);
+                continue;
+            }
+            shown.insert(name);
+            if shown.len() > max {
+                return Err(format!("{path} in the container holds more than {max} names").into());
+            }
+        }
+    }
+    Ok(shown.into_iter().collect())
+}
+
+/// The names in one layer's directory (not `.` and `..`).
+fn names(dir: &OwnedFd, path: &str) -> Result<Vec<String>, NativeError> {
+    let fd = open_beneath(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY)
+        .map_err(|e| NativeError::Failed(format!("{path}: cannot open: {e}")))?;
+    let mut out = Vec::new();
+    for e in rustix::fs::Dir::read_from(&fd).map_err(|e| NativeError::Failed(e.to_string()))? {
+        let e = e.map_err(|e| NativeError::Failed(format!("{path}: {e}")))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name != "." && name != ".." {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 /// A layer's top directory (`None` when the layer does not exist).
@@ -319,6 +388,37 @@ mod tests {
         )
         .unwrap();
         assert!(read(&upper, &lower, "/var/lib/dpkg/status", 10).is_err());
+    }
+
+    #[test]
+    fn a_directory_lists_both_layers_without_what_was_deleted() {
+        let (_t, upper, lower) = layers();
+        std::fs::write(lower.join("etc/hosts"), "").unwrap();
+        std::fs::write(lower.join("etc/gone"), "").unwrap();
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(upper.join("etc/own"), "").unwrap();
+        let list = |p: &str| list(&upper, &lower, p, 100).unwrap();
+        assert_eq!(
+            list("/etc").unwrap(),
+            ["gone", "hosts", "os-release", "own"]
+        );
+        // A whiteout (0/0 character device) hides the image's name.
+        if nix::sys::stat::mknod(
+            &upper.join("etc/gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .is_ok()
+        {
+            assert_eq!(list("/etc").unwrap(), ["hosts", "os-release", "own"]);
+        }
+        assert_eq!(list("/nothing"), None);
+        assert!(super::list(&upper, &lower, "/etc/hosts", 100).is_err());
+        assert!(super::list(&upper, &lower, "/etc", 2).is_err());
+        // A link planted in the container's layer resolves inside it.
+        symlink("/etc", upper.join("conf")).unwrap();
+        assert_eq!(list("/conf").unwrap().len(), 3);
     }
 
     #[test]

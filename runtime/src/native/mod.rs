@@ -102,6 +102,28 @@ impl NativeRuntime {
         cgroups::Cgroup::for_container(Path::new(CGROUP_ROOT), &cgroup_name(&self.state_dir, name))
     }
 
+    /// Runs `f` on the container's own layer and its image's (a blocking task), with
+    /// the container's disk mounted when it has one (or nothing is read in its place).
+    async fn through_layers<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Path, &Path) -> std::result::Result<T, NativeError> + Send + 'static,
+    ) -> Result<T> {
+        let record = self.inventory.get(name)?;
+        let lower = self.images.rootfs(&record.image)?;
+        let layout = self.layout(name)?;
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            disk::ensure_mounted(&layout.dir)?;
+            f(&layout.upper(), &lower).map_err(|e| RuntimeError::Supervisor {
+                name,
+                reason: e.to_string(),
+            })
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))?
+    }
+
     /// The container's cgroup when it runs (to freeze it for a consistent copy).
     async fn running_cgroup(&self, name: &str) -> Result<Option<cgroups::Cgroup>> {
         Ok(match self.state(name).await? {
@@ -543,24 +565,39 @@ impl Runtime for NativeRuntime {
     }
 
     async fn read_file(&self, name: &str, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
-        let record = self.inventory.get(name)?;
-        let lower = self.images.rootfs(&record.image)?;
-        let layout = self.layout(name)?;
         let path = path.to_string();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            // A disk of its own holds the container's layer: mounted, or nothing is read
-            // in its place.
-            disk::ensure_mounted(&layout.dir)?;
-            layered::read(&layout.upper(), &lower, &path, max).map_err(|e| {
-                RuntimeError::Supervisor {
-                    name,
-                    reason: e.to_string(),
-                }
-            })
+        self.through_layers(name, move |upper, lower| {
+            layered::read(upper, lower, &path, max)
         })
         .await
-        .map_err(|e| RuntimeError::Tool(e.to_string()))?
+    }
+
+    async fn list_dir(&self, name: &str, path: &str, max: usize) -> Result<Option<Vec<String>>> {
+        let path = path.to_string();
+        self.through_layers(name, move |upper, lower| {
+            layered::list(upper, lower, &path, max)
+        })
+        .await
+    }
+
+    async fn rollback(&self, name: &str, snap: &str) -> Result<()> {
+        let layout = self.layout(name)?;
+        self.inventory.get(name)?;
+        let running = !matches!(self.state(name).await?, ContainerState::Stopped);
+        if running {
+            self.stop(name).await?;
+        }
+        let snap = snap.to_string();
+        tokio::task::spawn_blocking(move || {
+            disk::ensure_mounted(&layout.dir)?;
+            backup::rollback(&layout, &snap)
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))??;
+        if running {
+            self.start(name).await?;
+        }
+        Ok(())
     }
 
     async fn disk_usage(&self, name: &str) -> Result<Option<DiskUsage>> {
