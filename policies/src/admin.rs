@@ -21,6 +21,7 @@ pub const COMMANDS: &[&str] = &[
     "container.delete",
     "container.snapshot",
     "container.console",
+    "container.rebase",
     "fleet.packages",
     "fleet.updates",
     "fleet.vulns",

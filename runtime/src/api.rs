@@ -361,6 +361,18 @@ pub trait Runtime: Send + Sync {
             self.kind()
         )))
     }
+    /// Moves the container onto the newest generation of its image (or of `image`), by
+    /// swapping the layer below its own; a running one is stopped for it and started
+    /// again. Refused when its own layer changed the package database (packages
+    /// installed, removed or upgraded in it): those are patched instead. Returns the
+    /// image and generation it is on now.
+    async fn rebase(&self, name: &str, image: Option<&str>) -> Result<(String, u32)> {
+        let _ = (name, image);
+        Err(RuntimeError::Invalid(format!(
+            "the {} runtime cannot rebase a container (patch it with `gatehouse patch`)",
+            self.kind()
+        )))
+    }
     /// A listening socket inside the running container, usable by `login` only, for a
     /// forwarded SSH agent; with its path inside the container.
     async fn agent_listener(

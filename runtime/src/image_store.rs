@@ -39,6 +39,22 @@ pub trait ImageStore: Send + Sync {
     async fn list(&self) -> Result<Vec<ImageRow>>;
     /// Deletes an image no container uses.
     async fn delete(&self, name: &str) -> Result<()>;
+    /// Builds the next generation of image `name` as it was built; its number.
+    async fn refresh(&self, name: &str, progress: Progress) -> Result<u32> {
+        let _ = (name, progress);
+        Err(crate::error::RuntimeError::Invalid(format!(
+            "image generations are the native runtime's ({} keeps its own images)",
+            self.place()
+        )))
+    }
+    /// Imports a rootfs archive as the next generation of image `name`; its number.
+    async fn import_generation(&self, name: &str, file: &Path) -> Result<u32> {
+        let _ = (name, file);
+        Err(crate::error::RuntimeError::Invalid(format!(
+            "image generations are the native runtime's ({} keeps its own images)",
+            self.place()
+        )))
+    }
 }
 
 /// The native runtime's images (`state_dir/images`), and the inventory that says which
@@ -109,12 +125,31 @@ impl ImageStore for NativeImages {
     }
 
     async fn list(&self) -> Result<Vec<ImageRow>> {
-        let rows = self.images()?.list()?.into_iter().map(|i| ImageRow {
-            name: i.name,
-            created: i.created.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-            origin: i.source,
+        let images = self.images()?;
+        let rows = images.list()?.into_iter().map(|i| {
+            let latest = images.latest(&i.name).unwrap_or(1);
+            ImageRow {
+                created: i.created.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                origin: match latest {
+                    1 => i.source,
+                    n => format!("{} (generations 1-{n})", i.source),
+                },
+                name: i.name,
+            }
         });
         Ok(rows.collect())
+    }
+
+    async fn refresh(&self, name: &str, mut progress: Progress) -> Result<u32> {
+        let images = self.images()?;
+        let name = name.to_string();
+        blocking(move || images.refresh(&name, &mut *progress)).await
+    }
+
+    async fn import_generation(&self, name: &str, file: &Path) -> Result<u32> {
+        let images = self.images()?;
+        let (name, file) = (name.to_string(), file.to_path_buf());
+        blocking(move || images.import_generation(&name, &file)).await
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
@@ -140,6 +175,14 @@ impl<T: ImageStore + ?Sized> ImageStore for std::sync::Arc<T> {
 
     async fn import(&self, name: &str, file: &Path) -> Result<usize> {
         (**self).import(name, file).await
+    }
+
+    async fn refresh(&self, name: &str, progress: Progress) -> Result<u32> {
+        (**self).refresh(name, progress).await
+    }
+
+    async fn import_generation(&self, name: &str, file: &Path) -> Result<u32> {
+        (**self).import_generation(name, file).await
     }
 
     async fn list(&self) -> Result<Vec<ImageRow>> {

@@ -54,6 +54,37 @@ pub struct Recipe {
     /// Full or minimal.
     pub flavor: Flavor,
 }
+
+impl Recipe {
+    /// How an image built so is described (`debootstrap SUITE MIRROR[ --minimal]`).
+    pub fn source(&self) -> String {
+        let minimal = if self.flavor == Flavor::Minimal {
+            " --minimal"
+        } else {
+            ""
+        };
+        format!("debootstrap {} {}{minimal}", self.suite, self.mirror)
+    }
+
+    /// Reads [`Recipe::source`] back.
+    pub fn from_source(source: &str) -> Option<Recipe> {
+        let mut words = source.split_whitespace();
+        if words.next()? != "debootstrap" {
+            return None;
+        }
+        let (suite, mirror) = (words.next()?.to_string(), words.next()?.to_string());
+        let flavor = match words.next() {
+            Some("--minimal") => Flavor::Minimal,
+            _ => Flavor::Full,
+        };
+        Some(Recipe {
+            suite,
+            mirror,
+            flavor,
+        })
+    }
+}
+
 /// The default mirror for `image build`.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -114,6 +145,103 @@ impl Images {
         }
     }
 
+    /// The root filesystem of generation `generation` of an image (`None` or 1: the
+    /// first, built by `image build`; later ones by [`Images::refresh`]).
+    pub fn layer(&self, name: &str, generation: Option<u32>) -> Result<PathBuf> {
+        let first = self.rootfs(name)?;
+        match generation {
+            None | Some(0) | Some(1) => Ok(first),
+            Some(n) => {
+                let rootfs = self.generation_dir(name, n).join("rootfs");
+                if rootfs.join("usr").exists() {
+                    Ok(rootfs)
+                } else {
+                    Err(RuntimeError::Invalid(format!(
+                        "image {name} has no generation {n}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The newest generation of an image (1 until it is refreshed).
+    pub fn latest(&self, name: &str) -> Result<u32> {
+        self.rootfs(name)?;
+        let dir = self.dir.join(name).join("generations");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(1);
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|n| self.generation_dir(name, *n).join("rootfs/usr").exists())
+            .max()
+            .unwrap_or(1)
+            .max(1))
+    }
+
+    fn generation_dir(&self, name: &str, n: u32) -> PathBuf {
+        self.dir.join(name).join("generations").join(n.to_string())
+    }
+
+    /// Builds the next generation of an existing image (debootstrap afresh, as the
+    /// first generation was: today's packages); returns its number. Containers stay on
+    /// theirs until rebased.
+    pub fn refresh(&self, name: &str, progress: &mut dyn FnMut(&str)) -> Result<u32> {
+        let r = self.recipe_of(name)?;
+        let (next, staging, target) = self.next_generation(name)?;
+        let rootfs = staging.join("rootfs");
+        let built = debootstrap(&rootfs, &r.suite, &r.mirror, &r.flavor.packages(), progress)
+            .and_then(|()| settle(&rootfs));
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let source = format!("{} (generation {next})", r.source());
+        self.commit_to(name, &staging, &target, source)?;
+        Ok(next)
+    }
+
+    /// Imports a rootfs archive as the next generation of an existing image.
+    pub fn import_generation(&self, name: &str, file: &Path) -> Result<u32> {
+        let layout = scan(file)?;
+        let (next, staging, target) = self.next_generation(name)?;
+        if let Err(e) = unpack(file, &staging.join("rootfs"), layout.strip_rootfs) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let source = format!("import {} (generation {next})", file.display());
+        self.commit_to(name, &staging, &target, source)?;
+        Ok(next)
+    }
+
+    /// The next generation's number, a fresh staging directory for it, and its place.
+    fn next_generation(&self, name: &str) -> Result<(u32, PathBuf, PathBuf)> {
+        let next = self.latest(name)? + 1;
+        let target = self.generation_dir(name, next);
+        let staging = target.with_file_name(format!(".{next}.partial"));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| RuntimeError::io("cannot clean up", &staging, e))?;
+        }
+        std::fs::create_dir_all(staging.join("rootfs"))
+            .map_err(|e| RuntimeError::io("cannot create", &staging, e))?;
+        Ok((next, staging, target))
+    }
+
+    /// How an image was built (its `image.json` source), to build it again.
+    fn recipe_of(&self, name: &str) -> Result<Recipe> {
+        self.rootfs(name)?;
+        let meta = std::fs::read(self.dir.join(name).join("image.json")).ok();
+        let info: Option<ImageInfo> = meta.and_then(|m| serde_json::from_slice(&m).ok());
+        let source = info.map(|i| i.source).unwrap_or_default();
+        Recipe::from_source(&source).ok_or_else(|| {
+            RuntimeError::Invalid(format!(
+                "image {name} was not built with debootstrap ({source}): import its next generation with `image import {name} FILE --refresh`"
+            ))
+        })
+    }
+
     /// Whether the image exists.
     pub fn exists(&self, name: &str) -> bool {
         self.rootfs(name).is_ok()
@@ -168,6 +296,11 @@ impl Images {
     /// Shifts a finished staging directory into the containers' id range and moves it
     /// into place.
     fn commit(&self, name: &str, staging: &Path, source: String) -> Result<()> {
+        self.commit_to(name, staging, &self.dir.join(name), source)
+    }
+
+    /// [`Images::commit`] to `target`.
+    fn commit_to(&self, name: &str, staging: &Path, target: &Path, source: String) -> Result<()> {
         if let Err(e) = shift_tree(&staging.join("rootfs"), ID_BASE) {
             let _ = std::fs::remove_dir_all(staging);
             return Err(e);
@@ -180,13 +313,11 @@ impl Images {
         };
         let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
         write_atomic(&staging.join("image.json"), &json)?;
-        let target = self.dir.join(name);
         if target.exists() {
-            std::fs::remove_dir_all(&target)
-                .map_err(|e| RuntimeError::io("cannot replace", &target, e))?;
+            std::fs::remove_dir_all(target)
+                .map_err(|e| RuntimeError::io("cannot replace", target, e))?;
         }
-        std::fs::rename(staging, &target)
-            .map_err(|e| RuntimeError::io("cannot install", &target, e))
+        std::fs::rename(staging, target).map_err(|e| RuntimeError::io("cannot install", target, e))
     }
 
     /// Makes sure the image's files belong to the containers' id range starting at
@@ -231,13 +362,7 @@ impl Images {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
-        let minimal = if r.flavor == Flavor::Minimal {
-            " --minimal"
-        } else {
-            ""
-        };
-        let source = format!("debootstrap {} {}{minimal}", r.suite, r.mirror);
-        self.commit(name, &staging, source)
+        self.commit(name, &staging, r.source())
     }
 
     /// Imports a rootfs tarball (.tar, .tar.gz, .tar.zst, or an LXC/Incus image tarball).

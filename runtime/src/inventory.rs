@@ -20,6 +20,10 @@ pub struct ContainerRecord {
     pub owner: String,
     /// The image its root filesystem is layered on.
     pub image: String,
+    /// Which generation of the image (`image build --refresh` makes new ones; `None` is
+    /// the first); `container rebase` moves it to the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u32>,
     /// What it is for, in the owner's words.
     #[serde(default)]
     pub purpose: String,
@@ -89,6 +93,7 @@ impl ContainerRecord {
             name: name.into(),
             owner: owner.into(),
             image: image.into(),
+            generation: None,
             purpose: String::new(),
             labels: BTreeMap::new(),
             limits: Limits::default(),

@@ -506,6 +506,132 @@ containers = ["web02"]
     );
 }
 
+/// Gives the gateway an image directory of its own over the cached test image's files
+/// (so that generations made here stay here).
+fn own_image(gw: &Gateway) -> PathBuf {
+    let cached = gatehouse_e2e::debian_image();
+    let dir = gw.dir.path().join("state/images/debian-12");
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(cached.join("rootfs"), dir.join("rootfs")).unwrap();
+    std::fs::copy(cached.join("image.json"), dir.join("image.json")).unwrap();
+    cached.join("rootfs")
+}
+
+/// The next generation of the test image as a tarball: its files (owned by root) and
+/// `/etc/gatehouse-generation`.
+fn generation_tarball(gw: &Gateway, rootfs: &Path) -> PathBuf {
+    let extra = gw.dir.path().join("extra");
+    std::fs::create_dir_all(extra.join("etc")).unwrap();
+    std::fs::write(extra.join("etc/gatehouse-generation"), "2\n").unwrap();
+    let tar = gw.dir.path().join("gen2.tar");
+    let ok = Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(rootfs)
+        .arg(".")
+        .arg("-C")
+        .arg(&extra)
+        .arg("./etc/gatehouse-generation")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    tar
+}
+
+/// Native only: LXD keeps its own images, and its containers are patched instead.
+#[test]
+fn rebase_moves_unchanged_containers_onto_a_new_generation_and_refuses_diverged_ones() {
+    let gw = Gateway::start();
+    let rootfs = own_image(&gw);
+    for c in ["web01", "web02", "web03"] {
+        gw.create_container(c, "alice");
+    }
+    let out = gw.ssh(
+        "alice",
+        "alice@root@web01",
+        "echo mine > /root/own-file && echo ok",
+    );
+    assert_eq!(stdout(&out), "ok\n", "{}", stderr(&out));
+    let out = gw.ssh(
+        "alice",
+        "alice@root@web02",
+        "dpkg --purge rsync >/dev/null && echo ok",
+    );
+    assert_eq!(stdout(&out), "ok\n", "{}", stderr(&out));
+
+    let tar = generation_tarball(&gw, &rootfs);
+    let out = gw.cli(&[
+        "image",
+        "import",
+        "debian-12",
+        tar.to_str().unwrap(),
+        "--refresh",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("generation 2 imported"),
+        "{}",
+        stderr(&out)
+    );
+
+    // web02 installed or removed packages itself: refused, with the way out.
+    let out = gw.cli(&["container", "rebase", "web02"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("changed its packages") && err.contains("gatehouse patch"),
+        "{err}"
+    );
+    // web01 (running) moves: its own file kept, the new generation's visible.
+    let out = gw.cli(&["container", "rebase", "web01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rebased from debian-12@1 to debian-12@2"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(gw.state_of("web01"), "running");
+    let out = gw.ssh(
+        "alice",
+        "alice@root@web01",
+        "cat /root/own-file /etc/gatehouse-generation",
+    );
+    assert_eq!(stdout(&out), "mine\n2\n", "{}", stderr(&out));
+    let out = gw.cli(&["container", "rebase", "web01"]);
+    assert!(
+        stderr(&out).contains("newest generation"),
+        "{}",
+        stderr(&out)
+    );
+    // web03 never ran: moved without starting; a new container starts on generation 2.
+    gw.cli_ok(&["container", "rebase", "web03"]);
+    assert_eq!(gw.state_of("web03"), "stopped");
+    gw.create_container("web04", "alice");
+    assert!(gw
+        .cli_ok(&["container", "show", "web04"])
+        .contains("(generation 2)"));
+    let out = gw.ssh("alice", "alice@root@web04", "cat /etc/gatehouse-generation");
+    assert_eq!(stdout(&out), "2\n", "{}", stderr(&out));
+    // web02 is untouched, on generation 1.
+    let out = gw.ssh(
+        "alice",
+        "alice@root@web02",
+        "cat /etc/gatehouse-generation 2>&1 || echo absent",
+    );
+    assert!(stdout(&out).contains("absent"), "{}", stdout(&out));
+    let rebased = gw.audit_events("container.rebased");
+    assert_eq!(rebased.len(), 2, "{}", gw.audit());
+    assert_eq!(rebased[0]["to"], "debian-12@2");
+    let report = gw.cli_ok(&["fleet", "report"]);
+    assert!(
+        report.contains("| web01 | alice | e2e test | debian-12@2 |"),
+        "{report}"
+    );
+}
+
 on_every_runtime!(
     a_downgraded_package_is_pending_there_only_and_patch_upgrades_it_on_the_record,
     container_root_cannot_make_the_host_fetch_what_it_likes,

@@ -71,6 +71,7 @@ pub fn command_key(cmd: &ContainerCommand) -> &'static str {
         ContainerCommand::Backup { .. } => "container.backup",
         ContainerCommand::Restore { .. } => "container.restore",
         ContainerCommand::Console { .. } => "container.console",
+        ContainerCommand::Rebase { .. } => "container.rebase",
     }
 }
 
@@ -92,6 +93,7 @@ fn named(cmd: &ContainerCommand) -> Option<&str> {
         | ContainerCommand::Delete { name }
         | ContainerCommand::Set { name, .. }
         | ContainerCommand::Console { name }
+        | ContainerCommand::Rebase { name, .. }
         | ContainerCommand::Snapshot { name, .. } => Some(name),
         _ => None,
     }

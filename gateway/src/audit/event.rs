@@ -419,6 +419,8 @@ pub enum ContainerChange {
     Backup,
     /// `container.restored`
     Restored,
+    /// `container.rebased`
+    Rebased,
 }
 
 /// What a `container.*` event records beyond the container and who.
@@ -456,6 +458,13 @@ pub enum ContainerDetail {
     Restored {
         /// Its path on the host.
         from: String,
+    },
+    /// The image generation a container moved from and to.
+    Rebased {
+        /// The image and generation before (`debian-12@1`).
+        from: String,
+        /// After.
+        to: String,
     },
 }
 
@@ -547,6 +556,7 @@ impl ContainerChange {
             ContainerChange::Snapshot => "container.snapshot",
             ContainerChange::Backup => "container.backup",
             ContainerChange::Restored => "container.restored",
+            ContainerChange::Rebased => "container.rebased",
         }
     }
 }

@@ -24,6 +24,10 @@ pub enum ImageCommand {
         /// The lean image (no systemd; containers run the built-in init), for density.
         #[arg(long)]
         minimal: bool,
+        /// Build the next generation of an existing image, as it was built (today's
+        /// packages); `container rebase` moves containers onto it.
+        #[arg(long, conflicts_with_all = ["suite", "mirror", "minimal"])]
+        refresh: bool,
     },
     /// Import a rootfs tarball (.tar, .tar.gz, .tar.zst, LXC/Incus image).
     Import {
@@ -31,6 +35,9 @@ pub enum ImageCommand {
         name: String,
         /// The tarball.
         file: PathBuf,
+        /// Import it as the next generation of an existing image.
+        #[arg(long)]
+        refresh: bool,
     },
     /// List images.
     List,
@@ -99,9 +106,32 @@ pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
         ImageCommand::Build {
             name,
+            refresh: true,
+            ..
+        } => {
+            let bar = spinner(format!("building the next generation of image {name}"));
+            let b = bar.clone();
+            let progress = Box::new(move |line: &str| {
+                b.set_message(line.trim_start_matches("I: ").to_string());
+            });
+            let n = store.refresh(&name, progress).await;
+            bar.finish_and_clear();
+            eprintln!("image {name}: generation {} built", n?);
+        }
+        ImageCommand::Import {
+            name,
+            file,
+            refresh: true,
+        } => {
+            let n = store.import_generation(&name, &file).await?;
+            eprintln!("image {name}: generation {n} imported");
+        }
+        ImageCommand::Build {
+            name,
             suite: given,
             mirror,
             minimal,
+            ..
         } => {
             let recipe = Recipe {
                 suite: suite(&name, given)?,
@@ -114,7 +144,7 @@ pub async fn run(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
             };
             build(store.as_ref(), &name, &recipe).await?;
         }
-        ImageCommand::Import { name, file } => {
+        ImageCommand::Import { name, file, .. } => {
             let dropped = store.import(&name, &file).await?;
             if let Some(note) = gatehouse_runtime::devices::dropped_note(dropped) {
                 eprintln!("note: {note}");

@@ -80,6 +80,15 @@ pub enum ContainerCommand {
         #[arg(long = "name")]
         snap: Option<String>,
     },
+    /// Move a container onto the newest generation of its image (or of --image) when its
+    /// own layer left the package database alone (native runtime).
+    Rebase {
+        /// Container name.
+        name: String,
+        /// Onto this image's newest generation instead.
+        #[arg(long)]
+        image: Option<String>,
+    },
     /// Attach to a running container's console (boot messages, its getty); recorded and
     /// audited like a session. Ctrl-] detaches.
     Console {
@@ -317,6 +326,7 @@ pub async fn run(
         ContainerCommand::Delete { name } => delete(config, rt, c, &name).await,
         ContainerCommand::Hostkeys { name } => hostkeys(config, rt, c, name).await,
         ContainerCommand::Snapshot { name, snap } => snapshot(config, rt, c, &name, snap).await,
+        ContainerCommand::Rebase { name, image } => rebase(config, rt, c, &name, image).await,
         // Interactive: the front ends relay it (`cli/console.rs`, `admin/console.rs`).
         ContainerCommand::Console { name } => anyhow::bail!(super::console::needs_terminal(&name)),
         ContainerCommand::Backup { name, file } => {
@@ -489,7 +499,10 @@ async fn show(
     if let ContainerState::Running { since } = state {
         c.say(format!("started:    {}", since.to_rfc3339()));
     }
-    c.say(format!("image:      {}", r.image));
+    match r.generation {
+        Some(n) => c.say(format!("image:      {} (generation {n})", r.image)),
+        None => c.say(format!("image:      {}", r.image)),
+    }
     c.say(format!("purpose:    {}", r.purpose));
     c.say(format!("labels:     {}", labels_text(&r.labels)));
     c.say(format!(
@@ -559,6 +572,31 @@ async fn hostkeys(
     for n in names {
         c.say(crate::hostkey::known_hosts_line(&key, &n)?);
     }
+    Ok(())
+}
+
+async fn rebase(
+    config: &Config,
+    rt: &dyn Runtime,
+    c: &mut Console,
+    name: &str,
+    image: Option<String>,
+) -> anyhow::Result<()> {
+    let before = rt.get(name).await?;
+    let from = format!("{}@{}", before.image, before.generation.unwrap_or(1));
+    let (image, generation) = rt.rebase(name, image.as_deref()).await?;
+    let to = format!("{image}@{generation}");
+    audit(
+        config,
+        c,
+        Rebased,
+        name,
+        ContainerDetail::Rebased {
+            from: from.clone(),
+            to: to.clone(),
+        },
+    )?;
+    c.note(format!("container {name} rebased from {from} to {to}"));
     Ok(())
 }
 

@@ -126,6 +126,7 @@ pub fn from_instance(instance: &Value) -> Result<Option<ContainerRecord>> {
         name: name.clone(),
         owner: get(OWNER).to_string(),
         image: get("user.gatehouse.image").to_string(),
+        generation: None,
         purpose: get("user.gatehouse.purpose").to_string(),
         labels,
         limits: Limits {
@@ -160,6 +161,7 @@ mod tests {
             name: "web01".into(),
             owner: "alice".into(),
             image: "debian-12".into(),
+            generation: None,
             purpose: "the shop".into(),
             labels: [("env".to_string(), "prod".to_string())].into(),
             limits: Limits {

@@ -184,6 +184,39 @@ fn merged_names(
     Ok(shown.into_iter().collect())
 }
 
+/// What the container's own layer (`upper`) holds of dpkg's database
+/// (`/var/lib/dpkg`): the names there besides dpkg's lock files, or the path itself
+/// when the container replaced a directory on the way with something else. Empty when
+/// the container left the image's database alone.
+pub fn own_package_changes(upper: &Path) -> Result<Vec<String>, NativeError> {
+    let Some(root) = open_root(upper)? else {
+        return Ok(vec![]);
+    };
+    let mut dir = root;
+    for name in ["var", "lib", "dpkg"] {
+        match entry(&dir, name)? {
+            None => return Ok(vec![]),
+            Some(Entry::Dir) => dir = open_dir(&dir, name)?,
+            Some(_) => return Ok(vec![format!("/{name} replaced")]),
+        }
+    }
+    let mut out: Vec<String> = names(&dir, "/var/lib/dpkg")?
+        .into_iter()
+        .filter(|n| !matches!(n.as_str(), "lock" | "lock-frontend" | "triggers"))
+        .collect();
+    if matches!(entry(&dir, "triggers")?, Some(Entry::Dir)) {
+        let triggers = open_dir(&dir, "triggers")?;
+        if names(&triggers, "/var/lib/dpkg/triggers")?
+            .iter()
+            .any(|n| n != "Lock")
+        {
+            out.push("triggers".into());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The names in one layer's directory (not `.` and `..`).
 fn names(dir: &OwnedFd, path: &str) -> Result<Vec<String>, NativeError> {
     let fd = open_beneath(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY)
@@ -419,6 +452,24 @@ mod tests {
         // A link planted in the container's layer resolves inside it.
         symlink("/etc", upper.join("conf")).unwrap();
         assert_eq!(list("/conf").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn package_changes_are_what_dpkg_wrote_in_the_containers_layer() {
+        let (t, upper, _lower) = layers();
+        assert!(own_package_changes(&upper).unwrap().is_empty());
+        std::fs::create_dir_all(upper.join("var/lib/dpkg/triggers")).unwrap();
+        std::fs::write(upper.join("var/lib/dpkg/lock"), "").unwrap();
+        std::fs::write(upper.join("var/lib/dpkg/triggers/Lock"), "").unwrap();
+        assert!(own_package_changes(&upper).unwrap().is_empty());
+        std::fs::write(upper.join("var/lib/dpkg/status"), "").unwrap();
+        assert_eq!(own_package_changes(&upper).unwrap(), ["status"]);
+        // A link planted on the way counts as a change, and is not followed.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::remove_dir_all(upper.join("var")).unwrap();
+        symlink(other.path(), upper.join("var")).unwrap();
+        assert_eq!(own_package_changes(&upper).unwrap(), ["/var replaced"]);
+        let _ = t;
     }
 
     #[test]

@@ -102,6 +102,25 @@ impl NativeRuntime {
         cgroups::Cgroup::for_container(Path::new(CGROUP_ROOT), &cgroup_name(&self.state_dir, name))
     }
 
+    /// Refuses a rebase of a container whose own layer changed dpkg's database.
+    async fn unchanged_packages(&self, name: &str) -> Result<()> {
+        let layout = self.layout(name)?;
+        let changed = tokio::task::spawn_blocking(move || {
+            disk::ensure_mounted(&layout.dir)?;
+            layered::own_package_changes(&layout.upper())
+                .map_err(|e| RuntimeError::Tool(e.to_string()))
+        })
+        .await
+        .map_err(|e| RuntimeError::Tool(e.to_string()))??;
+        if changed.is_empty() {
+            return Ok(());
+        }
+        Err(RuntimeError::Invalid(format!(
+            "container '{name}' changed its packages in its own layer (/var/lib/dpkg: {}): rebasing would hide the image's new packages under its old database; patch it with `gatehouse patch` instead",
+            changed.join(", ")
+        )))
+    }
+
     /// Runs `f` on the container's own layer and its image's (a blocking task), with
     /// the container's disk mounted when it has one (or nothing is read in its place).
     async fn through_layers<T: Send + 'static>(
@@ -110,7 +129,7 @@ impl NativeRuntime {
         f: impl FnOnce(&Path, &Path) -> std::result::Result<T, NativeError> + Send + 'static,
     ) -> Result<T> {
         let record = self.inventory.get(name)?;
-        let lower = self.images.rootfs(&record.image)?;
+        let lower = self.images.layer(&record.image, record.generation)?;
         let layout = self.layout(name)?;
         let name = name.to_string();
         tokio::task::spawn_blocking(move || {
@@ -190,7 +209,7 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
             hosts_file(name, &peers(&inventory)?)
         };
         let resolv = network.as_ref().and_then(|(n, _)| resolv_conf(n));
-        let image_rootfs = images.rootfs(&record.image)?;
+        let image_rootfs = images.layer(&record.image, record.generation)?;
         let boot = match record.init {
             Some(InitChoice::Image) => Boot::Image,
             Some(InitChoice::Builtin) => Boot::Builtin,
@@ -304,7 +323,12 @@ impl Runtime for NativeRuntime {
 
     async fn create(&self, record: ContainerRecord) -> Result<()> {
         validate_container_name(&record.name)?;
-        self.images.rootfs(&record.image)?;
+        // A new container starts on the image's newest generation.
+        let mut record = record;
+        record.generation = match self.images.latest(&record.image)? {
+            1 => None,
+            n => Some(n),
+        };
         self.inventory.create(&record)?;
         if let Some(bytes) = record.limits.disk {
             let dir = self.layout(&record.name)?.dir;
@@ -375,7 +399,7 @@ impl Runtime for NativeRuntime {
 
     async fn start(&self, name: &str) -> Result<StartOutcome> {
         let record = self.inventory.get(name)?;
-        self.images.rootfs(&record.image)?;
+        self.images.layer(&record.image, record.generation)?;
         let layout = self.layout(name)?;
         if client::ping(&layout.socket()).await.is_some() {
             return Ok(StartOutcome::AlreadyRunning);
@@ -578,6 +602,34 @@ impl Runtime for NativeRuntime {
             layered::list(upper, lower, &path, max)
         })
         .await
+    }
+
+    async fn rebase(&self, name: &str, image: Option<&str>) -> Result<(String, u32)> {
+        let mut record = self.inventory.get(name)?;
+        let image = image.unwrap_or(&record.image).to_string();
+        let latest = self.images.latest(&image)?;
+        if image == record.image && record.generation.unwrap_or(1) >= latest {
+            return Err(RuntimeError::Invalid(format!(
+                "container '{name}' is on the newest generation of {image} ({latest}) already"
+            )));
+        }
+        self.unchanged_packages(name).await?;
+        let running = !matches!(self.state(name).await?, ContainerState::Stopped);
+        if running {
+            self.stop(name).await?;
+            // What it did until it stopped counts too.
+            if let Err(e) = self.unchanged_packages(name).await {
+                self.start(name).await?;
+                return Err(e);
+            }
+        }
+        record.image = image.clone();
+        record.generation = (latest > 1).then_some(latest);
+        self.inventory.save(&record)?;
+        if running {
+            self.start(name).await?;
+        }
+        Ok((image, latest))
     }
 
     async fn rollback(&self, name: &str, snap: &str) -> Result<()> {

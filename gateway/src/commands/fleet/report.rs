@@ -84,7 +84,7 @@ pub async fn report(
             container: r.name,
             owner: r.owner,
             purpose: r.purpose,
-            image: r.image,
+            image: format!("{}@{}", r.image, r.generation.unwrap_or(1)),
             problems,
         });
     }
@@ -113,7 +113,7 @@ fn markdown(lines: &[Line], c: &mut Console) {
         "# Fleet report ({})\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     ));
-    c.say("| container | owner | purpose | image | last patched | pending (security) | open CVEs (high/medium/low/other) | last login |".into());
+    c.say("| container | owner | purpose | image@generation | last patched | pending (security) | open CVEs (high/medium/low/other) | last login |".into());
     c.say("|---|---|---|---|---|---|---|---|".into());
     for l in lines {
         let patched = l.last_patched.as_ref().map_or("never".to_string(), |p| {
