@@ -31,6 +31,51 @@ const MAX_DOWNLOAD: usize = 2 << 30;
 /// How long one download may take.
 const WITHIN: Duration = Duration::from_secs(300);
 
+/// Why a repository's data could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RepoError {
+    /// A container names a repository the configuration does not list.
+    #[error("{0} is not among the repositories the host reads ([fleet] repositories)")]
+    NotListed(String),
+    /// A download failed.
+    #[error("{0}")]
+    Fetch(String),
+    /// A Release's signature does not check out.
+    #[error("{url}: its signature does not check out against {keyring}: {why}")]
+    Signature {
+        /// The `InRelease` file.
+        url: String,
+        /// The keyring.
+        keyring: String,
+        /// What gpgv said.
+        why: String,
+    },
+    /// A file is not what the signed index says it is.
+    #[error("{0}: its size or SHA-256 is not what the repository's index says")]
+    Digest(String),
+    /// A file cannot be read as what it should be.
+    #[error("{url}: {why}")]
+    Index {
+        /// The file.
+        url: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl From<FetchError> for RepoError {
+    fn from(e: FetchError) -> Self {
+        RepoError::Fetch(e.to_string())
+    }
+}
+
+fn index(url: &str, why: impl std::fmt::Display) -> RepoError {
+    RepoError::Index {
+        url: url.to_string(),
+        why: why.to_string(),
+    }
+}
+
 /// What one suite offers the fleet.
 #[derive(Debug)]
 pub struct SuiteIndex {
@@ -50,7 +95,7 @@ pub struct Repositories {
     cache: PathBuf,
     arch: String,
     wanted: Arc<HashSet<String>>,
-    suites: HashMap<Source, Result<Arc<SuiteIndex>, String>>,
+    suites: HashMap<Source, Result<Arc<SuiteIndex>, RepoError>>,
 }
 
 impl Repositories {
@@ -74,7 +119,7 @@ impl Repositories {
     }
 
     /// What `source` offers (fetched on first use), or why it cannot be read.
-    pub async fn suite(&mut self, source: &Source) -> Result<Arc<SuiteIndex>, String> {
+    pub async fn suite(&mut self, source: &Source) -> Result<Arc<SuiteIndex>, RepoError> {
         if let Some(got) = self.suites.get(source) {
             return got.clone();
         }
@@ -83,16 +128,13 @@ impl Repositories {
         got
     }
 
-    async fn read_suite(&self, source: &Source) -> Result<SuiteIndex, String> {
+    async fn read_suite(&self, source: &Source) -> Result<SuiteIndex, RepoError> {
         let signed = if self.signed.contains(&source.uri) {
             true
         } else if self.unsigned.contains(&source.uri) {
             false
         } else {
-            return Err(format!(
-                "{} is not among the repositories the host reads ([fleet] repositories)",
-                source.uri
-            ));
+            return Err(RepoError::NotListed(source.uri.clone()));
         };
         if !source.archs.is_empty() && !source.archs.contains(&self.arch) {
             return Ok(SuiteIndex {
@@ -116,11 +158,12 @@ impl Repositories {
         for part in parts {
             let text = self.packages_index(&base, &part, release.as_ref()).await?;
             let wanted = self.wanted.clone();
+            let url = format!("{base}{part}Packages");
             let found = tokio::task::spawn_blocking(move || {
-                parse_packages(&text, &|n| wanted.contains(n)).map_err(|e| e.to_string())
+                parse_packages(&text, &|n| wanted.contains(n)).map_err(|e| index(&url, e))
             })
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(|e| index(&base, e))??;
             packages.extend(found);
         }
         let security = source.is_security()
@@ -136,37 +179,36 @@ impl Repositories {
 
     /// The suite's Release: signed (`InRelease`, checked) or, for an unsigned repository,
     /// `InRelease`'s text or `Release`; `None` when an unsigned flat repository has none.
-    async fn release(&self, base: &str, signed: bool) -> Result<Option<Release>, String> {
+    async fn release(&self, base: &str, signed: bool) -> Result<Option<Release>, RepoError> {
         let inrelease = format!("{base}InRelease");
         match fetch::get(&inrelease, MAX_RELEASE, WITHIN, 0).await {
             Ok(data) => {
                 let text = if signed {
-                    verify(&self.keyring, &data)
-                        .await
-                        .map_err(|e| format!("{inrelease}: {e}"))?
+                    verify(&self.keyring, &inrelease, &data).await?
                 } else {
                     String::from_utf8_lossy(&data).into_owned()
                 };
                 let body = clearsigned_body(&text).unwrap_or(&text);
                 return parse_release(body)
                     .map(Some)
-                    .map_err(|e| format!("{inrelease}: {e}"));
+                    .map_err(|e| index(&inrelease, e));
             }
             Err(FetchError::NotFound(_)) if !signed => {}
             Err(FetchError::NotFound(_)) => {
-                return Err(format!(
-                    "{inrelease}: not found (a signed InRelease is required)"
+                return Err(index(
+                    &inrelease,
+                    "not found (a signed InRelease is required)",
                 ))
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
         let plain = format!("{base}Release");
         match fetch::get(&plain, MAX_RELEASE, WITHIN, 0).await {
             Ok(data) => parse_release(&String::from_utf8_lossy(&data))
                 .map(Some)
-                .map_err(|e| format!("{plain}: {e}")),
+                .map_err(|e| index(&plain, e)),
             Err(FetchError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -178,7 +220,7 @@ impl Repositories {
         base: &str,
         part: &str,
         release: Option<&Release>,
-    ) -> Result<String, String> {
+    ) -> Result<String, RepoError> {
         for ext in ["xz", "gz", ""] {
             let file = if ext.is_empty() {
                 format!("{part}Packages")
@@ -194,21 +236,21 @@ impl Repositories {
                 None => match fetch::get(&url, MAX_INDEX, WITHIN, 0).await {
                     Ok(d) => d.to_vec(),
                     Err(FetchError::NotFound(_)) => continue,
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 },
             };
             let ext = ext.to_string();
             return tokio::task::spawn_blocking(move || decompress(&ext, &data))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("{url}: {e}"));
+                .map_err(|e| index(&url, e))?
+                .map_err(|e| index(&url, e));
         }
-        Err(format!("{base}: no Packages index for {part}"))
+        Err(index(base, format!("no Packages index for '{part}'")))
     }
 
     /// The file at `url` whose digest is `sha256`: from the cache, or fetched, checked
     /// and kept there.
-    pub async fn cached(&self, url: &str, sha256: &str, size: u64) -> Result<Vec<u8>, String> {
+    pub async fn cached(&self, url: &str, sha256: &str, size: u64) -> Result<Vec<u8>, RepoError> {
         let path = self.cache.join(sha256.to_ascii_lowercase());
         if let Ok(data) = std::fs::read(&path) {
             if digest(&data) == sha256 {
@@ -218,16 +260,12 @@ impl Repositories {
         let max = usize::try_from(size)
             .ok()
             .filter(|s| *s <= MAX_DOWNLOAD)
-            .ok_or_else(|| format!("{url}: larger than {MAX_DOWNLOAD} bytes"))?;
-        let data = fetch::get(url, max.saturating_add(1), WITHIN, 0)
-            .await
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| index(url, format!("larger than {MAX_DOWNLOAD} bytes")))?;
+        let data = fetch::get(url, max.saturating_add(1), WITHIN, 0).await?;
         if data.len() as u64 != size || digest(&data) != sha256 {
-            return Err(format!(
-                "{url}: its size or SHA-256 is not what the repository's index says"
-            ));
+            return Err(RepoError::Digest(url.to_string()));
         }
-        keep(&self.cache, &path, &data).map_err(|e| format!("{}: {e}", path.display()))?;
+        keep(&self.cache, &path, &data).map_err(|e| index(&path.display().to_string(), e))?;
         Ok(data.to_vec())
     }
 }
@@ -275,11 +313,17 @@ fn decompress(ext: &str, data: &[u8]) -> Result<String, String> {
     String::from_utf8(text).map_err(|_| "not UTF-8 text".to_string())
 }
 
-/// Checks a clear-signed file with `gpgv` against `keyring`; the signed text on success.
-async fn verify(keyring: &Path, data: &[u8]) -> Result<String, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+/// Checks a clear-signed file (fetched from `url`) with `gpgv` against `keyring`; the
+/// signed text on success.
+async fn verify(keyring: &Path, url: &str, data: &[u8]) -> Result<String, RepoError> {
+    let failed = |why: String| RepoError::Signature {
+        url: url.to_string(),
+        keyring: keyring.display().to_string(),
+        why,
+    };
+    let dir = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
     let (input, output) = (dir.path().join("InRelease"), dir.path().join("Release"));
-    std::fs::write(&input, data).map_err(|e| e.to_string())?;
+    std::fs::write(&input, data).map_err(|e| failed(e.to_string()))?;
     let out = tokio::process::Command::new("gpgv")
         .arg("--keyring")
         .arg(keyring)
@@ -288,17 +332,14 @@ async fn verify(keyring: &Path, data: &[u8]) -> Result<String, String> {
         .arg(&input)
         .output()
         .await
-        .map_err(|e| format!("cannot run gpgv: {e}"))?;
+        .map_err(|e| failed(format!("cannot run gpgv: {e}")))?;
     if !out.status.success() {
-        let why = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "its signature does not check out against {}: {}",
-            keyring.display(),
-            why.trim()
+        return Err(failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ));
     }
-    let text = std::fs::read(&output).map_err(|e| e.to_string())?;
-    String::from_utf8(text).map_err(|_| "the signed Release is not UTF-8".into())
+    let text = std::fs::read(&output).map_err(|e| failed(e.to_string()))?;
+    String::from_utf8(text).map_err(|_| index(url, "the signed Release is not UTF-8"))
 }
 
 /// The text of a clear-signed message (`None` when it is not one).
@@ -370,6 +411,6 @@ mod tests {
             archs: vec![],
         };
         let e = repos.suite(&evil).await.unwrap_err();
-        assert!(e.contains("not among the repositories"), "{e}");
+        assert!(matches!(e, RepoError::NotListed(_)), "{e}");
     }
 }

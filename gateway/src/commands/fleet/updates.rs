@@ -88,7 +88,7 @@ pub async fn survey(
         for source in &s.sources {
             match repos.suite(source).await {
                 Ok(index) => suites.push(index),
-                Err(e) => s.problems.push(e),
+                Err(e) => s.problems.push(e.to_string()),
             }
         }
         let offers: Vec<Offer> = suites
