@@ -190,13 +190,7 @@ impl Images {
     pub fn refresh(&self, name: &str, progress: &mut dyn FnMut(&str)) -> Result<u32> {
         let r = self.recipe_of(name)?;
         let (next, staging, target) = self.next_generation(name)?;
-        let rootfs = staging.join("rootfs");
-        let built = debootstrap(&rootfs, &r.suite, &r.mirror, &r.flavor.packages(), progress)
-            .and_then(|()| settle(&rootfs));
-        if let Err(e) = built {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+        bootstrap_into(&staging, &r, progress)?;
         let source = format!("{} (generation {next})", r.source());
         self.commit_to(name, &staging, &target, source)?;
         Ok(next)
@@ -355,13 +349,7 @@ impl Images {
     /// Builds a Debian image with debootstrap. `progress` receives each line it prints.
     pub fn build(&self, name: &str, r: &Recipe, progress: &mut dyn FnMut(&str)) -> Result<()> {
         let staging = self.staging(name)?;
-        let rootfs = staging.join("rootfs");
-        let built = debootstrap(&rootfs, &r.suite, &r.mirror, &r.flavor.packages(), progress)
-            .and_then(|()| settle(&rootfs));
-        if let Err(e) = built {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+        bootstrap_into(&staging, r, progress)?;
         self.commit(name, &staging, r.source())
     }
 
@@ -380,6 +368,18 @@ impl Images {
         self.commit(name, &staging, format!("import {}", file.display()))?;
         Ok(dropped)
     }
+}
+
+/// Runs debootstrap as `r` says into `staging/rootfs`; on failure the staging directory
+/// is removed.
+fn bootstrap_into(staging: &Path, r: &Recipe, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    let rootfs = staging.join("rootfs");
+    let built = debootstrap(&rootfs, &r.suite, &r.mirror, &r.flavor.packages(), progress)
+        .and_then(|()| settle(&rootfs));
+    if built.is_err() {
+        let _ = std::fs::remove_dir_all(staging);
+    }
+    built
 }
 
 /// Adds `base` to the owner and group of every file under `root` (not following

@@ -133,14 +133,7 @@ pub fn over_containers(
     if user.groups.contains(&app.config.server.admin_group) {
         return Ok((Rights::Admin, None));
     }
-    let asking = Asking {
-        policy: app.policy.current(),
-        subject: Subject {
-            user: user.name.clone(),
-            groups: user.groups.clone(),
-        },
-        key,
-    };
+    let asking = Asking::new(app, user, key);
     let any = asking
         .policy
         .admin_rules()
@@ -171,14 +164,7 @@ pub async fn authorize(
     if user.groups.contains(&app.config.server.admin_group) {
         return Ok((Rights::Admin, None));
     }
-    let asking = Asking {
-        policy: app.policy.current(),
-        subject: Subject {
-            user: user.name.clone(),
-            groups: user.groups.clone(),
-        },
-        key: command_key(cmd),
-    };
+    let asking = Asking::new(app, user, command_key(cmd));
     match cmd {
         // Public keys, so that people can verify what they connect to.
         ContainerCommand::Hostkeys { .. } => Ok((Rights::Anyone, None)),
@@ -214,6 +200,18 @@ struct Asking {
 }
 
 impl Asking {
+    /// `user` asking for `key` under the policy in force.
+    fn new(app: &Arc<App>, user: &User, key: &'static str) -> Asking {
+        Asking {
+            policy: app.policy.current(),
+            subject: Subject {
+                user: user.name.clone(),
+                groups: user.groups.clone(),
+            },
+            key,
+        }
+    }
+
     /// The admin rule that lets the person run the command on `t`, if one does.
     fn delegated(&self, t: Option<&Target>) -> Option<String> {
         self.policy
