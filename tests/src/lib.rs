@@ -128,6 +128,32 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Serves `dir` over HTTP on 127.0.0.1:`port` (python's `http.server`, a real server),
+/// its request log in `log`; returns once it accepts connections.
+pub fn serve_http(dir: &Path, port: u16, log: &Path) -> Kill {
+    let server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .spawn()
+        .expect("python3 -m http.server");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Kill(server)
+}
+
 /// Makes `state/images/debian-12` point at the cached test image.
 pub fn link_image(state: &Path) {
     fs::create_dir_all(state.join("images")).unwrap();

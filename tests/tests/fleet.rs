@@ -173,6 +173,56 @@ fn container_root_cannot_make_the_inventory_read_host_files_or_hang(backend: Bac
     assert!(stdout(&out).contains("web02"), "{}", stdout(&out));
 }
 
+/// `fleet vuln-data update` fetches the configured URL (a real HTTP server here), keeps
+/// it for `fleet vulns`, and refuses what is not the tracker's data, keeping the copy it
+/// has.
+#[test]
+fn vulnerability_data_is_fetched_checked_and_kept() {
+    let port = gatehouse_e2e::free_port();
+    let gw = Gateway::start_with(&format!(
+        "[fleet]\nvulnerability_data = \"http://127.0.0.1:{port}/tracker/data/json\"\n"
+    ));
+    let served = gw.dir.path().join("served");
+    std::fs::create_dir_all(served.join("tracker/data")).unwrap();
+    let _server = gatehouse_e2e::serve_http(&served, port, &gw.dir.path().join("http.log"));
+    gw.create_container("web01", "alice");
+    let rsync = packages(&gw, "web01")
+        .into_iter()
+        .find(|p| p.0 == "rsync")
+        .expect("rsync in the test image");
+    let out = gw.cli(&["fleet", "vulns"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("fleet vuln-data update"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(
+        served.join("tracker/data/json"),
+        tracker(&rsync.2, &rsync.3),
+    )
+    .unwrap();
+    let out = gw.cli(&["fleet", "vuln-data", "update"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("vulnerability data updated"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gw.cli_ok(&["fleet", "vulns"]).contains("CVE-2099-0001"));
+
+    std::fs::write(served.join("tracker/data/json"), "<html>maintenance</html>").unwrap();
+    let out = gw.cli(&["fleet", "vuln-data", "update"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not the tracker's data"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gw.cli_ok(&["fleet", "vulns"]).contains("CVE-2099-0001"));
+}
+
 on_every_runtime!(
     packages_and_vulnerabilities_are_read_from_outside_each_container,
     container_root_cannot_make_the_inventory_read_host_files_or_hang,

@@ -24,31 +24,12 @@ impl Repo {
         let dir = gw.dir.path().join("repo");
         std::fs::create_dir_all(dir.join("pool")).unwrap();
         let log = gw.dir.path().join("repo.log");
-        let server = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .arg("--directory")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("python3 -m http.server");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        let server = gatehouse_e2e::serve_http(&dir, port, &log);
         Repo {
             dir,
             port,
             log,
-            _server: Kill(server),
+            _server: server,
         }
     }
 

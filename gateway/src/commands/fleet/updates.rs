@@ -34,6 +34,9 @@ pub struct Pending {
     /// Its installed packages (for the caller's before/after).
     #[serde(skip)]
     pub packages: Arc<Vec<Package>>,
+    /// Whether its packages could be read (if not, it has no updates to show).
+    #[serde(skip)]
+    pub readable: bool,
     /// The updates.
     pub updates: Vec<Update>,
     /// What could not be read (a source not allowed, an unreachable repository): the
@@ -44,6 +47,7 @@ pub struct Pending {
 /// What one container has and where it gets packages from.
 struct Surveyed {
     record: ContainerRecord,
+    readable: bool,
     packages: Arc<Vec<Package>>,
     sources: Vec<Source>,
     problems: Vec<String>,
@@ -59,11 +63,11 @@ pub async fn survey(
     let mut surveyed = Vec::new();
     for record in records {
         let mut problems = Vec::new();
-        let packages = match parsed.of(rt, &record.name).await {
-            Ok(p) => p,
+        let (readable, packages) = match parsed.of(rt, &record.name).await {
+            Ok(p) => (true, p),
             Err(e) => {
                 problems.push(format!("its packages cannot be read: {e:#}"));
-                Arc::new(Vec::new())
+                (false, Arc::new(Vec::new()))
             }
         };
         let sources = sources_of(rt, &record.name).await.unwrap_or_else(|e| {
@@ -72,6 +76,7 @@ pub async fn survey(
         });
         surveyed.push(Surveyed {
             record,
+            readable,
             packages,
             sources,
             problems,
@@ -102,6 +107,7 @@ pub async fn survey(
         let updates = pending_of(&s.packages, &offers);
         out.push(Pending {
             container: s.record.name,
+            readable: s.readable,
             packages: s.packages,
             updates,
             problems: s.problems,

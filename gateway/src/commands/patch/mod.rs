@@ -207,7 +207,10 @@ async fn patch_one(
             Some((u.name.clone(), u.installed.clone(), t.clone()))
         })
         .collect();
-    if !targets.is_empty() {
+    if !p.readable {
+        out.result = "failed".into();
+        out.error = Some("its packages cannot be read, so nothing was upgraded".into());
+    } else if !targets.is_empty() {
         if let Err(e) = upgrade(cx, repos, args, &targets, &mut out).await {
             out.result = "failed".into();
             out.error.get_or_insert_with(|| format!("{e:#}"));
