@@ -27,7 +27,7 @@ pub const COMMANDS: &[&str] = &[
     "fleet.vulns",
     "fleet.report",
     "fleet.vuln-data",
-    "patch",
+    "fleet.patch",
     "sessions.list",
     "sessions.search",
     "replay",
@@ -36,15 +36,21 @@ pub const COMMANDS: &[&str] = &[
 
 /// Commands a rule grants only by naming them: a wildcard written before they existed
 /// must not grant them. `container.console` reaches a container's console, around its
-/// own login; `patch` runs apt as root in the containers it covers.
-pub const NAMED_ONLY: &[&str] = &["container.console", "patch"];
+/// own login; `fleet.patch` runs apt as root in the containers it covers.
+pub const NAMED_ONLY: &[&str] = &["container.console", "fleet.patch"];
+
+/// Other names rules may use for a command (`patch`, as PRODUCT.md first named it).
+pub fn canonical(command: &str) -> &str {
+    match command {
+        "patch" => "fleet.patch",
+        other => other,
+    }
+}
 
 /// Commands over many containers at once: a rule limited to some containers grants
 /// them on those (the others are left out), as `container.list` shows only those.
 pub fn over_containers(command: &str) -> bool {
-    command == "container.list"
-        || command == "patch"
-        || (command.starts_with("fleet.") && command != "fleet.vuln-data")
+    command == "container.list" || (command.starts_with("fleet.") && command != "fleet.vuln-data")
 }
 
 /// Whether a command pattern (`container.start`, `container.*`, `*`) names `command`
@@ -438,8 +444,10 @@ mod tests {
         assert!(pattern_matches("container.console", "container.console"));
         assert!(!pattern_matches("container.*", "container.console"));
         assert!(!pattern_matches("*", "container.console"));
-        assert!(!pattern_matches("*", "patch"));
-        assert!(pattern_matches("patch", "patch"));
+        assert!(!pattern_matches("*", "fleet.patch"));
+        assert!(!pattern_matches("fleet.*", "fleet.patch"));
+        assert!(pattern_matches("fleet.patch", "fleet.patch"));
+        assert!(pattern_matches(canonical("patch"), "fleet.patch"));
         assert!(pattern_matches("fleet.*", "fleet.report"));
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("512M"), Some(512 << 20));

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::admin::{parse_size, pattern_matches, AdminRule, SelfService, COMMANDS};
+use crate::admin::{canonical, parse_size, pattern_matches, AdminRule, SelfService, COMMANDS};
 use crate::rules::{Effect, Grants, Names, Origin, Rule, OWN_LOGIN};
 use crate::window::{parse_days, parse_hours, parse_zone, TimeWindow};
 use crate::Action;
@@ -620,11 +620,9 @@ impl Compiler<'_, '_> {
         }
         let mut commands = Vec::new();
         for c in raw.commands.into_inner() {
-            if COMMANDS
-                .iter()
-                .any(|known| pattern_matches(c.get_ref(), known))
-            {
-                commands.push(c.into_inner());
+            let name = canonical(c.get_ref());
+            if COMMANDS.iter().any(|known| pattern_matches(name, known)) {
+                commands.push(name.to_string());
             } else {
                 self.err(
                     c.span(),
@@ -1016,6 +1014,13 @@ mod tests {
         let p = parse("p.toml", text).unwrap();
         assert_eq!(p.admin[0].commands.len(), 2);
         assert_eq!(p.admin[0].origin.line, 1);
+        // `patch` is read as `fleet.patch`.
+        let p2 = parse(
+            "p.toml",
+            "[[admin]]\nusers = [\"a\"]\ncommands = [\"patch\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p2.admin[0].commands, ["fleet.patch"]);
         assert_eq!(p.self_service[0].max_memory, Some(1 << 30));
         assert_eq!(p.self_service[0].origin.line, 7);
         assert!(p.self_service[0].label_keys.is_empty());

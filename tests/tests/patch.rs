@@ -375,8 +375,8 @@ fn container_root_cannot_make_the_host_fetch_what_it_likes(backend: Backend) {
     assert!(err.contains("signature does not check out"), "{err}");
 }
 
-/// Over `+admin`: a rule granting `fleet.*` and `patch` on `env=dev` covers those
-/// containers and no others; a wildcard rule does not grant `patch`; host paths and
+/// Over `+admin`: a rule granting `fleet.*` and `fleet.patch` on `env=dev` covers those
+/// containers and no others; a wildcard rule does not grant `fleet.patch`; host paths and
 /// URLs are refused; the patch is recorded as the person who asked.
 #[test]
 fn patch_over_admin_covers_only_what_the_rule_names() {
@@ -396,7 +396,7 @@ logins = ["root", "$user"]
 [[admin]]
 name = "dev-patchers"
 users = ["bob"]
-commands = ["fleet.*", "patch"]
+commands = ["fleet.*", "fleet.patch"]
 labels = { env = "dev" }
 
 [[admin]]

@@ -122,7 +122,7 @@ pub fn unscoped(
         .ok_or_else(|| format!("{} may not run {key}", user.name))
 }
 
-/// Decides a command over many containers (`fleet.*`, `patch`): the admin group on
+/// Decides a command over many containers (`fleet.*`, `fleet.patch`): the admin group on
 /// all; else the containers the `[[admin]]` rules naming `key` cover (an error when
 /// none does).
 pub fn over_containers(

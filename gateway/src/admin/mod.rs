@@ -203,7 +203,7 @@ async fn decide(
             authz::unscoped(app, user, cmd.key())
         }
         AdminCommand::Fleet(cmd) => authz::over_containers(app, user, cmd.key()),
-        AdminCommand::Patch(_) => authz::over_containers(app, user, "patch"),
+        AdminCommand::Patch(_) => authz::over_containers(app, user, "fleet.patch"),
         AdminCommand::Sessions(SessionsCommand::List { .. }) => {
             authz::unscoped(app, user, "sessions.list")
         }
